@@ -1,0 +1,304 @@
+//! Parsing and validating the command line and its `WAXFAST_*` environment variables.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
+
+/// Runs a waxfast dataflow, like `python -m bytewax.run`.
+#[derive(Debug, Parser)]
+#[command(name = "waxfast", version, about, long_about = None)]
+struct Cli {
+    /// The flow to run: NAME or NAME:ARGS (see --list).
+    flow: Option<String>,
+
+    /// Number of worker threads in this process.
+    #[arg(
+        short = 'w',
+        long = "workers-per-process",
+        env = "WAXFAST_WORKERS_PER_PROCESS",
+        default_value = "1",
+        value_name = "N"
+    )]
+    workers_per_process: String,
+
+    /// This process's index in --addresses (starting at 0).
+    #[arg(
+        short = 'i',
+        long = "process-id",
+        env = "WAXFAST_PROCESS_ID",
+        value_name = "ID"
+    )]
+    process_id: Option<String>,
+
+    /// Addresses of all processes of the cluster, "host:port;host:port".
+    #[arg(
+        short = 'a',
+        long = "addresses",
+        env = "WAXFAST_ADDRESSES",
+        value_name = "ADDRS"
+    )]
+    addresses: Option<String>,
+
+    /// Directory of recovery partitions (enables snapshots and resume).
+    #[arg(
+        short = 'r',
+        long = "recovery-directory",
+        env = "WAXFAST_RECOVERY_DIRECTORY",
+        value_name = "DIR"
+    )]
+    recovery_directory: Option<String>,
+
+    /// Seconds between snapshots; without -r, the epoch interval (default 10).
+    #[arg(
+        short = 's',
+        long = "snapshot-interval",
+        env = "WAXFAST_SNAPSHOT_INTERVAL",
+        value_name = "SECS"
+    )]
+    snapshot_interval: Option<String>,
+
+    /// Seconds to keep old snapshots (needs -r).
+    #[arg(
+        short = 'b',
+        long = "backup-interval",
+        env = "WAXFAST_BACKUP_INTERVAL",
+        value_name = "SECS"
+    )]
+    backup_interval: Option<String>,
+
+    /// List the registered flows and exit.
+    #[arg(long)]
+    list: bool,
+}
+
+/// The validated settings of one invocation.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The FLOW argument, if given.
+    pub flow: Option<String>,
+    /// Worker threads in this process.
+    pub workers: usize,
+    /// This process's index.
+    pub process_id: usize,
+    /// All processes' addresses (empty: a single process).
+    pub addresses: Vec<String>,
+    /// The epoch interval.
+    pub epoch_interval: Duration,
+    /// `--list` was given.
+    pub list: bool,
+}
+
+pub(crate) enum ArgsError {
+    Clap(clap::Error),
+    Usage(String),
+}
+
+/// Parses `args`; `Ok(None)` when clap printed help or version.
+pub(crate) fn parse<I, T>(args: I) -> Result<Option<Settings>, ArgsError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = match Cli::command().try_get_matches_from(args) {
+        Ok(m) => m,
+        Err(e) => {
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    let _ = e.print();
+                    Ok(None)
+                }
+                _ => Err(ArgsError::Clap(e)),
+            }
+        }
+    };
+    let cli = Cli::from_arg_matches(&matches).map_err(ArgsError::Clap)?;
+    validate(cli, &matches).map(Some).map_err(ArgsError::Usage)
+}
+
+/// How to name an option in a message: the env var when that is where it came from.
+fn origin(m: &ArgMatches, id: &str, flag: &str, env: &str) -> String {
+    match m.value_source(id) {
+        Some(ValueSource::EnvVariable) => format!("environment variable {env}"),
+        _ => flag.to_string(),
+    }
+}
+
+fn parse_secs(text: &str, what: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid value {text:?} for {what}: expected a number of seconds"))?;
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!(
+            "invalid value {text:?} for {what}: expected a number of seconds >= 0"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses `"host:port;host:port"`.
+pub(crate) fn parse_addresses(text: &str, what: &str) -> Result<Vec<String>, String> {
+    let entries: Vec<&str> = text
+        .trim()
+        .trim_end_matches(';')
+        .split(';')
+        .map(str::trim)
+        .collect();
+    let mut out = Vec::new();
+    for e in entries {
+        let bad = |why: &str| {
+            format!("invalid address {e:?} in {what}: {why}; expected \"host:port;host:port\"")
+        };
+        let (host, port) = e.rsplit_once(':').ok_or_else(|| bad("missing ':port'"))?;
+        if host.is_empty() {
+            return Err(bad("empty host"));
+        }
+        port.parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| bad("the port must be a number from 1 to 65535"))?;
+        out.push(e.to_string());
+    }
+    Ok(out)
+}
+
+fn validate(cli: Cli, m: &ArgMatches) -> Result<Settings, String> {
+    let w_name = origin(
+        m,
+        "workers_per_process",
+        "-w/--workers-per-process",
+        "WAXFAST_WORKERS_PER_PROCESS",
+    );
+    let workers: usize = cli.workers_per_process.trim().parse().map_err(|_| {
+        format!(
+            "invalid value {:?} for {w_name}: expected a whole number >= 1",
+            cli.workers_per_process
+        )
+    })?;
+    if workers == 0 {
+        return Err(format!("{w_name} must be at least 1"));
+    }
+
+    let a_name = origin(m, "addresses", "-a/--addresses", "WAXFAST_ADDRESSES");
+    let addresses = match &cli.addresses {
+        Some(text) => parse_addresses(text, &a_name)?,
+        None => Vec::new(),
+    };
+    let i_name = origin(m, "process_id", "-i/--process-id", "WAXFAST_PROCESS_ID");
+    let process_id = match &cli.process_id {
+        None => {
+            if addresses.len() > 1 {
+                return Err(format!(
+                    "{a_name} lists {} processes: say which one this is with -i/--process-id",
+                    addresses.len()
+                ));
+            }
+            0
+        }
+        Some(text) => {
+            let id: usize = text.trim().parse().map_err(|_| {
+                format!("invalid value {text:?} for {i_name}: expected a whole number >= 0")
+            })?;
+            if addresses.is_empty() {
+                return Err(format!(
+                    "{i_name} needs -a/--addresses: the process id is a position in that list"
+                ));
+            }
+            if id >= addresses.len() {
+                return Err(format!(
+                    "{i_name} is {id}, but {a_name} lists only {} process(es) (valid ids: 0..{})",
+                    addresses.len(),
+                    addresses.len() - 1
+                ));
+            }
+            id
+        }
+    };
+
+    let r_name = origin(
+        m,
+        "recovery_directory",
+        "-r/--recovery-directory",
+        "WAXFAST_RECOVERY_DIRECTORY",
+    );
+    let s_name = origin(
+        m,
+        "snapshot_interval",
+        "-s/--snapshot-interval",
+        "WAXFAST_SNAPSHOT_INTERVAL",
+    );
+    let b_name = origin(
+        m,
+        "backup_interval",
+        "-b/--backup-interval",
+        "WAXFAST_BACKUP_INTERVAL",
+    );
+    let epoch_interval = match &cli.snapshot_interval {
+        Some(text) => parse_secs(text, &s_name)?,
+        None => Duration::from_secs(10),
+    };
+    if let Some(text) = &cli.backup_interval {
+        parse_secs(text, &b_name)?;
+        if cli.recovery_directory.is_none() {
+            return Err(format!("{b_name} needs -r/--recovery-directory"));
+        }
+    }
+
+    // Implemented by later milestones: refused, never silently ignored.
+    if cli.recovery_directory.is_some() {
+        return Err(format!("{r_name}: recovery (snapshots and resume) is not available in this version of waxfast yet"));
+    }
+    if workers > 1 {
+        return Err(format!(
+            "{w_name} is {workers}, but this version of waxfast runs one worker per process; use -w 1"
+        ));
+    }
+    if addresses.len() > 1 {
+        return Err(format!(
+            "{a_name} lists {} processes, but multi-process clusters are not available in this version of waxfast yet",
+            addresses.len()
+        ));
+    }
+
+    Ok(Settings {
+        flow: cli.flow,
+        workers,
+        process_id,
+        addresses,
+        epoch_interval,
+        list: cli.list,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_parse_and_reject() {
+        assert_eq!(
+            parse_addresses("a:1;b:2", "-a").unwrap(),
+            vec!["a:1", "b:2"]
+        );
+        assert_eq!(parse_addresses("a:1;", "-a").unwrap(), vec!["a:1"]);
+        assert_eq!(parse_addresses("[::1]:7", "-a").unwrap(), vec!["[::1]:7"]);
+        for bad in ["a", "a:", ":1", "a:0", "a:70000", "a:1;;b:2", "a:x"] {
+            let e = parse_addresses(bad, "-a/--addresses").unwrap_err();
+            assert!(e.contains("-a/--addresses"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn seconds_parse_and_reject() {
+        assert_eq!(
+            parse_secs("1.5", "-s").unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(parse_secs("0", "-s").unwrap(), Duration::ZERO);
+        assert!(parse_secs("-1", "-s").is_err());
+        assert!(parse_secs("soon", "-s").is_err());
+        assert!(parse_secs("inf", "-s").is_err());
+    }
+}

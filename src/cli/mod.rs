@@ -1,0 +1,164 @@
+//! The `waxfast` command line, shaped like `python -m bytewax.run`.
+//!
+//! `waxfast [OPTIONS] <FLOW>` runs a registered flow. `FLOW` is `NAME` or `NAME:ARGS`;
+//! `ARGS` is handed to the flow's factory as a string. Users register their own flows
+//! and call [`main`] from their own binary:
+//!
+//! ```no_run
+//! use waxfast::cli::{main as waxfast_main, FlowRegistry};
+//! use waxfast::connectors::{stdio::StdOutSink, testing::TestingSource};
+//! use waxfast::Dataflow;
+//!
+//! fn main() -> std::process::ExitCode {
+//!     let flows = FlowRegistry::with_builtins().register("squares", "print n*n for n in 0..N", |args| {
+//!         let n: u64 = args.unwrap_or("5").parse().map_err(|e| format!("N: {e}"))?;
+//!         let flow = Dataflow::new("squares");
+//!         flow.input("inp", TestingSource::new(0..n)).map("sq", |x| x * x).output("out", StdOutSink::new());
+//!         Ok(flow)
+//!     });
+//!     waxfast_main(flows)
+//! }
+//! ```
+//!
+//! Exit codes: 0 on success, 1 when the run fails (the message names the step), 2 for a
+//! usage error (the message names the flag or environment variable).
+
+mod args;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use crate::dataflow::Dataflow;
+use crate::runtime::{run_main_with, RunConfig};
+
+pub use args::Settings;
+
+type Factory = Box<dyn Fn(Option<&str>) -> Result<Dataflow, String> + Send + Sync>;
+
+struct FlowEntry {
+    name: String,
+    description: String,
+    factory: Factory,
+}
+
+/// The flows a `waxfast` binary can run, by name.
+#[derive(Default)]
+pub struct FlowRegistry {
+    entries: Vec<FlowEntry>,
+}
+
+impl std::fmt::Debug for FlowRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.entries.iter().map(|e| &e.name))
+            .finish()
+    }
+}
+
+impl FlowRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A registry holding the built-in flows (`simple`, `wordcount`).
+    pub fn with_builtins() -> Self {
+        crate::flows::register_builtins(Self::new())
+    }
+
+    /// Registers (or replaces) flow `name`. The factory gets the text after `NAME:` (if
+    /// any) and returns the flow, or a message saying what the arguments should be.
+    pub fn register(
+        mut self,
+        name: &str,
+        description: &str,
+        factory: impl Fn(Option<&str>) -> Result<Dataflow, String> + Send + Sync + 'static,
+    ) -> Self {
+        self.entries.retain(|e| e.name != name);
+        self.entries.push(FlowEntry {
+            name: name.to_string(),
+            description: description.to_string(),
+            factory: Box::new(factory),
+        });
+        self
+    }
+
+    /// The registered names, in registration order.
+    pub fn names(&self) -> Vec<&str> {
+        self.entries.iter().map(|e| e.name.as_str()).collect()
+    }
+
+    fn get(&self, name: &str) -> Option<&FlowEntry> {
+        self.entries.iter().find(|e| e.name == name)
+    }
+}
+
+/// Runs the command line of this process against `registry`.
+pub fn main(registry: FlowRegistry) -> ExitCode {
+    ExitCode::from(run(std::env::args_os(), &registry))
+}
+
+/// Runs a command line (the first element is the program name) and returns the exit
+/// code: 0 success, 1 run failure, 2 usage error.
+pub fn run<I, T>(args: I, registry: &FlowRegistry) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let settings = match args::parse(args) {
+        Ok(Some(s)) => s,
+        Ok(None) => return 0, // --help / --version printed
+        Err(args::ArgsError::Clap(e)) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+        Err(args::ArgsError::Usage(msg)) => return usage_error(&msg),
+    };
+    init_logging();
+    if settings.list {
+        for e in &registry.entries {
+            println!("{:<12} {}", e.name, e.description);
+        }
+        return 0;
+    }
+    let Some(flow_arg) = settings.flow.as_deref() else {
+        return usage_error("missing FLOW: name the flow to run (see `waxfast --list`)");
+    };
+    let (name, flow_args) = match flow_arg.split_once(':') {
+        Some((n, a)) => (n, Some(a)),
+        None => (flow_arg, None),
+    };
+    let Some(entry) = registry.get(name) else {
+        return usage_error(&format!(
+            "unknown flow {name:?}; known flows: {} (see `waxfast --list`)",
+            registry.names().join(", ")
+        ));
+    };
+    let flow = match (entry.factory)(flow_args) {
+        Ok(f) => f,
+        Err(msg) => return usage_error(&format!("flow {name:?}: {msg}")),
+    };
+    let config = RunConfig::default().epoch_interval(settings.epoch_interval);
+    tracing::info!(flow = name, workers = settings.workers, "starting");
+    match run_main_with(&flow, &config) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+fn usage_error(msg: &str) -> u8 {
+    eprintln!("error: {msg}");
+    2
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("WAXFAST_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

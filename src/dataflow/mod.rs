@@ -1,0 +1,365 @@
+//! The blueprint: a [`Dataflow`] is a DAG of named steps over typed [`Stream`]s.
+//!
+//! Building a flow only records steps; nothing runs. Each step carries a build closure
+//! that instantiates it on one worker, so that every worker can build the same flow.
+//! This module knows nothing of threads, rings or sockets.
+
+mod key;
+
+use std::collections::HashSet;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+pub use key::Key;
+
+use crate::error::{Error, Result};
+use crate::io::Source;
+use crate::runtime::build::BuildCtx;
+use crate::runtime::push::Data;
+
+/// Index of a stream within its flow.
+pub(crate) type StreamId = usize;
+
+/// Instantiates a step on one worker.
+pub(crate) type BuildFn = Box<dyn Fn(&mut BuildCtx) -> Result<()> + Send + Sync>;
+
+/// What part a step plays, for validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Input,
+    Output,
+    Operator,
+}
+
+/// One step of the blueprint.
+pub(crate) struct StepDef {
+    pub(crate) id: Arc<str>,
+    pub(crate) kind: &'static str,
+    pub(crate) inputs: Vec<StreamId>,
+    pub(crate) outputs: Vec<StreamId>,
+    pub(crate) role: Role,
+    pub(crate) build: BuildFn,
+}
+
+impl std::fmt::Debug for StepDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepDef")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("inputs", &self.inputs)
+            .field("outputs", &self.outputs)
+            .finish()
+    }
+}
+
+/// The first problem with a step id, kept until the flow is validated.
+#[derive(Debug, Clone)]
+enum IdProblem {
+    Duplicate(String),
+    Invalid(String),
+}
+
+impl IdProblem {
+    fn to_error(&self) -> Error {
+        match self {
+            IdProblem::Duplicate(id) => Error::DuplicateStepId(id.clone()),
+            IdProblem::Invalid(id) => Error::InvalidStepId(id.clone()),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Graph {
+    name: String,
+    steps: Vec<Arc<StepDef>>,
+    ids: HashSet<Arc<str>>,
+    streams: usize,
+    error: Option<IdProblem>,
+}
+
+impl Graph {
+    fn record(&mut self, e: IdProblem) {
+        self.error.get_or_insert(e);
+    }
+
+    /// Reserves `scope.name` as a step id; records an error if it is taken or invalid.
+    fn reserve(&mut self, scope: &str, name: &str) -> Arc<str> {
+        let id: Arc<str> = format!("{scope}.{name}").into();
+        if name.is_empty() || name.contains('.') {
+            self.record(IdProblem::Invalid(id.to_string()));
+        } else if !self.ids.insert(id.clone()) {
+            self.record(IdProblem::Duplicate(id.to_string()));
+        }
+        id
+    }
+
+    fn new_stream(&mut self) -> StreamId {
+        self.streams += 1;
+        self.streams - 1
+    }
+}
+
+/// A validated, immutable copy of a flow's steps, shared by all workers of a run.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub(crate) name: String,
+    pub(crate) steps: Vec<Arc<StepDef>>,
+    pub(crate) streams: usize,
+}
+
+/// A dataflow: named steps over typed streams. Build it with [`Dataflow::input`] and the
+/// operator methods of [`Stream`], then run it with [`crate::run_main`] or the
+/// `waxfast` CLI.
+///
+/// ```
+/// use waxfast::{Dataflow, run_main};
+/// use waxfast::connectors::testing::{TestingSource, TestingSink};
+///
+/// let flow = Dataflow::new("simple");
+/// let (sink, out) = TestingSink::new();
+/// flow.input("inp", TestingSource::new(0..3))
+///     .map("plus_one", |x| x + 1)
+///     .output("out", sink);
+/// run_main(&flow).unwrap();
+/// assert_eq!(out.take(), vec![1, 2, 3]);
+/// ```
+#[derive(Clone)]
+pub struct Dataflow {
+    graph: Arc<Mutex<Graph>>,
+}
+
+impl std::fmt::Debug for Dataflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let g = lock(&self.graph);
+        f.debug_struct("Dataflow")
+            .field("name", &g.name)
+            .field("steps", &g.steps.len())
+            .finish()
+    }
+}
+
+fn lock(g: &Mutex<Graph>) -> MutexGuard<'_, Graph> {
+    // A panic while holding this lock can only come from a bug in waxfast itself; the
+    // graph is still consistent (every mutation is a single push/insert).
+    g.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Dataflow {
+    /// Starts an empty flow. The name is the first component of every step id.
+    pub fn new(name: &str) -> Dataflow {
+        let mut g = Graph {
+            name: name.to_string(),
+            ..Graph::default()
+        };
+        if name.is_empty() || name.contains('.') {
+            g.record(IdProblem::Invalid(name.to_string()));
+        }
+        Dataflow {
+            graph: Arc::new(Mutex::new(g)),
+        }
+    }
+
+    /// The flow's name.
+    pub fn name(&self) -> String {
+        lock(&self.graph).name.clone()
+    }
+
+    /// Adds an input step reading from `source`.
+    ///
+    /// ```
+    /// use waxfast::Dataflow;
+    /// use waxfast::connectors::testing::TestingSource;
+    /// let flow = Dataflow::new("f");
+    /// let numbers = flow.input("inp", TestingSource::new(vec![1, 2, 3]));
+    /// # let _ = numbers;
+    /// ```
+    pub fn input<T: Data>(&self, step: &str, source: impl Source<T>) -> Stream<T> {
+        let kind = source.into_kind();
+        let scope: Arc<str> = self.name().into();
+        let out = lock(&self.graph).new_stream();
+        add_step(
+            &self.graph,
+            &scope,
+            step,
+            "input",
+            Role::Input,
+            vec![],
+            vec![out],
+            Box::new(move |ctx: &mut BuildCtx| ctx.build_source(&kind, out)),
+        );
+        Stream::new(self.graph.clone(), out, scope)
+    }
+
+    /// Checks the flow: unique and valid step ids, at least one input and one output.
+    /// Every entry point calls this; call it yourself to fail early.
+    pub fn validate(&self) -> Result<()> {
+        self.plan().map(|_| ())
+    }
+
+    /// The full ids of all steps, in declaration order.
+    pub fn step_ids(&self) -> Vec<String> {
+        lock(&self.graph)
+            .steps
+            .iter()
+            .map(|s| s.id.to_string())
+            .collect()
+    }
+
+    pub(crate) fn plan(&self) -> Result<Plan> {
+        let g = lock(&self.graph);
+        if let Some(problem) = &g.error {
+            return Err(problem.to_error());
+        }
+        if !g.steps.iter().any(|s| s.role == Role::Input) {
+            return Err(Error::NoInput(g.name.clone()));
+        }
+        if !g.steps.iter().any(|s| s.role == Role::Output) {
+            return Err(Error::NoOutput(g.name.clone()));
+        }
+        Ok(Plan {
+            name: g.name.clone(),
+            steps: g.steps.clone(),
+            streams: g.streams,
+        })
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn add_step(
+    graph: &Arc<Mutex<Graph>>,
+    scope: &str,
+    name: &str,
+    kind: &'static str,
+    role: Role,
+    inputs: Vec<StreamId>,
+    outputs: Vec<StreamId>,
+    build: BuildFn,
+) -> Arc<str> {
+    let mut g = lock(graph);
+    let id = g.reserve(scope, name);
+    g.steps.push(Arc::new(StepDef {
+        id: id.clone(),
+        kind,
+        inputs,
+        outputs,
+        role,
+        build,
+    }));
+    id
+}
+
+/// A typed stream of items on every worker. Operators are methods on it; see the
+/// operator modules for their docs ([`crate::operators`]).
+pub struct Stream<T> {
+    graph: Arc<Mutex<Graph>>,
+    pub(crate) id: StreamId,
+    scope: Arc<str>,
+    _item: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Stream<T> {
+    fn clone(&self) -> Self {
+        Stream {
+            graph: self.graph.clone(),
+            id: self.id,
+            scope: self.scope.clone(),
+            _item: PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Stream<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Stream({} #{})", self.scope, self.id)
+    }
+}
+
+impl<T: Data> Stream<T> {
+    fn new(graph: Arc<Mutex<Graph>>, id: StreamId, scope: Arc<str>) -> Self {
+        Stream {
+            graph,
+            id,
+            scope,
+            _item: PhantomData,
+        }
+    }
+
+    /// The scope (dotted path) in which steps consuming this stream are named.
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    /// Adds a step with one input (this stream) and one output.
+    pub(crate) fn unary<U: Data>(
+        &self,
+        name: &str,
+        kind: &'static str,
+        build: impl Fn(&mut BuildCtx, StreamId, StreamId) -> Result<()> + Send + Sync + 'static,
+    ) -> Stream<U> {
+        let out = lock(&self.graph).new_stream();
+        let inp = self.id;
+        add_step(
+            &self.graph,
+            &self.scope,
+            name,
+            kind,
+            Role::Operator,
+            vec![inp],
+            vec![out],
+            Box::new(move |ctx: &mut BuildCtx| build(ctx, inp, out)),
+        );
+        Stream::new(self.graph.clone(), out, self.scope.clone())
+    }
+
+    /// Adds a step with the given inputs and `n_out` outputs of arbitrary types; the
+    /// caller makes the typed output handles with [`Stream::output_handle`].
+    pub(crate) fn general(
+        &self,
+        name: &str,
+        kind: &'static str,
+        role: Role,
+        inputs: Vec<StreamId>,
+        n_out: usize,
+        build: impl Fn(&mut BuildCtx, &[StreamId], &[StreamId]) -> Result<()> + Send + Sync + 'static,
+    ) -> Vec<StreamId> {
+        let outs: Vec<StreamId> = {
+            let mut g = lock(&self.graph);
+            (0..n_out).map(|_| g.new_stream()).collect()
+        };
+        let (ins, os) = (inputs.clone(), outs.clone());
+        add_step(
+            &self.graph,
+            &self.scope,
+            name,
+            kind,
+            role,
+            inputs,
+            outs.clone(),
+            Box::new(move |ctx: &mut BuildCtx| build(ctx, &ins, &os)),
+        );
+        outs
+    }
+
+    /// A typed handle on stream `id` of this flow, in this stream's scope.
+    pub(crate) fn output_handle<U: Data>(&self, id: StreamId) -> Stream<U> {
+        Stream::new(self.graph.clone(), id, self.scope.clone())
+    }
+
+    /// Opens the scope of a composite operator named `name`: reserves the id
+    /// `scope.name` and returns this stream re-homed inside it, so inner steps are
+    /// named `scope.name.inner`.
+    pub(crate) fn enter(&self, name: &str) -> Stream<T> {
+        let id = lock(&self.graph).reserve(&self.scope, name);
+        Stream::new(self.graph.clone(), self.id, id)
+    }
+
+    /// Returns a stream from a composite's scope to `outer`'s scope.
+    pub(crate) fn exit<O>(&self, outer: &Stream<O>) -> Stream<T> {
+        Stream::new(self.graph.clone(), self.id, outer.scope.clone())
+    }
+
+    /// Checks that `other` belongs to the same flow.
+    pub(crate) fn same_flow<U>(&self, other: &Stream<U>) -> bool {
+        Arc::ptr_eq(&self.graph, &other.graph)
+    }
+}

@@ -1,0 +1,66 @@
+//! The errors a dataflow build or run can end with.
+//!
+//! Every variant names what was wrong (the step id, the flow) and how to fix it. Entry
+//! points ([`crate::run_main`]) return [`Error`]; nothing in the runtime panics on a
+//! condition a user can cause.
+
+/// A boxed error from user code (a source, a sink, or an operator's fallible logic).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a dataflow could not be built or did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Two steps in the same scope were given the same id.
+    #[error("duplicate step id {0:?}: step ids must be unique within their parent; rename one of the steps")]
+    DuplicateStepId(String),
+    /// A step id that cannot be used (empty, or containing a `.`).
+    #[error("invalid step id {0:?}: a step id must be non-empty and must not contain '.'")]
+    InvalidStepId(String),
+    /// The flow has no input step.
+    #[error("dataflow {0:?} has no input step: add one with `Dataflow::input`")]
+    NoInput(String),
+    /// The flow has no output step.
+    #[error("dataflow {0:?} has no output step: add one with `Stream::output` (or `inspect`)")]
+    NoOutput(String),
+    /// User code panicked inside a step.
+    #[error("step {step_id:?} panicked: {message}")]
+    StepPanicked {
+        /// Full dotted id of the step whose code panicked.
+        step_id: String,
+        /// The panic message.
+        message: String,
+    },
+    /// A source, sink or operator returned an error.
+    #[error("error in step {step_id:?}: {source}")]
+    Step {
+        /// Full dotted id of the failing step.
+        step_id: String,
+        /// What went wrong.
+        #[source]
+        source: BoxError,
+    },
+    /// The run configuration is invalid (for example zero workers).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A worker thread died without reporting an error of its own.
+    #[error("worker {worker} stopped unexpectedly: {message}")]
+    Worker {
+        /// Global index of the worker.
+        worker: usize,
+        /// What is known of the cause.
+        message: String,
+    },
+}
+
+impl Error {
+    /// Wraps a user error with the id of the step it came from.
+    pub fn in_step(step_id: impl Into<String>, source: impl Into<BoxError>) -> Error {
+        Error::Step {
+            step_id: step_id.into(),
+            source: source.into(),
+        }
+    }
+}
+
+/// Short for `std::result::Result<T, waxfast::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,54 @@
+//! Built-in flows, runnable as `waxfast NAME[:ARGS]`.
+
+use crate::cli::FlowRegistry;
+use crate::connectors::files::FileSource;
+use crate::connectors::stdio::StdOutSink;
+use crate::connectors::testing::TestingSource;
+use crate::dataflow::Dataflow;
+
+/// The seeds' first flow: input 0..3, `plus_one`, stdout. Prints 1, 2, 3.
+pub fn simple() -> Dataflow {
+    let flow = Dataflow::new("simple");
+    flow.input("inp", TestingSource::new(0..3u64))
+        .map("plus_one", |x| x + 1)
+        .output("out", StdOutSink::new());
+    flow
+}
+
+/// Counts the words of a text file: lower-cases each line, splits on whitespace, counts
+/// per word and prints `word=count` lines (words in order).
+pub fn wordcount(path: &str) -> Dataflow {
+    let flow = Dataflow::new("wordcount");
+    flow.input("inp", FileSource::new(path))
+        .flat_map("split", |line: String| {
+            line.to_lowercase()
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .count_final("count", |w: &String| w.clone())
+        .map("fmt", |(w, c)| format!("{w}={c}"))
+        .output("out", StdOutSink::new());
+    flow
+}
+
+/// Adds the built-in flows to `registry`.
+pub fn register_builtins(registry: FlowRegistry) -> FlowRegistry {
+    registry
+        .register(
+            "simple",
+            "input 0..3, add one, print each (the Bytewax getting-started flow)",
+            |args| match args {
+                None => Ok(simple()),
+                Some(a) => Err(format!("takes no arguments, got {a:?}")),
+            },
+        )
+        .register(
+            "wordcount",
+            "wordcount:PATH  count the words of a text file, print word=count lines",
+            |args| match args {
+                Some(path) if !path.is_empty() => Ok(wordcount(path)),
+                _ => Err("needs the path of a text file: wordcount:PATH".to_string()),
+            },
+        )
+}

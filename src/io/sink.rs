@@ -1,0 +1,234 @@
+use std::sync::Arc;
+
+use crate::dataflow::Key;
+use crate::error::BoxError;
+
+/// The partition a [`DynamicSink`] builds on each worker.
+pub trait StatelessSinkPartition: Send + 'static {
+    /// The items this partition writes.
+    type Item;
+
+    /// Writes (drains) a batch of items.
+    fn write_batch(&mut self, items: &mut Vec<Self::Item>) -> Result<(), BoxError>;
+
+    /// Pushes buffered output out; called when the worker goes idle, so output of a
+    /// slow stream is not held back. The default does nothing.
+    fn flush(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// Flushes and releases resources at the end of the run.
+    fn close(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// A sink that builds one partition on every worker.
+pub trait DynamicSink: Send + Sync + 'static {
+    /// The items it writes.
+    type Item;
+    /// The partition type.
+    type Part: StatelessSinkPartition<Item = Self::Item>;
+
+    /// Builds this worker's partition.
+    fn build(
+        &self,
+        step_id: &str,
+        worker_index: usize,
+        worker_count: usize,
+    ) -> Result<Self::Part, BoxError>;
+}
+
+/// One partition of a [`FixedPartitionedSink`], written by exactly one worker.
+pub trait StatefulSinkPartition: Send + 'static {
+    /// The values it writes (the keys only route).
+    type Item;
+    /// Its resume state (what [`snapshot`](Self::snapshot) returns).
+    type State: Send + 'static;
+
+    /// Writes (drains) a batch of values.
+    fn write_batch(&mut self, items: &mut Vec<Self::Item>) -> Result<(), BoxError>;
+
+    /// The state a resumed run should continue from.
+    fn snapshot(&self) -> Self::State;
+
+    /// Pushes buffered output out; called when the worker goes idle, so output of a
+    /// slow stream is not held back. The default does nothing.
+    fn flush(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// Flushes and releases resources at the end of the run.
+    fn close(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// A sink with a fixed set of named partitions. It consumes keyed items `(K, V)`: the
+/// key's stable hash picks the partition ([`part_fn`](Self::part_fn)), and the partition
+/// is handed the values.
+pub trait FixedPartitionedSink: Send + Sync + 'static {
+    /// The values it writes.
+    type Item;
+    /// The partition type.
+    type Part: StatefulSinkPartition<Item = Self::Item>;
+
+    /// The names of all partitions.
+    fn list_parts(&self) -> Vec<String>;
+
+    /// Which partition (an index into `list_parts`) a key goes to, given the key's
+    /// [`Key::stable_hash`]. The default spreads keys by hash.
+    fn part_fn(&self, key_hash: u64) -> usize {
+        key_hash as usize
+    }
+
+    /// Builds partition `for_part` on the worker that owns it.
+    fn build_part(
+        &self,
+        step_id: &str,
+        for_part: &str,
+        resume_state: Option<<Self::Part as StatefulSinkPartition>::State>,
+    ) -> Result<Self::Part, BoxError>;
+}
+
+/// Anything `Stream::output` accepts. Implement it with one line:
+/// `SinkKind::dynamic(self)` or `SinkKind::fixed(self)`.
+pub trait Sink<T>: Send + Sync + 'static {
+    /// Says which kind of sink this is.
+    fn into_kind(self) -> SinkKind<T>;
+}
+
+/// A sink, type-erased for the runtime.
+pub enum SinkKind<T> {
+    /// One partition per worker.
+    Dynamic(Arc<dyn ErasedDynamicSink<T>>),
+    /// Fixed partitions, each on one worker, chosen by key.
+    Fixed(Arc<dyn ErasedFixedSink<T>>),
+}
+
+impl<T> std::fmt::Debug for SinkKind<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SinkKind::Fixed(_) => f.write_str("SinkKind::Fixed"),
+            SinkKind::Dynamic(_) => f.write_str("SinkKind::Dynamic"),
+        }
+    }
+}
+
+impl<T: 'static> SinkKind<T> {
+    /// Wraps a dynamic sink.
+    pub fn dynamic<S: DynamicSink<Item = T>>(sink: S) -> Self {
+        SinkKind::Dynamic(Arc::new(DynamicAdapter(sink)))
+    }
+}
+
+impl<K: Key, V: 'static> SinkKind<(K, V)> {
+    /// Wraps a fixed-partitioned sink of values `V`, keyed by `K`.
+    pub fn fixed<S: FixedPartitionedSink<Item = V>>(sink: S) -> Self {
+        SinkKind::Fixed(Arc::new(FixedAdapter(sink)))
+    }
+}
+
+/// A dynamic sink seen by the runtime.
+#[doc(hidden)]
+pub trait ErasedDynamicSink<T>: Send + Sync {
+    fn build(
+        &self,
+        step_id: &str,
+        worker_index: usize,
+        worker_count: usize,
+    ) -> Result<Box<dyn ErasedSinkPart<T>>, BoxError>;
+}
+
+/// A fixed-partitioned sink seen by the runtime.
+#[doc(hidden)]
+pub trait ErasedFixedSink<T>: Send + Sync {
+    fn list_parts(&self) -> Vec<String>;
+    /// The partition index (< `parts`) of an item.
+    fn part_of(&self, item: &T, parts: usize) -> usize;
+    fn build_part(
+        &self,
+        step_id: &str,
+        for_part: &str,
+    ) -> Result<Box<dyn ErasedSinkPart<T>>, BoxError>;
+}
+
+/// A sink partition seen by the runtime.
+#[doc(hidden)]
+pub trait ErasedSinkPart<T> {
+    fn write_batch(&mut self, items: &mut Vec<T>) -> Result<(), BoxError>;
+    fn flush(&mut self) -> Result<(), BoxError>;
+    fn close(&mut self) -> Result<(), BoxError>;
+}
+
+struct DynamicAdapter<S>(S);
+struct FixedAdapter<S>(S);
+struct StatelessPart<P>(P);
+struct KeyedPart<P: StatefulSinkPartition> {
+    part: P,
+    values: Vec<P::Item>,
+}
+
+impl<T: 'static, S: DynamicSink<Item = T>> ErasedDynamicSink<T> for DynamicAdapter<S> {
+    fn build(
+        &self,
+        step_id: &str,
+        worker_index: usize,
+        worker_count: usize,
+    ) -> Result<Box<dyn ErasedSinkPart<T>>, BoxError> {
+        Ok(Box::new(StatelessPart(self.0.build(
+            step_id,
+            worker_index,
+            worker_count,
+        )?)))
+    }
+}
+
+impl<T, P: StatelessSinkPartition<Item = T>> ErasedSinkPart<T> for StatelessPart<P> {
+    fn write_batch(&mut self, items: &mut Vec<T>) -> Result<(), BoxError> {
+        self.0.write_batch(items)
+    }
+    fn flush(&mut self) -> Result<(), BoxError> {
+        self.0.flush()
+    }
+    fn close(&mut self) -> Result<(), BoxError> {
+        self.0.close()
+    }
+}
+
+impl<K: Key, V: 'static, S: FixedPartitionedSink<Item = V>> ErasedFixedSink<(K, V)>
+    for FixedAdapter<S>
+{
+    fn list_parts(&self) -> Vec<String> {
+        self.0.list_parts()
+    }
+    fn part_of(&self, item: &(K, V), parts: usize) -> usize {
+        self.0.part_fn(item.0.stable_hash()) % parts.max(1)
+    }
+    fn build_part(
+        &self,
+        step_id: &str,
+        for_part: &str,
+    ) -> Result<Box<dyn ErasedSinkPart<(K, V)>>, BoxError> {
+        let part = self.0.build_part(step_id, for_part, None)?;
+        Ok(Box::new(KeyedPart {
+            part,
+            values: Vec::new(),
+        }))
+    }
+}
+
+impl<K, V, P: StatefulSinkPartition<Item = V>> ErasedSinkPart<(K, V)> for KeyedPart<P> {
+    fn write_batch(&mut self, items: &mut Vec<(K, V)>) -> Result<(), BoxError> {
+        self.values.extend(items.drain(..).map(|(_, v)| v));
+        let r = self.part.write_batch(&mut self.values);
+        self.values.clear();
+        r
+    }
+    fn flush(&mut self) -> Result<(), BoxError> {
+        self.part.flush()
+    }
+    fn close(&mut self) -> Result<(), BoxError> {
+        self.part.close()
+    }
+}

@@ -1,0 +1,16 @@
+//! The user's vocabulary: every operator is a method on [`Stream`](crate::Stream).
+//!
+//! * [`stateless`]: `map`, `filter`, `filter_map`, `flat_map`, `flat_map_batch`,
+//!   `flatten`, `inspect`, `inspect_debug`, `branch`, `merge`, `redistribute`, and the
+//!   keyed helpers `key_on`, `key_rm`, `map_value`, `filter_value`, `flat_map_value`,
+//!   `filter_map_value`. They run in place on the worker that holds the item.
+//! * [`stateful`]: per-key state on the worker that owns the key: `stateful`,
+//!   `stateful_map`, `stateful_flat_map`, `fold_final`, `reduce_final`, `count_final`,
+//!   `max_final`, `min_final`.
+//! * [`output`](crate::Stream::output): writes a stream to a sink.
+
+pub mod stateful;
+pub mod stateless;
+
+pub use stateful::{Retention, StatefulLogic};
+pub use stateless::Branch;

@@ -1,0 +1,573 @@
+//! Stateful operators: per-key state on the worker that owns the key.
+//!
+//! All of them run on one engine, [`KeyedOp`]: a hash map from key to state, values
+//! applied in arrival order (so per-key order is kept), optional system-time
+//! notifications per key, and end-of-stream handling in key order. Each operator is a
+//! small [`KeyedLogic`] over that engine, monomorphised, so `count_final` costs one hash
+//! lookup and one increment per item.
+
+use std::cell::RefCell;
+use std::collections::hash_map::Entry;
+use std::collections::BTreeSet;
+use std::marker::PhantomData;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rustc_hash::FxHashMap;
+
+use crate::dataflow::{Key, Stream, StreamId};
+use crate::runtime::build::{Activation, BuildCtx};
+use crate::runtime::progress::{Epoch, EOF_EPOCH};
+use crate::runtime::push::{Data, PushFn, Tee};
+
+/// Whether a key's state is kept after a callback (Bytewax's `RETAIN` / `DISCARD`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    /// Keep the state for the next value.
+    Retain,
+    /// Drop the state; the next value for this key starts from scratch.
+    Discard,
+}
+
+/// Per-key logic for [`Stream::stateful`], with Bytewax's lifecycle.
+///
+/// A logic is built (by the builder passed to `stateful`) when its key is first seen,
+/// with the key's resume state if the run resumed from a snapshot. Values of the key are
+/// applied in arrival order with [`on_item`](Self::on_item); a time returned by
+/// [`notify_at`](Self::notify_at) (asked after every callback) fires
+/// [`on_notify`](Self::on_notify) once, even if no more data arrives; at end of stream
+/// [`on_eof`](Self::on_eof) runs for every live key, in key order. Each callback pushes
+/// what it emits onto `emit` and says whether to keep the state.
+///
+/// ```
+/// use waxfast::operators::{Retention, StatefulLogic};
+///
+/// /// Emits the running total per key; forgets the key when the total hits zero.
+/// struct Sum(i64);
+/// impl StatefulLogic<i64> for Sum {
+///     type Out = i64;
+///     type State = i64;
+///     fn on_item(&mut self, value: i64, emit: &mut Vec<i64>) -> Retention {
+///         self.0 += value;
+///         emit.push(self.0);
+///         if self.0 == 0 { Retention::Discard } else { Retention::Retain }
+///     }
+///     fn snapshot(&self) -> i64 { self.0 }
+/// }
+/// ```
+pub trait StatefulLogic<V>: Send + 'static {
+    /// What the logic emits (downstream items are `(key, Out)`).
+    type Out: Data;
+    /// What [`snapshot`](Self::snapshot) returns and the builder is given on resume.
+    type State: Clone + Send + 'static;
+
+    /// Applies one value.
+    fn on_item(&mut self, value: V, emit: &mut Vec<Self::Out>) -> Retention;
+
+    /// Called once the time from [`notify_at`](Self::notify_at) has passed.
+    fn on_notify(&mut self, _emit: &mut Vec<Self::Out>) -> Retention {
+        Retention::Retain
+    }
+
+    /// Called at end of stream.
+    fn on_eof(&mut self, _emit: &mut Vec<Self::Out>) -> Retention {
+        Retention::Retain
+    }
+
+    /// When to call [`on_notify`](Self::on_notify) (system time); `None` for never.
+    fn notify_at(&self) -> Option<Instant> {
+        None
+    }
+
+    /// The state to save at the end of an epoch.
+    fn snapshot(&self) -> Self::State;
+}
+
+/// The engine's view of an operator: shared (immutable) logic over per-key state.
+pub(crate) trait KeyedLogic<V>: Send + Sync + 'static {
+    type State: 'static;
+    type Out: Data;
+    /// Whether `notify_at` can ever return a time (skips timer bookkeeping if not).
+    const TIMERS: bool;
+
+    fn build(&self) -> Self::State;
+    fn on_item(&self, state: &mut Self::State, value: V, emit: &mut Vec<Self::Out>) -> Retention;
+    fn on_notify(&self, _state: &mut Self::State, _emit: &mut Vec<Self::Out>) -> Retention {
+        Retention::Retain
+    }
+    fn on_eof(&self, _state: &mut Self::State, _emit: &mut Vec<Self::Out>) -> Retention {
+        Retention::Retain
+    }
+    fn notify_at(&self, _state: &Self::State) -> Option<Instant> {
+        None
+    }
+}
+
+/// Largest batch the engine emits at once (end of stream can emit one item per key).
+const EMIT_CHUNK: usize = 4096;
+
+/// The per-worker instance of a keyed step.
+struct KeyedOp<K, V, L: KeyedLogic<V>> {
+    logic: Arc<L>,
+    states: FxHashMap<K, L::State>,
+    /// Armed notification per key, and the same ordered by time.
+    deadline: FxHashMap<K, Instant>,
+    timers: BTreeSet<(Instant, K)>,
+    out: Tee<(K, L::Out)>,
+    emit: Vec<L::Out>,
+    out_buf: Vec<(K, L::Out)>,
+    _v: PhantomData<fn(V)>,
+}
+
+impl<K: Key, V: Data, L: KeyedLogic<V>> KeyedOp<K, V, L> {
+    fn on_batch(&mut self, epoch: Epoch, batch: &mut Vec<(K, V)>) {
+        for (k, v) in batch.drain(..) {
+            let mut entry = match self.states.entry(k) {
+                Entry::Occupied(o) => o,
+                Entry::Vacant(v) => v.insert_entry(self.logic.build()),
+            };
+            let retention = self.logic.on_item(entry.get_mut(), v, &mut self.emit);
+            for w in self.emit.drain(..) {
+                self.out_buf.push((entry.key().clone(), w));
+            }
+            if L::TIMERS {
+                let at = match retention {
+                    Retention::Retain => self.logic.notify_at(entry.get()),
+                    Retention::Discard => None,
+                };
+                rearm(&mut self.deadline, &mut self.timers, entry.key(), at);
+            }
+            if retention == Retention::Discard {
+                entry.remove();
+            }
+            if self.out_buf.len() >= EMIT_CHUNK {
+                self.out.push(epoch, &mut self.out_buf);
+            }
+        }
+        self.out.push(epoch, &mut self.out_buf);
+    }
+
+    fn eof(&mut self, epoch: Epoch) {
+        // Key order, as Bytewax does within an activation: deterministic output.
+        let mut all: Vec<(K, L::State)> = self.states.drain().collect();
+        all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (k, mut state) in all {
+            self.logic.on_eof(&mut state, &mut self.emit);
+            for w in self.emit.drain(..) {
+                self.out_buf.push((k.clone(), w));
+            }
+            if self.out_buf.len() >= EMIT_CHUNK {
+                self.out.push(epoch, &mut self.out_buf);
+            }
+        }
+        self.out.push(epoch, &mut self.out_buf);
+        self.deadline.clear();
+        self.timers.clear();
+    }
+}
+
+fn rearm<K: Key>(
+    deadline: &mut FxHashMap<K, Instant>,
+    timers: &mut BTreeSet<(Instant, K)>,
+    key: &K,
+    at: Option<Instant>,
+) {
+    if deadline.get(key).copied() == at {
+        return;
+    }
+    if let Some(old) = deadline.remove(key) {
+        timers.remove(&(old, key.clone()));
+    }
+    if let Some(t) = at {
+        deadline.insert(key.clone(), t);
+        timers.insert((t, key.clone()));
+    }
+}
+
+impl<K: Key, V: Data, L: KeyedLogic<V>> Activation for KeyedOp<K, V, L> {
+    fn on_frontier(&mut self, old: Epoch, new: Epoch) {
+        if new == EOF_EPOCH {
+            // Emissions at end of stream carry the last epoch that was still open.
+            self.eof(old);
+        }
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        self.timers.first().map(|(t, _)| *t)
+    }
+
+    fn on_wake(&mut self, now: Instant, epoch: Epoch) {
+        while let Some((t, _)) = self.timers.first() {
+            if *t > now {
+                break;
+            }
+            let (_, k) = self.timers.pop_first().expect("checked non-empty");
+            self.deadline.remove(&k);
+            let Some(state) = self.states.get_mut(&k) else {
+                continue;
+            };
+            let retention = self.logic.on_notify(state, &mut self.emit);
+            for w in self.emit.drain(..) {
+                self.out_buf.push((k.clone(), w));
+            }
+            match retention {
+                Retention::Retain => {
+                    let at = self.logic.notify_at(state);
+                    rearm(&mut self.deadline, &mut self.timers, &k, at);
+                }
+                Retention::Discard => {
+                    self.states.remove(&k);
+                }
+            }
+        }
+        self.out.push(epoch, &mut self.out_buf);
+    }
+}
+
+/// Builds a keyed step on one worker.
+fn build_keyed<K: Key, V: Data, L: KeyedLogic<V>>(
+    ctx: &mut BuildCtx,
+    logic: Arc<L>,
+    inp: StreamId,
+    out: StreamId,
+) {
+    let op = Rc::new(RefCell::new(KeyedOp::<K, V, L> {
+        logic,
+        states: FxHashMap::default(),
+        deadline: FxHashMap::default(),
+        timers: BTreeSet::new(),
+        out: ctx.take_tee(out),
+        emit: Vec::new(),
+        out_buf: Vec::new(),
+        _v: PhantomData,
+    }));
+    let consumer = op.clone();
+    ctx.consume(
+        inp,
+        PushFn(move |epoch, batch: &mut Vec<(K, V)>| consumer.borrow_mut().on_batch(epoch, batch)),
+    );
+    ctx.add_activation(op);
+}
+
+// ---- the logics ----------------------------------------------------------------------
+
+struct UserLogic<B, L>(B, PhantomData<fn() -> L>);
+
+impl<V, L, B> KeyedLogic<V> for UserLogic<B, L>
+where
+    V: Data,
+    L: StatefulLogic<V>,
+    B: Fn(Option<L::State>) -> L + Send + Sync + 'static,
+{
+    type State = L;
+    type Out = L::Out;
+    const TIMERS: bool = true;
+
+    fn build(&self) -> L {
+        (self.0)(None)
+    }
+    fn on_item(&self, state: &mut L, value: V, emit: &mut Vec<L::Out>) -> Retention {
+        state.on_item(value, emit)
+    }
+    fn on_notify(&self, state: &mut L, emit: &mut Vec<L::Out>) -> Retention {
+        state.on_notify(emit)
+    }
+    fn on_eof(&self, state: &mut L, emit: &mut Vec<L::Out>) -> Retention {
+        state.on_eof(emit)
+    }
+    fn notify_at(&self, state: &L) -> Option<Instant> {
+        state.notify_at()
+    }
+}
+
+struct FlatMapLogic<F, S, I>(F, PhantomData<fn(S) -> I>);
+
+impl<V, S, W, I, F> KeyedLogic<V> for FlatMapLogic<F, S, I>
+where
+    V: Data,
+    S: Send + 'static,
+    W: Data,
+    I: IntoIterator<Item = W> + 'static,
+    F: Fn(Option<S>, V) -> (Option<S>, I) + Send + Sync + 'static,
+{
+    type State = Option<S>;
+    type Out = W;
+    const TIMERS: bool = false;
+
+    fn build(&self) -> Option<S> {
+        None
+    }
+    fn on_item(&self, state: &mut Option<S>, value: V, emit: &mut Vec<W>) -> Retention {
+        let (next, out) = (self.0)(state.take(), value);
+        emit.extend(out);
+        *state = next;
+        if state.is_some() {
+            Retention::Retain
+        } else {
+            Retention::Discard
+        }
+    }
+}
+
+struct FoldLogic<B, F>(B, F);
+
+impl<V, S, B, F> KeyedLogic<V> for FoldLogic<B, F>
+where
+    V: Data,
+    S: Data,
+    B: Fn() -> S + Send + Sync + 'static,
+    F: Fn(S, V) -> S + Send + Sync + 'static,
+{
+    type State = Option<S>;
+    type Out = S;
+    const TIMERS: bool = false;
+
+    fn build(&self) -> Option<S> {
+        Some((self.0)())
+    }
+    #[inline]
+    fn on_item(&self, state: &mut Option<S>, value: V, _emit: &mut Vec<S>) -> Retention {
+        let acc = state
+            .take()
+            .expect("fold state is always present between calls");
+        *state = Some((self.1)(acc, value));
+        Retention::Retain
+    }
+    fn on_eof(&self, state: &mut Option<S>, emit: &mut Vec<S>) -> Retention {
+        emit.extend(state.take());
+        Retention::Discard
+    }
+}
+
+struct CountLogic;
+
+impl<V: Data> KeyedLogic<V> for CountLogic {
+    type State = u64;
+    type Out = u64;
+    const TIMERS: bool = false;
+
+    fn build(&self) -> u64 {
+        0
+    }
+    #[inline]
+    fn on_item(&self, state: &mut u64, _value: V, _emit: &mut Vec<u64>) -> Retention {
+        *state += 1;
+        Retention::Retain
+    }
+    fn on_eof(&self, state: &mut u64, emit: &mut Vec<u64>) -> Retention {
+        emit.push(*state);
+        Retention::Discard
+    }
+}
+
+struct ReduceLogic<F>(F);
+
+impl<V: Data, F: Fn(V, V) -> V + Send + Sync + 'static> KeyedLogic<V> for ReduceLogic<F> {
+    type State = Option<V>;
+    type Out = V;
+    const TIMERS: bool = false;
+
+    fn build(&self) -> Option<V> {
+        None
+    }
+    #[inline]
+    fn on_item(&self, state: &mut Option<V>, value: V, _emit: &mut Vec<V>) -> Retention {
+        *state = Some(match state.take() {
+            Some(acc) => (self.0)(acc, value),
+            None => value,
+        });
+        Retention::Retain
+    }
+    fn on_eof(&self, state: &mut Option<V>, emit: &mut Vec<V>) -> Retention {
+        emit.extend(state.take());
+        Retention::Discard
+    }
+}
+
+// ---- the operators -------------------------------------------------------------------
+
+impl<K: Key, V: Data> Stream<(K, V)> {
+    pub(crate) fn keyed<L: KeyedLogic<V>>(
+        &self,
+        step: &str,
+        kind: &'static str,
+        logic: L,
+    ) -> Stream<(K, L::Out)> {
+        let logic = Arc::new(logic);
+        self.unary(step, kind, move |ctx, inp, out| {
+            build_keyed::<K, V, L>(ctx, logic.clone(), inp, out);
+            Ok(())
+        })
+    }
+
+    /// Runs a [`StatefulLogic`] per key; `builder` makes a key's logic when the key is
+    /// first seen (with its saved state when resuming).
+    ///
+    /// ```
+    /// use waxfast::{Dataflow, run_main};
+    /// use waxfast::connectors::testing::{TestingSource, TestingSink};
+    /// use waxfast::operators::{Retention, StatefulLogic};
+    ///
+    /// /// Emits every second value per key as a pair.
+    /// struct Pairs(Option<u32>);
+    /// impl StatefulLogic<u32> for Pairs {
+    ///     type Out = (u32, u32);
+    ///     type State = Option<u32>;
+    ///     fn on_item(&mut self, v: u32, emit: &mut Vec<(u32, u32)>) -> Retention {
+    ///         match self.0.take() {
+    ///             Some(first) => { emit.push((first, v)); Retention::Discard }
+    ///             None => { self.0 = Some(v); Retention::Retain }
+    ///         }
+    ///     }
+    ///     fn snapshot(&self) -> Option<u32> { self.0 }
+    /// }
+    ///
+    /// let flow = Dataflow::new("f");
+    /// let (sink, out) = TestingSink::new();
+    /// flow.input("inp", TestingSource::new(vec![("a", 1), ("b", 2), ("a", 3)]))
+    ///     .stateful("pairs", |resume: Option<Option<u32>>| Pairs(resume.flatten()))
+    ///     .output("out", sink);
+    /// run_main(&flow).unwrap();
+    /// assert_eq!(out.take(), vec![("a", (1, 3))]);
+    /// ```
+    pub fn stateful<L: StatefulLogic<V>>(
+        &self,
+        step: &str,
+        builder: impl Fn(Option<L::State>) -> L + Send + Sync + 'static,
+    ) -> Stream<(K, L::Out)> {
+        self.keyed(step, "stateful", UserLogic(builder, PhantomData))
+    }
+
+    /// Per key, `mapper(state, value) -> (state, output)`: the state starts as `None`
+    /// and returning `None` discards it.
+    ///
+    /// ```
+    /// # use waxfast::{Dataflow, run_main, connectors::testing::{TestingSource, TestingSink}};
+    /// let flow = Dataflow::new("f");
+    /// let (sink, out) = TestingSink::new();
+    /// flow.input("inp", TestingSource::new(vec![("a", 1), ("a", 2)]))
+    ///     .stateful_map("sum", |s: Option<i32>, v| {
+    ///         let t = s.unwrap_or(0) + v;
+    ///         (Some(t), t)
+    ///     })
+    ///     .output("out", sink);
+    /// run_main(&flow).unwrap();
+    /// assert_eq!(out.take(), vec![("a", 1), ("a", 3)]);
+    /// ```
+    pub fn stateful_map<S: Send + 'static, W: Data>(
+        &self,
+        step: &str,
+        mapper: impl Fn(Option<S>, V) -> (Option<S>, W) + Send + Sync + 'static,
+    ) -> Stream<(K, W)> {
+        self.keyed(
+            step,
+            "stateful_map",
+            FlatMapLogic(
+                move |s, v| {
+                    let (s, w) = mapper(s, v);
+                    (s, std::iter::once(w))
+                },
+                PhantomData,
+            ),
+        )
+    }
+
+    /// Per key, `mapper(state, value) -> (state, outputs)`: like
+    /// [`stateful_map`](Self::stateful_map) but emitting any number of items.
+    pub fn stateful_flat_map<S: Send + 'static, W: Data, I: IntoIterator<Item = W> + 'static>(
+        &self,
+        step: &str,
+        mapper: impl Fn(Option<S>, V) -> (Option<S>, I) + Send + Sync + 'static,
+    ) -> Stream<(K, W)> {
+        self.keyed(step, "stateful_flat_map", FlatMapLogic(mapper, PhantomData))
+    }
+
+    /// Folds each key's values, starting from `builder()`, and emits the result per key
+    /// at end of stream (keys in order).
+    ///
+    /// ```
+    /// # use waxfast::{Dataflow, run_main, connectors::testing::{TestingSource, TestingSink}};
+    /// let flow = Dataflow::new("f");
+    /// let (sink, out) = TestingSink::new();
+    /// flow.input("inp", TestingSource::new(vec![("a", 1), ("b", 5), ("a", 2)]))
+    ///     .fold_final("collect", Vec::new, |mut acc: Vec<i32>, v| { acc.push(v); acc })
+    ///     .output("out", sink);
+    /// run_main(&flow).unwrap();
+    /// assert_eq!(out.take(), vec![("a", vec![1, 2]), ("b", vec![5])]);
+    /// ```
+    pub fn fold_final<S: Data>(
+        &self,
+        step: &str,
+        builder: impl Fn() -> S + Send + Sync + 'static,
+        folder: impl Fn(S, V) -> S + Send + Sync + 'static,
+    ) -> Stream<(K, S)> {
+        self.keyed(step, "fold_final", FoldLogic(builder, folder))
+    }
+
+    /// Combines each key's values pairwise with `reducer` and emits the result per key
+    /// at end of stream.
+    pub fn reduce_final(
+        &self,
+        step: &str,
+        reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
+    ) -> Stream<(K, V)> {
+        self.keyed(step, "reduce_final", ReduceLogic(reducer))
+    }
+
+    /// The largest value per key, at end of stream.
+    pub fn max_final(&self, step: &str) -> Stream<(K, V)>
+    where
+        V: Ord,
+    {
+        self.keyed(step, "max_final", ReduceLogic(std::cmp::max::<V>))
+    }
+
+    /// The smallest value per key, at end of stream.
+    pub fn min_final(&self, step: &str) -> Stream<(K, V)>
+    where
+        V: Ord,
+    {
+        self.keyed(step, "min_final", ReduceLogic(std::cmp::min::<V>))
+    }
+}
+
+impl<T: Data> Stream<T> {
+    /// Counts items per `key_fn(item)` and emits `(key, count)` per key at end of stream
+    /// (keys in order). A composite step: `step.key` keys the items, `step.count` counts.
+    ///
+    /// ```
+    /// # use waxfast::{Dataflow, run_main, connectors::testing::{TestingSource, TestingSink}};
+    /// let flow = Dataflow::new("f");
+    /// let (sink, out) = TestingSink::new();
+    /// flow.input("inp", TestingSource::new(vec!["x", "y", "x"]))
+    ///     .count_final("count", |w: &&str| w.to_string())
+    ///     .output("out", sink);
+    /// run_main(&flow).unwrap();
+    /// assert_eq!(out.take(), vec![("x".to_string(), 2), ("y".to_string(), 1)]);
+    /// ```
+    pub fn count_final<K: Key>(
+        &self,
+        step: &str,
+        key_fn: impl Fn(&T) -> K + Send + Sync + 'static,
+    ) -> Stream<(K, u64)> {
+        let inner = self.enter(step);
+        let key_fn = Arc::new(key_fn);
+        inner
+            .unary::<(K, ())>("key", "key_on", move |ctx, inp, out| {
+                let key_fn = key_fn.clone();
+                let mut tee = ctx.take_tee::<(K, ())>(out);
+                let mut buf: Vec<(K, ())> = Vec::new();
+                ctx.consume(
+                    inp,
+                    PushFn(move |epoch, batch: &mut Vec<T>| {
+                        buf.extend(batch.iter().map(|x| (key_fn(x), ())));
+                        tee.push(epoch, &mut buf);
+                    }),
+                );
+                Ok(())
+            })
+            .keyed("count", "count_final", CountLogic)
+            .exit(self)
+    }
+}

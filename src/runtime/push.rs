@@ -1,0 +1,126 @@
+//! The push chain: how a batch moves from a producer to the steps that consume it.
+//!
+//! On each worker every stream is a [`Tee`]: the consumers built for it. A producer
+//! hands the tee a `&mut Vec<T>`; consumers *drain* the buffer, so the producer can reuse
+//! its allocation for the next batch. A stream with several consumers clones the batch
+//! for all but the last one.
+
+use crate::runtime::progress::Epoch;
+use crate::runtime::step_guard::StepGuard;
+
+/// Items that can flow on a stream: cloned when a stream fans out to several steps, and
+/// sent between worker threads at exchanges.
+pub trait Data: Clone + Send + 'static {}
+impl<T: Clone + Send + 'static> Data for T {}
+
+/// A consumer of batches. The callee must consume the batch's contents; the caller clears
+/// whatever is left and reuses the allocation.
+pub trait Push<T> {
+    /// Delivers `batch`, produced at `epoch`.
+    fn push(&mut self, epoch: Epoch, batch: &mut Vec<T>);
+}
+
+/// The consumers of one stream on one worker.
+pub struct Tee<T> {
+    consumers: Vec<Box<dyn Push<T>>>,
+    scratch: Vec<T>,
+}
+
+impl<T> std::fmt::Debug for Tee<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tee")
+            .field("consumers", &self.consumers.len())
+            .finish()
+    }
+}
+
+impl<T: Data> Default for Tee<T> {
+    fn default() -> Self {
+        Tee {
+            consumers: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+}
+
+impl<T: Data> Tee<T> {
+    pub(crate) fn add(&mut self, consumer: Box<dyn Push<T>>) {
+        self.consumers.push(consumer);
+    }
+
+    /// Pushes `batch` to every consumer and leaves it empty for reuse.
+    #[inline]
+    pub fn push(&mut self, epoch: Epoch, batch: &mut Vec<T>) {
+        if batch.is_empty() {
+            return;
+        }
+        if let Some((last, rest)) = self.consumers.split_last_mut() {
+            for c in rest {
+                self.scratch.extend_from_slice(batch);
+                c.push(epoch, &mut self.scratch);
+                self.scratch.clear();
+            }
+            last.push(epoch, batch);
+        }
+        batch.clear();
+    }
+}
+
+/// Wraps a consumer so that a panic inside it is attributed to its step.
+pub(crate) struct Guarded<P> {
+    pub(crate) step: usize,
+    pub(crate) inner: P,
+}
+
+impl<T, P: Push<T>> Push<T> for Guarded<P> {
+    #[inline]
+    fn push(&mut self, epoch: Epoch, batch: &mut Vec<T>) {
+        let _g = StepGuard::enter(self.step);
+        self.inner.push(epoch, batch);
+    }
+}
+
+/// A consumer made from a closure.
+pub(crate) struct PushFn<F>(pub(crate) F);
+
+impl<T, F: FnMut(Epoch, &mut Vec<T>)> Push<T> for PushFn<F> {
+    #[inline]
+    fn push(&mut self, epoch: Epoch, batch: &mut Vec<T>) {
+        (self.0)(epoch, batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    #[test]
+    fn fan_out_clones_for_all_but_last_and_empties_batch() {
+        let seen: Rc<RefCell<Vec<(usize, Epoch, Vec<u32>)>>> = Rc::default();
+        let mut tee = Tee::<u32>::default();
+        for i in 0..3 {
+            let seen = seen.clone();
+            tee.add(Box::new(PushFn(move |e, b: &mut Vec<u32>| {
+                seen.borrow_mut().push((i, e, std::mem::take(b)))
+            })));
+        }
+        let mut batch = vec![1, 2, 3];
+        tee.push(7, &mut batch);
+        assert!(batch.is_empty());
+        let seen = seen.borrow();
+        assert_eq!(seen.len(), 3);
+        for (i, (who, e, items)) in seen.iter().enumerate() {
+            assert_eq!((*who, *e, items.as_slice()), (i, 7, &[1, 2, 3][..]));
+        }
+    }
+
+    #[test]
+    fn no_consumer_drops_the_batch() {
+        let mut tee = Tee::<u32>::default();
+        let mut batch = vec![1];
+        tee.push(1, &mut batch);
+        assert!(batch.is_empty());
+    }
+}
