@@ -157,7 +157,7 @@ mod tests {
         assert_eq!("a".stable_hash(), xxh3_64(b"a"));
         assert_eq!(7u64.stable_hash(), xxh3_64(&7u64.to_le_bytes()));
         assert_eq!(7usize.stable_hash(), 7u64.stable_hash());
-        assert_eq!(-3isize.stable_hash(), (-3i64).stable_hash());
+        assert_eq!((-3isize).stable_hash(), (-3i64).stable_hash());
     }
 
     #[test]

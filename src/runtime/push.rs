@@ -98,7 +98,8 @@ mod tests {
 
     #[test]
     fn fan_out_clones_for_all_but_last_and_empties_batch() {
-        let seen: Rc<RefCell<Vec<(usize, Epoch, Vec<u32>)>>> = Rc::default();
+        type Seen = Vec<(usize, Epoch, Vec<u32>)>;
+        let seen: Rc<RefCell<Seen>> = Rc::default();
         let mut tee = Tee::<u32>::default();
         for i in 0..3 {
             let seen = seen.clone();

@@ -1,0 +1,69 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// The built `waxfast` binary.
+pub fn waxfast() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_waxfast"));
+    // Tests must not inherit a developer's settings.
+    for var in [
+        "WAXFAST_WORKERS_PER_PROCESS",
+        "WAXFAST_PROCESS_ID",
+        "WAXFAST_ADDRESSES",
+        "WAXFAST_RECOVERY_DIRECTORY",
+        "WAXFAST_SNAPSHOT_INTERVAL",
+        "WAXFAST_BACKUP_INTERVAL",
+        "WAXFAST_NO_PIN",
+        "WAXFAST_LOG",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// Runs a command with a timeout of 60 s (no test may hang) and returns its output.
+pub fn run_with_timeout(cmd: &mut Command) -> Output {
+    use std::time::{Duration, Instant};
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("command did not finish within 60 s: {cmd:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Stdout as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The directory of Bytewax's reference flows and outputs (`../shared/reference/bytewax`
+/// next to the repository), if present.
+pub fn reference_dir() -> Option<PathBuf> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/bytewax");
+    p.is_dir().then_some(p)
+}
+
+/// Sorted copy, for multiset comparisons.
+pub fn sorted<T: Ord + Clone>(v: &[T]) -> Vec<T> {
+    let mut v = v.to_vec();
+    v.sort();
+    v
+}
