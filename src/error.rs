@@ -42,6 +42,10 @@ pub enum Error {
     /// The run configuration is invalid (for example zero workers).
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// This worker stopped because another worker failed (the run reports that
+    /// worker's error, not this one).
+    #[error("stopped because another worker failed")]
+    Aborted,
     /// A worker thread died without reporting an error of its own.
     #[error("worker {worker} stopped unexpectedly: {message}")]
     Worker {

@@ -29,6 +29,7 @@ pub mod cli;
 pub mod connectors;
 pub mod dataflow;
 mod error;
+mod exchange;
 pub mod flows;
 pub mod io;
 pub mod operators;
@@ -36,4 +37,4 @@ pub mod runtime;
 
 pub use dataflow::{Dataflow, Key, Stream};
 pub use error::{BoxError, Error, Result};
-pub use runtime::{run_main, run_main_with, Data, Epoch, RunConfig};
+pub use runtime::{cluster_main, cluster_main_with, run_main, run_main_with, Data, Epoch, RunConfig};

@@ -6,6 +6,7 @@
 
 mod key;
 
+use std::any::Any;
 use std::collections::HashSet;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,6 +23,19 @@ pub(crate) type StreamId = usize;
 
 /// Instantiates a step on one worker.
 pub(crate) type BuildFn = Box<dyn Fn(&mut BuildCtx) -> Result<()> + Send + Sync>;
+
+/// Index of an exchange channel within its flow.
+pub(crate) type ChannelId = usize;
+
+/// Makes the rings of one exchange channel for a number of workers: one type-erased
+/// [`Endpoint`](crate::exchange::Endpoint) per worker.
+pub(crate) struct MeshMaker(pub(crate) Box<dyn Fn(usize) -> Vec<Box<dyn Any + Send>> + Send + Sync>);
+
+impl std::fmt::Debug for MeshMaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MeshMaker")
+    }
+}
 
 /// What part a step plays, for validation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +88,7 @@ struct Graph {
     steps: Vec<Arc<StepDef>>,
     ids: HashSet<Arc<str>>,
     streams: usize,
+    channels: Vec<Arc<MeshMaker>>,
     error: Option<IdProblem>,
 }
 
@@ -105,6 +120,7 @@ pub(crate) struct Plan {
     pub(crate) name: String,
     pub(crate) steps: Vec<Arc<StepDef>>,
     pub(crate) streams: usize,
+    pub(crate) channels: Vec<Arc<MeshMaker>>,
 }
 
 /// A dataflow: named steps over typed streams. Build it with [`Dataflow::input`] and the
@@ -220,6 +236,7 @@ impl Dataflow {
             name: g.name.clone(),
             steps: g.steps.clone(),
             streams: g.streams,
+            channels: g.channels.clone(),
         })
     }
 }
@@ -356,6 +373,19 @@ impl<T: Data> Stream<T> {
     /// Returns a stream from a composite's scope to `outer`'s scope.
     pub(crate) fn exit<O>(&self, outer: &Stream<O>) -> Stream<T> {
         Stream::new(self.graph.clone(), self.id, outer.scope.clone())
+    }
+
+    /// Allocates an exchange channel carrying items of type `U`.
+    pub(crate) fn new_channel<U: Data>(&self) -> ChannelId {
+        let mut g = lock(&self.graph);
+        let maker = MeshMaker(Box::new(|workers| {
+            crate::exchange::mesh::<U>(workers, crate::exchange::RING_CAPACITY)
+                .into_iter()
+                .map(|ep| Box::new(ep) as Box<dyn Any + Send>)
+                .collect()
+        }));
+        g.channels.push(Arc::new(maker));
+        g.channels.len() - 1
     }
 
     /// Checks that `other` belongs to the same flow.

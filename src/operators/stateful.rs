@@ -16,10 +16,11 @@ use std::time::Instant;
 
 use rustc_hash::FxHashMap;
 
-use crate::dataflow::{Key, Stream, StreamId};
+use crate::dataflow::{ChannelId, Key, Stream, StreamId};
+use crate::exchange::worker_of;
 use crate::runtime::build::{Activation, BuildCtx};
 use crate::runtime::progress::{Epoch, EOF_EPOCH};
-use crate::runtime::push::{Data, PushFn, Tee};
+use crate::runtime::push::{Data, Push, PushFn, Tee};
 
 /// Whether a key's state is kept after a callback (Bytewax's `RETAIN` / `DISCARD`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,10 +226,11 @@ impl<K: Key, V: Data, L: KeyedLogic<V>> Activation for KeyedOp<K, V, L> {
     }
 }
 
-/// Builds a keyed step on one worker.
+/// Builds a keyed step on one worker: an exchange by key into the engine.
 fn build_keyed<K: Key, V: Data, L: KeyedLogic<V>>(
     ctx: &mut BuildCtx,
     logic: Arc<L>,
+    chan: ChannelId,
     inp: StreamId,
     out: StreamId,
 ) {
@@ -242,12 +244,20 @@ fn build_keyed<K: Key, V: Data, L: KeyedLogic<V>>(
         out_buf: Vec::new(),
         _v: PhantomData,
     }));
-    let consumer = op.clone();
-    ctx.consume(
+    let n = ctx.worker_count();
+    ctx.exchange(
         inp,
-        PushFn(move |epoch, batch: &mut Vec<(K, V)>| consumer.borrow_mut().on_batch(epoch, batch)),
+        chan,
+        move |(k, _): &(K, V)| worker_of(k.stable_hash(), n),
+        op.clone(),
     );
     ctx.add_activation(op);
+}
+
+impl<K: Key, V: Data, L: KeyedLogic<V>> Push<(K, V)> for KeyedOp<K, V, L> {
+    fn push(&mut self, epoch: Epoch, batch: &mut Vec<(K, V)>) {
+        self.on_batch(epoch, batch);
+    }
 }
 
 // ---- the logics ----------------------------------------------------------------------
@@ -395,8 +405,9 @@ impl<K: Key, V: Data> Stream<(K, V)> {
         logic: L,
     ) -> Stream<(K, L::Out)> {
         let logic = Arc::new(logic);
+        let chan = self.new_channel::<(K, V)>();
         self.unary(step, kind, move |ctx, inp, out| {
-            build_keyed::<K, V, L>(ctx, logic.clone(), inp, out);
+            build_keyed::<K, V, L>(ctx, logic.clone(), chan, inp, out);
             Ok(())
         })
     }

@@ -4,10 +4,12 @@ use std::fmt::Debug;
 use std::io::Write;
 
 use crate::dataflow::{Key, Role, Stream};
-use crate::io::Sink;
+use crate::io::{Sink, SinkKind};
 use crate::runtime::build::BuildCtx;
 use crate::runtime::progress::Epoch;
-use crate::runtime::push::{Data, PushFn, Tee};
+use crate::runtime::push::{Data, Push, PushFn, Tee};
+use std::cell::RefCell;
+use std::rc::Rc;
 
 /// The two streams [`Stream::branch`] returns.
 #[derive(Debug, Clone)]
@@ -395,14 +397,27 @@ impl<T: Data> Stream<T> {
         self.output_handle(outs[0])
     }
 
-    /// Spreads items evenly over all workers. With one worker this passes items
-    /// through; the multi-worker runtime makes it a real exchange.
+    /// Spreads items evenly over all workers (round robin). With one worker it passes
+    /// items through.
     pub fn redistribute(&self, step: &str) -> Stream<T> {
-        self.unary(step, "redistribute", |ctx, inp, out| {
+        let chan = self.new_channel::<T>();
+        self.unary(step, "redistribute", move |ctx, inp, out| {
             let mut tee: Tee<T> = ctx.take_tee(out);
-            ctx.consume(
+            let target: Rc<RefCell<dyn Push<T>>> =
+                Rc::new(RefCell::new(PushFn(move |epoch, batch: &mut Vec<T>| tee.push(epoch, batch))));
+            // Round robin, each worker starting at itself, so the first items of every
+            // worker do not all land on worker 0.
+            let n = ctx.worker_count();
+            let mut next = ctx.worker_index();
+            ctx.exchange(
                 inp,
-                PushFn(move |epoch, batch: &mut Vec<T>| tee.push(epoch, batch)),
+                chan,
+                move |_: &T| {
+                    let to = next;
+                    next = (next + 1) % n;
+                    to
+                },
+                target,
             );
             Ok(())
         })
@@ -447,14 +462,10 @@ impl<T: Data> Stream<T> {
     /// ```
     pub fn output(&self, step: &str, sink: impl Sink<T>) {
         let kind = sink.into_kind();
-        self.general(
-            step,
-            "output",
-            Role::Output,
-            vec![self.id],
-            0,
-            move |ctx, ins, _| ctx.build_sink(&kind, ins[0]),
-        );
+        let chan = matches!(kind, SinkKind::Fixed(_)).then(|| self.new_channel::<T>());
+        self.general(step, "output", Role::Output, vec![self.id], 0, move |ctx, ins, _| {
+            ctx.build_sink(&kind, ins[0], chan)
+        });
     }
 }
 

@@ -9,8 +9,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::dataflow::StreamId;
+use crate::dataflow::{ChannelId, StreamId};
 use crate::error::{Error, Result};
+use crate::exchange::{ChannelIo, Endpoint, Exchange};
+use crate::runtime::park::Shared;
 use crate::io::SourceStatus;
 use crate::io::{assign_partitions, ErasedSinkPart, ErasedSourcePart, SinkKind, SourceKind};
 use crate::runtime::progress::Epoch;
@@ -56,6 +58,9 @@ pub struct BuildCtx {
     step: usize,
     step_id: Arc<str>,
     tees: Vec<Option<Box<dyn Any>>>,
+    endpoints: Vec<Option<Box<dyn Any + Send>>>,
+    shared: Arc<Shared>,
+    pub(crate) channels: Vec<(usize, Rc<RefCell<dyn ChannelIo>>)>,
     pub(crate) sources: Vec<(usize, Box<dyn DriveSource>)>,
     pub(crate) activations: Vec<(usize, Rc<RefCell<dyn Activation>>)>,
     pub(crate) sinks: Vec<(usize, Rc<RefCell<dyn SinkHandle>>)>,
@@ -72,13 +77,22 @@ impl std::fmt::Debug for BuildCtx {
 }
 
 impl BuildCtx {
-    pub(crate) fn new(worker_index: usize, worker_count: usize, streams: usize) -> Self {
+    pub(crate) fn new(
+        worker_index: usize,
+        worker_count: usize,
+        streams: usize,
+        endpoints: Vec<Box<dyn Any + Send>>,
+        shared: Arc<Shared>,
+    ) -> Self {
         BuildCtx {
             worker_index,
             worker_count,
             step: 0,
             step_id: "".into(),
             tees: (0..streams).map(|_| None).collect(),
+            endpoints: endpoints.into_iter().map(Some).collect(),
+            shared,
+            channels: Vec::new(),
             sources: Vec::new(),
             activations: Vec::new(),
             sinks: Vec::new(),
@@ -132,6 +146,43 @@ impl BuildCtx {
         self.activations.push((self.step, a));
     }
 
+    /// Connects `inp` to `target` through exchange channel `chan`: each item goes to
+    /// worker `route(item)` (which must be `< worker_count`). With one worker this is a
+    /// direct connection and `route` is never called.
+    pub(crate) fn exchange<T: Data>(
+        &mut self,
+        inp: StreamId,
+        chan: ChannelId,
+        route: impl FnMut(&T) -> usize + 'static,
+        target: Rc<RefCell<dyn Push<T>>>,
+    ) {
+        let ep = self.endpoints[chan]
+            .take()
+            .expect("each channel is taken by exactly one step")
+            .downcast::<Endpoint<T>>()
+            .expect("channel item type is fixed by its step");
+        if self.worker_count == 1 {
+            self.consume(
+                inp,
+                PushFn(move |epoch, batch: &mut Vec<T>| target.borrow_mut().push(epoch, batch)),
+            );
+            return;
+        }
+        let ex = Rc::new(RefCell::new(Exchange::new(
+            self.worker_index,
+            *ep,
+            route,
+            target,
+            self.shared.clone(),
+        )));
+        let sender = ex.clone();
+        self.consume(
+            inp,
+            PushFn(move |epoch, batch: &mut Vec<T>| sender.borrow_mut().push(epoch, batch)),
+        );
+        self.channels.push((self.step, ex));
+    }
+
     /// Builds this worker's partitions of an input step.
     pub(crate) fn build_source<T: Data>(
         &mut self,
@@ -183,6 +234,7 @@ impl BuildCtx {
         &mut self,
         kind: &SinkKind<T>,
         input: StreamId,
+        chan: Option<ChannelId>,
     ) -> Result<()> {
         let step_id = self.step_id.clone();
         let wrap = |e| Error::in_step(step_id.to_string(), e);
@@ -208,9 +260,6 @@ impl BuildCtx {
                 self.sinks.push((self.step, handle));
             }
             SinkKind::Fixed(sink) => {
-                // Every partition of a fixed sink is owned by one worker. Until the
-                // exchange fabric routes items to their owner (issue 3), a run has one
-                // worker and it owns all of them.
                 let names = sink.list_parts();
                 if names.is_empty() {
                     return Err(Error::in_step(
@@ -218,26 +267,34 @@ impl BuildCtx {
                         "the sink lists no partitions",
                     ));
                 }
+                // Each partition lives on one worker; items travel to the owner of
+                // their partition.
+                let visible = vec![(0..self.worker_count).collect::<Vec<_>>(); names.len()];
+                let owner = assign_partitions(&visible, self.worker_count);
+                let mut slot_of_part = vec![usize::MAX; names.len()];
                 let mut parts = Vec::new();
-                for name in &names {
-                    parts.push(sink.build_part(&step_id, name).map_err(wrap)?);
+                for (p, name) in names.iter().enumerate() {
+                    if owner[p] == self.worker_index {
+                        slot_of_part[p] = parts.len();
+                        parts.push(sink.build_part(&step_id, name).map_err(wrap)?);
+                    }
                 }
-                let n = parts.len();
+                let n_local = parts.len();
                 let handle = Rc::new(RefCell::new(SinkParts {
                     parts,
-                    bufs: (0..n).map(|_| Vec::new()).collect(),
+                    bufs: (0..n_local).map(|_| Vec::new()).collect(),
                 }));
+                let n_parts = names.len();
                 let h = handle.clone();
                 let id = step_id.clone();
-                let sink = sink.clone();
-                self.consume(
-                    input,
-                    PushFn(move |_e, batch: &mut Vec<T>| {
+                let part_sink = sink.clone();
+                let writer: Rc<RefCell<dyn Push<T>>> = Rc::new(RefCell::new(PushFn(
+                    move |_e, batch: &mut Vec<T>| {
                         let mut h = h.borrow_mut();
                         let h = &mut *h;
                         for item in batch.drain(..) {
-                            let p = sink.part_of(&item, n);
-                            h.bufs[p].push(item);
+                            let slot = slot_of_part[part_sink.part_of(&item, n_parts)];
+                            h.bufs[slot].push(item);
                         }
                         for (part, buf) in h.parts.iter_mut().zip(h.bufs.iter_mut()) {
                             if !buf.is_empty() {
@@ -247,7 +304,15 @@ impl BuildCtx {
                                 buf.clear();
                             }
                         }
-                    }),
+                    },
+                )));
+                let route_sink = sink.clone();
+                let chan = chan.expect("a fixed-partitioned sink has an exchange channel");
+                self.exchange(
+                    input,
+                    chan,
+                    move |item: &T| owner[route_sink.part_of(item, n_parts)],
+                    writer,
                 );
                 self.sinks.push((self.step, handle));
             }

@@ -1,30 +1,53 @@
-//! The worker loop: poll inputs, fire timers, propagate frontiers, sleep when idle.
+//! The worker loop: drain inbound rings, poll inputs, fire timers, propagate frontiers,
+//! flush outbound batches; spin, then yield, then park when idle.
 
+use std::any::Any;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::dataflow::{Plan, Role};
 use crate::error::{Error, Result};
+use crate::exchange::ChannelIo;
 use crate::runtime::build::{Activation, BuildCtx, DriveSource, SinkHandle};
+use crate::runtime::park::Shared;
 use crate::runtime::progress::{Epoch, EpochClock, EOF_EPOCH, FIRST_EPOCH};
 use crate::runtime::step_guard::StepGuard;
 use crate::runtime::RunConfig;
 
+/// Idle rounds spent spinning before yielding, and yielding before parking.
+const SPIN_ROUNDS: u32 = 64;
+const YIELD_ROUNDS: u32 = 16;
+/// Longest park while overflow waits on a peer (peers do not wake us when they drain).
+const OVERFLOW_PARK: Duration = Duration::from_micros(200);
+
 /// One worker's instance of a flow.
 pub(crate) struct Worker {
     plan: Arc<Plan>,
+    index: usize,
+    shared: Arc<Shared>,
     sources: Vec<(usize, Box<dyn DriveSource>)>,
     /// Index into `sources` for each input step.
     source_of_step: Vec<Option<usize>>,
     activations: Vec<(usize, Rc<RefCell<dyn Activation>>)>,
     activation_of_step: Vec<Option<usize>>,
+    channels: Vec<(usize, Rc<RefCell<dyn ChannelIo>>)>,
+    channel_of_step: Vec<Option<usize>>,
     sinks: Vec<(usize, Rc<RefCell<dyn SinkHandle>>)>,
     stream_frontier: Vec<Epoch>,
     step_frontier: Vec<Epoch>,
     clock: EpochClock,
     zero_interval: bool,
+    spin: bool,
+}
+
+fn index_by_step<T>(n: usize, items: &[(usize, T)]) -> Vec<Option<usize>> {
+    let mut v = vec![None; n];
+    for (k, (step, _)) in items.iter().enumerate() {
+        v[*step] = Some(k);
+    }
+    v
 }
 
 impl Worker {
@@ -33,51 +56,70 @@ impl Worker {
         plan: Arc<Plan>,
         index: usize,
         count: usize,
+        endpoints: Vec<Box<dyn Any + Send>>,
+        shared: Arc<Shared>,
         config: &RunConfig,
     ) -> Result<Worker> {
-        let mut ctx = BuildCtx::new(index, count, plan.streams);
+        let mut ctx = BuildCtx::new(index, count, plan.streams, endpoints, shared.clone());
         for (i, step) in plan.steps.iter().enumerate().rev() {
             ctx.set_step(i, step.id.clone());
             let _g = StepGuard::enter(i);
             (step.build)(&mut ctx)?;
         }
         let n = plan.steps.len();
-        let mut source_of_step = vec![None; n];
-        for (k, (step, _)) in ctx.sources.iter().enumerate() {
-            source_of_step[*step] = Some(k);
-        }
-        let mut activation_of_step = vec![None; n];
-        for (k, (step, _)) in ctx.activations.iter().enumerate() {
-            activation_of_step[*step] = Some(k);
-        }
         Ok(Worker {
             stream_frontier: vec![FIRST_EPOCH; plan.streams],
             step_frontier: vec![FIRST_EPOCH; n],
+            source_of_step: index_by_step(n, &ctx.sources),
+            activation_of_step: index_by_step(n, &ctx.activations),
+            channel_of_step: index_by_step(n, &ctx.channels),
             plan,
+            index,
+            shared,
             sources: ctx.sources,
-            source_of_step,
             activations: ctx.activations,
-            activation_of_step,
+            channels: ctx.channels,
             sinks: ctx.sinks,
             clock: EpochClock::new(config.epoch_interval, Instant::now()),
             zero_interval: config.epoch_interval.is_zero(),
+            spin: config.spin,
         })
     }
 
-    /// Runs until every step's frontier is at end of stream, then closes the sinks.
+    fn step_error(&self, step: usize, e: crate::error::BoxError) -> Error {
+        Error::in_step(self.plan.steps[step].id.to_string(), e)
+    }
+
+    /// Runs until every step's frontier is at end of stream and nothing waits to be
+    /// sent, then closes the sinks.
     pub(crate) fn run(&mut self) -> Result<()> {
+        let mut idle_rounds: u32 = 0;
         loop {
+            if self.shared.aborted() {
+                return Err(Error::Aborted);
+            }
             let now = Instant::now();
             self.clock.tick(now);
             let epoch = self.clock.epoch();
             let mut progressed = false;
-            for (step, src) in self.sources.iter_mut() {
-                if !src.is_eof() {
-                    progressed |= src
-                        .poll(now, epoch)
-                        .map_err(|e| Error::in_step(self.plan.steps[*step].id.to_string(), e))?;
+
+            for (step, ch) in &self.channels {
+                let _g = StepGuard::enter(*step);
+                progressed |= ch.borrow_mut().drain();
+            }
+
+            let backpressured = self.channels.iter().any(|(_, c)| c.borrow().has_overflow());
+            if !backpressured {
+                for (step, src) in self.sources.iter_mut() {
+                    if !src.is_eof() {
+                        let step = *step;
+                        progressed |= src.poll(now, epoch).map_err(|e| {
+                            Error::in_step(self.plan.steps[step].id.to_string(), e)
+                        })?;
+                    }
                 }
             }
+
             for (step, act) in &self.activations {
                 let f = self.step_frontier[*step];
                 if f == EOF_EPOCH {
@@ -90,30 +132,50 @@ impl Worker {
                     progressed = true;
                 }
             }
-            self.propagate();
-            if self.step_frontier.iter().all(|&f| f == EOF_EPOCH) {
+
+            progressed |= self.propagate();
+
+            for (step, ch) in &self.channels {
+                let _g = StepGuard::enter(*step);
+                progressed |= ch.borrow_mut().flush();
+            }
+
+            let overflow = self.channels.iter().any(|(_, c)| c.borrow().has_overflow());
+            if !overflow && self.step_frontier.iter().all(|&f| f == EOF_EPOCH) {
                 break;
             }
-            if !progressed {
+            if progressed {
+                idle_rounds = 0;
+                continue;
+            }
+            idle_rounds = idle_rounds.saturating_add(1);
+            if idle_rounds == 1 {
                 self.flush_sinks()?;
-                self.sleep_until_work(now);
+            }
+            if self.spin || idle_rounds < SPIN_ROUNDS {
+                std::hint::spin_loop();
+            } else if idle_rounds < SPIN_ROUNDS + YIELD_ROUNDS {
+                std::thread::yield_now();
+            } else {
+                self.park(now, overflow);
             }
         }
         for (step, sink) in &self.sinks {
             let _g = StepGuard::enter(*step);
-            sink.borrow_mut()
-                .close()
-                .map_err(|e| Error::in_step(self.plan.steps[*step].id.to_string(), e))?;
+            let r = sink.borrow_mut().close();
+            r.map_err(|e| self.step_error(*step, e))?;
         }
         Ok(())
     }
 
-    /// Recomputes every stream's frontier in step (topological) order and tells steps
-    /// whose input frontier advanced.
-    fn propagate(&mut self) {
+    /// Recomputes every stream's frontier in step (topological) order, sends progress
+    /// markers on exchange channels, and tells steps whose input frontier advanced.
+    /// True if any frontier moved.
+    fn propagate(&mut self) -> bool {
         let plan = self.plan.clone();
+        let mut moved = false;
         for (i, step) in plan.steps.iter().enumerate() {
-            let f = if step.role == Role::Input {
+            let mut f = if step.role == Role::Input {
                 let src = self.source_of_step[i].map(|k| &self.sources[k].1);
                 if src.is_none_or(|s| s.is_eof()) {
                     EOF_EPOCH
@@ -127,8 +189,14 @@ impl Worker {
                     .min()
                     .unwrap_or(EOF_EPOCH)
             };
+            if let Some(k) = self.channel_of_step[i] {
+                let mut ch = self.channels[k].1.borrow_mut();
+                ch.advance_local(f);
+                f = f.min(ch.remote_frontier());
+            }
             let old = self.step_frontier[i];
             if f > old {
+                moved = true;
                 self.step_frontier[i] = f;
                 if let Some(k) = self.activation_of_step[i] {
                     let _g = StepGuard::enter(i);
@@ -139,19 +207,21 @@ impl Worker {
                 self.stream_frontier[o] = f;
             }
         }
+        moved
     }
 
     fn flush_sinks(&mut self) -> Result<()> {
         for (step, sink) in &self.sinks {
             let _g = StepGuard::enter(*step);
-            sink.borrow_mut()
-                .flush()
-                .map_err(|e| Error::in_step(self.plan.steps[*step].id.to_string(), e))?;
+            let r = sink.borrow_mut().flush();
+            r.map_err(|e| self.step_error(*step, e))?;
         }
         Ok(())
     }
 
-    fn sleep_until_work(&self, now: Instant) {
+    /// Parks until a peer wakes us or the next scheduled thing (a source's wake time, a
+    /// timer, the end of the epoch) is due.
+    fn park(&self, now: Instant, overflow: bool) {
         let mut wake: Option<Instant> = None;
         let mut consider = |t: Option<Instant>| {
             if let Some(t) = t {
@@ -171,12 +241,19 @@ impl Worker {
         if !self.zero_interval {
             consider(Some(self.clock.deadline()));
         }
-        // Nothing scheduled means nothing can happen without new input; poll again soon
-        // rather than trusting that forever.
-        let wake = wake.unwrap_or(now + std::time::Duration::from_millis(1));
-        let now = Instant::now();
-        if wake > now {
-            std::thread::sleep(wake - now);
+        if overflow {
+            consider(Some(now + OVERFLOW_PARK));
         }
+        // With nothing scheduled, only a peer's message can bring work, and peers wake
+        // us; the cap is a safety net, not a poll.
+        let wake = wake.unwrap_or(now + Duration::from_millis(100));
+        let now = Instant::now();
+        if wake <= now {
+            return;
+        }
+        let channels = &self.channels;
+        self.shared.park(self.index, wake - now, || {
+            channels.iter().any(|(_, c)| c.borrow().has_inbound())
+        });
     }
 }

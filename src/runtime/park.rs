@@ -1,0 +1,89 @@
+//! State shared by the workers of one process: how to wake a parked worker, and how a
+//! failure on one worker stops the others.
+
+use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::thread::Thread;
+
+use crate::error::Error;
+
+#[derive(Debug, Default)]
+struct Waker {
+    thread: OnceLock<Thread>,
+    sleeping: AtomicBool,
+}
+
+/// Shared by all workers of a process.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    wakers: Vec<Waker>,
+    abort: AtomicBool,
+    first_error: Mutex<Option<(usize, Error)>>,
+}
+
+impl Shared {
+    pub(crate) fn new(workers: usize) -> Self {
+        Shared {
+            wakers: (0..workers).map(|_| Waker::default()).collect(),
+            abort: AtomicBool::new(false),
+            first_error: Mutex::new(None),
+        }
+    }
+
+    /// Records the calling thread as worker `me`'s, so peers can unpark it.
+    pub(crate) fn register(&self, me: usize) {
+        let _ = self.wakers[me].thread.set(std::thread::current());
+    }
+
+    /// Called by a sender after it pushed into a ring of worker `to`.
+    #[inline]
+    pub(crate) fn wake(&self, to: usize) {
+        // Pairs with the fence in `park`: either the receiver sees our message when it
+        // re-checks its rings, or we see its `sleeping` flag and unpark it.
+        fence(Ordering::SeqCst);
+        let w = &self.wakers[to];
+        if w.sleeping.load(Ordering::Relaxed) {
+            if let Some(t) = w.thread.get() {
+                t.unpark();
+            }
+        }
+    }
+
+    /// Parks worker `me` until woken or `timeout` passes, unless `has_work` (checked
+    /// after announcing the sleep) says a message already arrived.
+    pub(crate) fn park(&self, me: usize, timeout: std::time::Duration, has_work: impl FnOnce() -> bool) {
+        let w = &self.wakers[me];
+        w.sleeping.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if !has_work() && !self.aborted() {
+            std::thread::park_timeout(timeout);
+        }
+        w.sleeping.store(false, Ordering::Relaxed);
+    }
+
+    /// True once any worker failed.
+    pub(crate) fn aborted(&self) -> bool {
+        self.abort.load(Ordering::Acquire)
+    }
+
+    /// Worker `me` failed with `err`: keep the first error, stop and wake everyone.
+    pub(crate) fn fail(&self, me: usize, err: Error) {
+        {
+            let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
+            if first.is_none() {
+                *first = Some((me, err));
+            }
+        }
+        self.abort.store(true, Ordering::Release);
+        for w in &self.wakers {
+            if let Some(t) = w.thread.get() {
+                t.unpark();
+            }
+        }
+    }
+
+    /// The first error recorded, if any.
+    pub(crate) fn take_error(&self) -> Option<(usize, Error)> {
+        self.first_error.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
