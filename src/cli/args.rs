@@ -19,7 +19,8 @@ struct Cli {
         long = "workers-per-process",
         env = "WAXFAST_WORKERS_PER_PROCESS",
         default_value = "1",
-        value_name = "N"
+        value_name = "N",
+        allow_negative_numbers = true
     )]
     workers_per_process: String,
 
@@ -28,7 +29,8 @@ struct Cli {
         short = 'i',
         long = "process-id",
         env = "WAXFAST_PROCESS_ID",
-        value_name = "ID"
+        value_name = "ID",
+        allow_negative_numbers = true
     )]
     process_id: Option<String>,
 
@@ -55,7 +57,8 @@ struct Cli {
         short = 's',
         long = "snapshot-interval",
         env = "WAXFAST_SNAPSHOT_INTERVAL",
-        value_name = "SECS"
+        value_name = "SECS",
+        allow_negative_numbers = true
     )]
     snapshot_interval: Option<String>,
 
@@ -64,7 +67,8 @@ struct Cli {
         short = 'b',
         long = "backup-interval",
         env = "WAXFAST_BACKUP_INTERVAL",
-        value_name = "SECS"
+        value_name = "SECS",
+        allow_negative_numbers = true
     )]
     backup_interval: Option<String>,
 
@@ -135,7 +139,8 @@ fn parse_secs(text: &str, what: &str) -> Result<Duration, String> {
             "invalid value {text:?} for {what}: expected a number of seconds >= 0"
         ));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("invalid value {text:?} for {what}: too large a number of seconds"))
 }
 
 /// Parses `"host:port;host:port"`.
@@ -300,5 +305,9 @@ mod tests {
         assert!(parse_secs("-1", "-s").is_err());
         assert!(parse_secs("soon", "-s").is_err());
         assert!(parse_secs("inf", "-s").is_err());
+        assert!(
+            parse_secs("1e30", "-s").is_err(),
+            "too large for a Duration: an error, not a panic"
+        );
     }
 }

@@ -1,0 +1,537 @@
+//! End-to-end tests of the `waxfast` command line: each test spawns the real built
+//! binary (or the `custom_flow` example) and checks its exit code, stdout and stderr.
+
+mod util;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use util::{run_with_timeout, stderr, stdout, waxfast};
+
+/// Runs `waxfast ARGS`.
+fn run(args: &[&str]) -> Output {
+    run_with_timeout(waxfast().args(args))
+}
+
+/// Runs `waxfast ARGS` with extra environment variables.
+fn run_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = waxfast();
+    cmd.args(args).envs(env.iter().copied());
+    run_with_timeout(&mut cmd)
+}
+
+/// Asserts a clean success that printed exactly `expected` on stdout.
+fn assert_success(o: &Output, expected: &str) {
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(o));
+    assert_eq!(stdout(o), expected, "stderr: {}", stderr(o));
+}
+
+/// Asserts a usage error: exit 2, nothing on stdout, and stderr containing each of
+/// `needles` (the flag, variable or value at fault).
+fn assert_usage_error(o: &Output, needles: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "stderr: {err}");
+    assert_eq!(stdout(o), "", "a usage error prints nothing on stdout");
+    assert!(
+        !err.contains("panicked"),
+        "a usage error must not panic: {err}"
+    );
+    for needle in needles {
+        assert!(
+            err.contains(needle),
+            "stderr should mention {needle:?}: {err}"
+        );
+    }
+}
+
+/// Asserts a run failure: exit 1 and stderr containing each of `needles`.
+fn assert_run_failure(o: &Output, needles: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert!(
+        !err.contains("panicked"),
+        "a run failure must not panic: {err}"
+    );
+    for needle in needles {
+        assert!(
+            err.contains(needle),
+            "stderr should mention {needle:?}: {err}"
+        );
+    }
+}
+
+/// A temporary file holding `bytes`.
+fn temp_file(bytes: &[u8]) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().expect("temp file");
+    f.write_all(bytes).expect("write temp file");
+    f.flush().expect("flush temp file");
+    f
+}
+
+/// `waxfast wordcount:PATH`.
+fn wordcount(path: &Path) -> Output {
+    run(&[&format!("wordcount:{}", path.display())])
+}
+
+// ---------------------------------------------------------------------------------------
+// Built-in flows.
+
+#[test]
+fn simple_prints_one_two_three() {
+    assert_success(&run(&["simple"]), "1\n2\n3\n");
+}
+
+#[test]
+fn simple_rejects_arguments() {
+    assert_usage_error(&run(&["simple:x"]), &["simple", "\"x\""]);
+}
+
+/// The `LINES` of Bytewax's reference `flows/wordcount.py`.
+const REFERENCE_LINES: [&str; 4] = [
+    "the quick brown fox",
+    "jumps over the lazy dog",
+    "The dog barks",
+    "the end",
+];
+
+const REFERENCE_COUNTS: &str =
+    "barks=1\nbrown=1\ndog=2\nend=1\nfox=1\njumps=1\nlazy=1\nover=1\nquick=1\nthe=4\n";
+
+#[test]
+fn wordcount_counts_the_reference_lines() {
+    let f = temp_file((REFERENCE_LINES.join("\n") + "\n").as_bytes());
+    assert_success(&wordcount(f.path()), REFERENCE_COUNTS);
+}
+
+#[test]
+fn wordcount_handles_crlf_and_a_last_line_without_newline() {
+    let f = temp_file(REFERENCE_LINES.join("\r\n").as_bytes());
+    assert_success(&wordcount(f.path()), REFERENCE_COUNTS);
+}
+
+#[test]
+fn wordcount_of_an_empty_file_prints_nothing() {
+    let f = temp_file(b"");
+    let o = wordcount(f.path());
+    assert_success(&o, "");
+    assert_eq!(stderr(&o), "", "nothing to complain about");
+}
+
+#[test]
+fn wordcount_of_a_large_file_counts_every_word() {
+    // 200,000 words over 20,000 distinct ones (mixed case), in lines of 1 to 23 words,
+    // blank lines and one very long line: about 1.5 MB in, 200 KB out, so both the file
+    // reader and the stdout sink go through several buffers.
+    const WORDS: usize = 200_000;
+    const LONG_LINE_WORDS: usize = 50_000;
+    let mut text = String::new();
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    let mut in_line = 0;
+    for i in 0..WORDS {
+        let k = (i * 7919) % 20_000;
+        let word = if i % 3 == 0 {
+            format!("Word{k}")
+        } else {
+            format!("word{k}")
+        };
+        *expected.entry(format!("word{k}")).or_default() += 1;
+        text.push_str(&word);
+        in_line += 1;
+        let line_len = if i < LONG_LINE_WORDS {
+            LONG_LINE_WORDS
+        } else {
+            i % 23 + 1
+        };
+        if in_line >= line_len {
+            text.push_str(if i % 5 == 0 { "\n\n" } else { "\n" });
+            in_line = 0;
+        } else {
+            text.push(if i % 2 == 0 { ' ' } else { '\t' });
+        }
+    }
+    let f = temp_file(text.as_bytes());
+
+    let o = wordcount(f.path());
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 20_000, "one line per distinct word");
+    let mut total = 0;
+    for line in &lines {
+        let (_, count) = line.split_once('=').expect("word=count");
+        total += count.parse::<u64>().expect("a count");
+    }
+    assert_eq!(total, WORDS as u64, "every word counted once");
+    assert!(lines.contains(&"word0=10"), "{:?}", &lines[..3]);
+    assert!(lines.contains(&"word19999=10"));
+    let mut want = String::new();
+    for (w, c) in &expected {
+        writeln!(want, "{w}={c}").unwrap();
+    }
+    assert!(
+        out == want,
+        "output differs from the expected sorted word=count lines"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Built-in flow errors.
+
+#[test]
+fn wordcount_of_a_missing_file_is_a_run_failure_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-input.txt");
+    let o = wordcount(&missing);
+    assert_run_failure(&o, &[&missing.display().to_string()]);
+    assert_eq!(stdout(&o), "");
+}
+
+#[test]
+fn wordcount_of_a_directory_is_a_run_failure_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = wordcount(dir.path());
+    assert_run_failure(&o, &[&dir.path().display().to_string(), "directory"]);
+    assert_eq!(stdout(&o), "");
+}
+
+#[test]
+fn wordcount_without_a_path_is_a_usage_error() {
+    assert_usage_error(&run(&["wordcount"]), &["wordcount:PATH"]);
+    assert_usage_error(&run(&["wordcount:"]), &["wordcount:PATH"]);
+}
+
+#[test]
+fn wordcount_of_invalid_utf8_names_the_path_and_byte_offset() {
+    // The bad line starts at byte 20 (after "the quick brown fox\n").
+    let f = temp_file(b"the quick brown fox\nbad \xff\xfe here\nthe end\n");
+    let o = wordcount(f.path());
+    assert_run_failure(
+        &o,
+        &[&f.path().display().to_string(), "UTF-8", "byte offset 20"],
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// --list and --help.
+
+#[test]
+fn list_prints_the_builtin_flows_with_descriptions() {
+    let o = run(&["--list"]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let out = stdout(&o);
+    let line = |name: &str| {
+        out.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("--list should show {name}: {out}"))
+    };
+    assert!(line("simple").contains("print"), "{out}");
+    assert!(line("wordcount").contains("wordcount:PATH"), "{out}");
+    assert_eq!(stderr(&o), "");
+}
+
+#[test]
+fn help_mentions_every_flag_and_environment_variable() {
+    for flag in ["--help", "-h"] {
+        let o = run(&[flag]);
+        assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+        let out = stdout(&o);
+        for needle in [
+            "FLOW",
+            "-w, --workers-per-process",
+            "-i, --process-id",
+            "-a, --addresses",
+            "-r, --recovery-directory",
+            "-s, --snapshot-interval",
+            "-b, --backup-interval",
+            "--list",
+            "WAXFAST_WORKERS_PER_PROCESS",
+            "WAXFAST_PROCESS_ID",
+            "WAXFAST_ADDRESSES",
+            "WAXFAST_RECOVERY_DIRECTORY",
+            "WAXFAST_SNAPSHOT_INTERVAL",
+            "WAXFAST_BACKUP_INTERVAL",
+        ] {
+            assert!(
+                out.contains(needle),
+                "{flag} should mention {needle:?}:\n{out}"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Usage errors: exit 2, naming the flag or variable.
+
+#[test]
+fn unknown_flow_lists_the_known_ones() {
+    assert_usage_error(
+        &run(&["nosuchflow"]),
+        &["nosuchflow", "simple", "wordcount"],
+    );
+}
+
+#[test]
+fn missing_flow_is_a_usage_error() {
+    assert_usage_error(&run(&[]), &["FLOW"]);
+    assert_usage_error(&run(&["-s", "1"]), &["FLOW"]);
+}
+
+#[test]
+fn bad_workers_flag_is_named() {
+    assert_usage_error(&run(&["-w", "0", "simple"]), &["-w/--workers-per-process"]);
+    assert_usage_error(
+        &run(&["-w", "x", "simple"]),
+        &["-w/--workers-per-process", "\"x\""],
+    );
+    assert_usage_error(
+        &run(&["--workers-per-process", "1.5", "simple"]),
+        &["--workers-per-process", "\"1.5\""],
+    );
+}
+
+#[test]
+fn bad_workers_env_var_is_named() {
+    for value in ["0", "abc"] {
+        let o = run_env(&["simple"], &[("WAXFAST_WORKERS_PER_PROCESS", value)]);
+        assert_usage_error(&o, &["WAXFAST_WORKERS_PER_PROCESS"]);
+    }
+}
+
+#[test]
+fn malformed_addresses_are_named() {
+    for bad in [
+        "localhost",
+        "localhost:",
+        ":2101",
+        "localhost:0",
+        "localhost:70000",
+        "localhost:port",
+        "a:2101;;b:2102",
+    ] {
+        let o = run(&["-a", bad, "simple"]);
+        assert_usage_error(&o, &["-a/--addresses"]);
+    }
+    let o = run_env(&["simple"], &[("WAXFAST_ADDRESSES", "localhost")]);
+    assert_usage_error(&o, &["WAXFAST_ADDRESSES", "\"localhost\""]);
+}
+
+#[test]
+fn process_id_without_addresses_is_refused() {
+    assert_usage_error(
+        &run(&["-i", "0", "simple"]),
+        &["-i/--process-id", "-a/--addresses"],
+    );
+}
+
+#[test]
+fn process_id_out_of_range_is_refused() {
+    assert_usage_error(
+        &run(&["-a", "localhost:2101", "-i", "1", "simple"]),
+        &["-i/--process-id", "1"],
+    );
+}
+
+#[test]
+fn bad_process_id_env_var_is_named() {
+    let o = run_env(
+        &["-a", "localhost:2101", "simple"],
+        &[("WAXFAST_PROCESS_ID", "x")],
+    );
+    assert_usage_error(&o, &["WAXFAST_PROCESS_ID", "\"x\""]);
+}
+
+#[test]
+fn negative_snapshot_interval_is_named() {
+    for args in [
+        &["-s", "-1", "simple"][..],
+        &["--snapshot-interval", "-1", "simple"],
+        &["-s=-1", "simple"],
+    ] {
+        assert_usage_error(&run(args), &["snapshot-interval"]);
+    }
+    let o = run_env(&["simple"], &[("WAXFAST_SNAPSHOT_INTERVAL", "-1")]);
+    assert_usage_error(&o, &["WAXFAST_SNAPSHOT_INTERVAL"]);
+}
+
+#[test]
+fn non_numeric_snapshot_interval_is_named() {
+    for bad in ["abc", "NaN", "inf", ""] {
+        assert_usage_error(&run(&["-s", bad, "simple"]), &["-s/--snapshot-interval"]);
+    }
+}
+
+#[test]
+fn huge_snapshot_interval_is_a_usage_error_not_a_panic() {
+    // Larger than any `Duration`.
+    assert_usage_error(&run(&["-s", "1e30", "simple"]), &["-s/--snapshot-interval"]);
+}
+
+#[test]
+fn backup_interval_without_recovery_is_refused() {
+    assert_usage_error(
+        &run(&["-b", "5", "simple"]),
+        &["-b/--backup-interval", "-r/--recovery-directory"],
+    );
+    let o = run_env(&["simple"], &[("WAXFAST_BACKUP_INTERVAL", "5")]);
+    assert_usage_error(&o, &["WAXFAST_BACKUP_INTERVAL"]);
+}
+
+#[test]
+fn unknown_flag_is_named() {
+    assert_usage_error(&run(&["--frobnicate", "simple"]), &["--frobnicate"]);
+    assert_usage_error(&run(&["simple", "-z"]), &["-z"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Options whose machinery is not built yet are refused, never ignored.
+
+#[test]
+fn recovery_is_refused_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().display().to_string();
+    assert_usage_error(
+        &run(&["-r", &path, "simple"]),
+        &["-r/--recovery-directory", "recovery"],
+    );
+    let o = run_env(&["simple"], &[("WAXFAST_RECOVERY_DIRECTORY", &path)]);
+    assert_usage_error(&o, &["WAXFAST_RECOVERY_DIRECTORY"]);
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "a refused run writes nothing to the recovery directory"
+    );
+}
+
+#[test]
+fn clusters_are_refused_naming_the_flag() {
+    assert_usage_error(
+        &run(&["-a", "localhost:2101;localhost:2102", "-i", "0", "simple"]),
+        &["-a/--addresses", "2 processes"],
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Accepted options.
+
+#[test]
+fn snapshot_interval_sets_the_epoch_interval_and_runs() {
+    assert_success(&run(&["simple", "-s", "0.5"]), "1\n2\n3\n");
+    assert_success(&run(&["-s", "0", "simple"]), "1\n2\n3\n");
+    let o = run_env(&["simple"], &[("WAXFAST_SNAPSHOT_INTERVAL", "0.5")]);
+    assert_success(&o, "1\n2\n3\n");
+}
+
+#[test]
+fn single_process_address_list_is_accepted() {
+    assert_success(
+        &run(&["-a", "localhost:2101", "-i", "0", "simple"]),
+        "1\n2\n3\n",
+    );
+    let o = run_env(
+        &["simple"],
+        &[
+            ("WAXFAST_ADDRESSES", "localhost:2101"),
+            ("WAXFAST_PROCESS_ID", "0"),
+        ],
+    );
+    assert_success(&o, "1\n2\n3\n");
+}
+
+#[test]
+fn one_worker_is_accepted() {
+    assert_success(&run(&["-w", "1", "simple"]), "1\n2\n3\n");
+}
+
+// ---------------------------------------------------------------------------------------
+// examples/custom_flow.rs: a user's own binary with its own flows.
+
+/// The built `custom_flow` example. `cargo test` builds examples, but `cargo test --test
+/// cli` does not, so it is (re)built here with the profile `cargo test` uses, which is a
+/// no-op when it is up to date.
+fn custom_flow() -> Command {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    let bin = BIN.get_or_init(|| {
+        let profile = if cfg!(debug_assertions) {
+            "test"
+        } else {
+            "bench"
+        };
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--quiet",
+                "--example",
+                "custom_flow",
+                "--profile",
+                profile,
+            ])
+            .arg("--manifest-path")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+            .status()
+            .expect("run cargo build --example custom_flow");
+        assert!(status.success(), "cargo build --example custom_flow failed");
+        // This test binary is target/<profile>/deps/cli-<hash>.
+        let exe = std::env::current_exe().expect("current_exe");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>");
+        let bin = profile_dir
+            .join("examples")
+            .join(format!("custom_flow{}", std::env::consts::EXE_SUFFIX));
+        assert!(bin.is_file(), "{} was not built", bin.display());
+        bin
+    });
+    let mut cmd = Command::new(bin);
+    for (var, _) in std::env::vars_os() {
+        if var.to_string_lossy().starts_with("WAXFAST_") {
+            cmd.env_remove(var);
+        }
+    }
+    cmd
+}
+
+#[test]
+fn example_runs_its_own_flow() {
+    let o = run_with_timeout(custom_flow().arg("squares:4"));
+    assert_success(&o, "0\n1\n4\n9\n");
+    let o = run_with_timeout(custom_flow().arg("squares:0"));
+    assert_success(&o, "");
+}
+
+#[test]
+fn example_runs_its_keyed_flow() {
+    // 0+2+4+6+8 = 20, 1+3+5+7+9 = 25.
+    let o = run_with_timeout(custom_flow().arg("parity:10"));
+    assert_success(&o, "even=20\nodd=25\n");
+}
+
+#[test]
+fn example_bad_argument_is_a_usage_error_with_the_flows_message() {
+    let o = run_with_timeout(custom_flow().arg("squares:many"));
+    assert_usage_error(&o, &["squares", "\"many\""]);
+    let o = run_with_timeout(custom_flow().arg("squares"));
+    assert_usage_error(&o, &["squares", "NAME:N"]);
+}
+
+#[test]
+fn example_keeps_the_builtins_and_the_command_line() {
+    assert_success(&run_with_timeout(custom_flow().arg("simple")), "1\n2\n3\n");
+    assert_success(
+        &run_with_timeout(custom_flow().args(["-s", "0.5", "squares:3"])),
+        "0\n1\n4\n",
+    );
+    let o = run_with_timeout(custom_flow().arg("--list"));
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let names: Vec<String> = stdout(&o)
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(names, ["simple", "wordcount", "squares", "parity"]);
+    let o = run_with_timeout(custom_flow().arg("nosuchflow"));
+    assert_usage_error(&o, &["nosuchflow", "squares", "parity", "simple"]);
+}
