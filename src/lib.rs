@@ -11,7 +11,7 @@
 //! let (sink, out) = TestingSink::new();
 //! flow.input("inp", TestingSource::new(vec!["the cat", "the dog"]))
 //!     .flat_map("split", |line: &str| line.split_whitespace().map(String::from).collect::<Vec<_>>())
-//!     .count_final("count", |w: &String| w.clone())
+//!     .count_final("count", |w: String| w)
 //!     .output("out", sink);
 //! run_main(&flow).unwrap();
 //! assert_eq!(out.take(), vec![("cat".into(), 1), ("dog".into(), 1), ("the".into(), 2)]);

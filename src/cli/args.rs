@@ -72,6 +72,10 @@ struct Cli {
     )]
     backup_interval: Option<String>,
 
+    /// Do not pin worker threads to cores.
+    #[arg(long = "no-pin", env = "WAXFAST_NO_PIN", value_parser = clap::builder::FalseyValueParser::new())]
+    no_pin: bool,
+
     /// List the registered flows and exit.
     #[arg(long)]
     list: bool,
@@ -92,6 +96,8 @@ pub struct Settings {
     pub epoch_interval: Duration,
     /// `--list` was given.
     pub list: bool,
+    /// Pin workers to cores.
+    pub pin: bool,
 }
 
 pub(crate) enum ArgsError {
@@ -255,11 +261,6 @@ fn validate(cli: Cli, m: &ArgMatches) -> Result<Settings, String> {
     if cli.recovery_directory.is_some() {
         return Err(format!("{r_name}: recovery (snapshots and resume) is not available in this version of waxfast yet"));
     }
-    if workers > 1 {
-        return Err(format!(
-            "{w_name} is {workers}, but this version of waxfast runs one worker per process; use -w 1"
-        ));
-    }
     if addresses.len() > 1 {
         return Err(format!(
             "{a_name} lists {} processes, but multi-process clusters are not available in this version of waxfast yet",
@@ -274,6 +275,7 @@ fn validate(cli: Cli, m: &ArgMatches) -> Result<Settings, String> {
         addresses,
         epoch_interval,
         list: cli.list,
+        pin: !cli.no_pin,
     })
 }
 

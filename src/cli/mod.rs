@@ -29,7 +29,7 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 
 use crate::dataflow::Dataflow;
-use crate::runtime::{run_main_with, RunConfig};
+use crate::runtime::{cluster_main_with, RunConfig};
 
 pub use args::Settings;
 
@@ -138,9 +138,11 @@ where
         Ok(f) => f,
         Err(msg) => return usage_error(&format!("flow {name:?}: {msg}")),
     };
-    let config = RunConfig::default().epoch_interval(settings.epoch_interval);
+    let config = RunConfig::default()
+        .epoch_interval(settings.epoch_interval)
+        .pin(settings.pin);
     tracing::info!(flow = name, workers = settings.workers, "starting");
-    match run_main_with(&flow, &config) {
+    match cluster_main_with(&flow, &settings.addresses, settings.process_id, settings.workers, &config) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e}");

@@ -26,7 +26,7 @@ pub fn wordcount(path: &str) -> Dataflow {
                 .map(str::to_owned)
                 .collect::<Vec<_>>()
         })
-        .count_final("count", |w: &String| w.clone())
+        .count_final("count", |w: String| w)
         .map("fmt", |(w, c)| format!("{w}={c}"))
         .output("out", StdOutSink::new());
     flow

@@ -546,13 +546,15 @@ impl<K: Key, V: Data> Stream<(K, V)> {
 impl<T: Data> Stream<T> {
     /// Counts items per `key_fn(item)` and emits `(key, count)` per key at end of stream
     /// (keys in order). A composite step: `step.key` keys the items, `step.count` counts.
+    /// `key_fn` takes the item by value: only its key is kept, so a string item can
+    /// become its own key without a copy.
     ///
     /// ```
     /// # use waxfast::{Dataflow, run_main, connectors::testing::{TestingSource, TestingSink}};
     /// let flow = Dataflow::new("f");
     /// let (sink, out) = TestingSink::new();
     /// flow.input("inp", TestingSource::new(vec!["x", "y", "x"]))
-    ///     .count_final("count", |w: &&str| w.to_string())
+    ///     .count_final("count", |w: &str| w.to_string())
     ///     .output("out", sink);
     /// run_main(&flow).unwrap();
     /// assert_eq!(out.take(), vec![("x".to_string(), 2), ("y".to_string(), 1)]);
@@ -560,7 +562,7 @@ impl<T: Data> Stream<T> {
     pub fn count_final<K: Key>(
         &self,
         step: &str,
-        key_fn: impl Fn(&T) -> K + Send + Sync + 'static,
+        key_fn: impl Fn(T) -> K + Send + Sync + 'static,
     ) -> Stream<(K, u64)> {
         let inner = self.enter(step);
         let key_fn = Arc::new(key_fn);
@@ -572,7 +574,7 @@ impl<T: Data> Stream<T> {
                 ctx.consume(
                     inp,
                     PushFn(move |epoch, batch: &mut Vec<T>| {
-                        buf.extend(batch.iter().map(|x| (key_fn(x), ())));
+                        buf.extend(batch.drain(..).map(|x| (key_fn(x), ())));
                         tee.push(epoch, &mut buf);
                     }),
                 );

@@ -101,7 +101,7 @@ pub fn run_main_with(flow: &Dataflow, config: &RunConfig) -> Result<()> {
 /// let (sink, out) = TestingSink::new();
 /// flow.input("inp", TestingSource::new(0..100u32))
 ///     .key_on("k", |x| x % 7)
-///     .count_final("n", |(k, _): &(u32, u32)| *k)
+///     .count_final("n", |(k, _): (u32, u32)| k)
 ///     .output("out", sink);
 /// cluster_main(&flow, &[], 0, 4).unwrap();
 /// assert_eq!(out.take().len(), 7);
