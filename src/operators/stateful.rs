@@ -199,12 +199,16 @@ impl<K: Key, V: Data, L: KeyedLogic<V>> Activation for KeyedOp<K, V, L> {
     }
 
     fn on_wake(&mut self, now: Instant, epoch: Epoch) {
-        while let Some((t, _)) = self.timers.first() {
-            if *t > now {
-                break;
-            }
+        // Fire only what was due when this wake began: a logic whose `notify_at` stays
+        // in the past is notified once per scheduling round, not in a tight loop that
+        // starves the input.
+        let mut due = Vec::new();
+        while self.timers.first().is_some_and(|(t, _)| *t <= now) {
             let (_, k) = self.timers.pop_first().expect("checked non-empty");
             self.deadline.remove(&k);
+            due.push(k);
+        }
+        for k in due {
             let Some(state) = self.states.get_mut(&k) else {
                 continue;
             };
