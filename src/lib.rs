@@ -37,4 +37,6 @@ pub mod runtime;
 
 pub use dataflow::{Dataflow, Key, Stream};
 pub use error::{BoxError, Error, Result};
-pub use runtime::{cluster_main, cluster_main_with, run_main, run_main_with, Data, Epoch, RunConfig};
+pub use runtime::{
+    cluster_main, cluster_main_with, run_main, run_main_with, Data, Epoch, RunConfig,
+};

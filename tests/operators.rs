@@ -271,7 +271,7 @@ fn a_stream_consumed_twice_gives_each_consumer_the_full_stream() {
     let doubled = collect(&inp.map("double", |x: i32| x * 2), "o1");
     let evens = collect(&inp.filter("even", |x: &i32| x % 2 == 0), "o2");
     let raw = collect(&inp, "o3");
-    let counts = collect(&inp.count_final("count", |x: &i32| x % 2), "o4");
+    let counts = collect(&inp.count_final("count", |x: i32| x % 2), "o4");
     run_main(&flow).unwrap();
     assert_eq!(doubled.take(), vec![2, 4, 6, 8]);
     assert_eq!(evens.take(), vec![2, 4]);
@@ -365,10 +365,7 @@ fn final_operators_emit_once_per_key_at_eof_in_key_order() {
         "o_fold",
     );
     let reduce = collect(&inp.reduce_final("sum", |a, b| a + b), "o_reduce");
-    let count = collect(
-        &inp.count_final("count", |kv: &(&str, i32)| kv.0),
-        "o_count",
-    );
+    let count = collect(&inp.count_final("count", |kv: (&str, i32)| kv.0), "o_count");
     let max = collect(&inp.max_final("max"), "o_max");
     let min = collect(&inp.min_final("min"), "o_min");
     run_main(&flow).unwrap();
@@ -400,7 +397,7 @@ fn final_operators_on_empty_input_emit_nothing() {
         collect(&inp.max_final("max"), "o3"),
         collect(&inp.min_final("min"), "o4"),
     ];
-    let count = collect(&inp.count_final("count", |kv| kv.0.clone()), "o5");
+    let count = collect(&inp.count_final("count", |kv: (String, i32)| kv.0), "o5");
     let stateful_eof = collect(&inp.stateful("logic", |_| Recorder::default()), "o6");
     run_main(&flow).unwrap();
     for (i, o) in outs.iter().enumerate() {
@@ -416,8 +413,8 @@ fn finals_chain_each_waits_for_its_input_to_end() {
     // emit after the first one has emitted at EOF.
     let words = vec!["a", "b", "a", "c", "b", "a", "d"];
     let got = run_through(words, |s| {
-        s.count_final("per_word", |w: &&str| *w)
-            .count_final("per_count", |(_, n): &(&str, u64)| *n)
+        s.count_final("per_word", |w: &str| w)
+            .count_final("per_count", |(_, n): (&str, u64)| n)
     });
     assert_eq!(got, vec![(1, 2), (2, 1), (3, 1)]);
 }
@@ -427,7 +424,7 @@ fn a_flow_runs_again_from_scratch() {
     let flow = Dataflow::new("f");
     let (sink, out) = TestingSink::new();
     flow.input("inp", TestingSource::new(vec!["x", "y", "x"]))
-        .count_final("count", |w: &&str| *w)
+        .count_final("count", |w: &str| w)
         .output("out", sink);
     run_main(&flow).unwrap();
     let first = out.take();
@@ -863,8 +860,8 @@ fn duplicate_step_id_is_reported_by_validate_and_run_main_before_running() {
 fn duplicate_composite_step_id_is_reported() {
     let flow = Dataflow::new("flow");
     let inp = flow.input("inp", TestingSource::new(vec!["a"]));
-    let c1 = inp.count_final("step", |w: &&str| *w);
-    let c2 = inp.count_final("step", |w: &&str| w.len());
+    let c1 = inp.count_final("step", |w: &str| w);
+    let c2 = inp.count_final("step", |w: &str| w.len());
     collect(&c1, "o1");
     collect(&c2, "o2");
     let err = flow.validate().unwrap_err();
@@ -880,7 +877,7 @@ fn duplicate_composite_step_id_is_reported() {
     // A plain step clashing with a composite's name is a duplicate too.
     let flow = Dataflow::new("flow");
     let inp = flow.input("inp", TestingSource::new(vec!["a"]));
-    let c = inp.count_final("step", |w: &&str| *w);
+    let c = inp.count_final("step", |w: &str| w);
     collect(&c.map("step", |kv| kv), "out");
     assert!(matches!(
         flow.validate(),
@@ -896,8 +893,8 @@ fn same_inner_names_in_different_scopes_are_fine() {
     // have inner steps "key" and "count".
     let keyed = inp.key_on("key", |w: &&str| *w);
     let counted = keyed.map("count", |kv| kv.1);
-    let c1 = collect(&counted.count_final("c1", |w: &&str| *w), "o1");
-    let c2 = collect(&inp.count_final("c2", |w: &&str| w.len()), "o2");
+    let c1 = collect(&counted.count_final("c1", |w: &str| w), "o1");
+    let c2 = collect(&inp.count_final("c2", |w: &str| w.len()), "o2");
     flow.validate().unwrap();
     run_main(&flow).unwrap();
     assert_eq!(c1.take(), vec![("a", 2), ("b", 1)]);
@@ -923,7 +920,7 @@ fn invalid_step_ids_are_reported() {
 
     let flow = Dataflow::new("f");
     let inp = flow.input("inp", TestingSource::new(vec![1]));
-    collect(&inp.count_final("a.b", |x: &i32| *x), "out");
+    collect(&inp.count_final("a.b", |x: i32| x), "out");
     assert!(
         matches!(flow.validate(), Err(Error::InvalidStepId(ref id)) if id == "f.a.b"),
         "{:?}",
@@ -964,7 +961,7 @@ fn step_ids_are_dotted_and_include_composites_inner_steps() {
     let words = flow
         .input("inp", TestingSource::new(vec!["a b"]))
         .flat_map("split", |l: &str| l.split(' ').collect::<Vec<_>>());
-    let counts = words.count_final("count", |w: &&str| *w);
+    let counts = words.count_final("count", |w: &str| w);
     collect(&counts.map("fmt", |(w, c)| format!("{w}={c}")), "out");
     assert_eq!(
         flow.step_ids(),
@@ -1047,7 +1044,7 @@ fn a_panic_is_attributed_to_the_innermost_step() {
     let flow = Dataflow::new("f");
     let c = flow
         .input("inp", TestingSource::new(vec![1, 0]))
-        .count_final("c", |x: &i32| 1 / *x);
+        .count_final("c", |x: i32| 1 / x);
     collect(&c, "out");
     assert_eq!(panicked_step(&flow).0, "f.c.key");
 
@@ -1180,7 +1177,7 @@ fn eof_marker_ends_the_run_early() {
     ];
     let inp = flow.input("inp", TestingSource::events(events));
     let raw = collect(&inp, "raw");
-    let counts = collect(&inp.count_final("count", |w: &&str| *w), "counts");
+    let counts = collect(&inp.count_final("count", |w: &str| w), "counts");
     run_main(&flow).unwrap();
     assert_eq!(raw.take(), vec!["x", "y", "x"]);
     assert_eq!(counts.take(), vec![("x", 2), ("y", 1)]);
@@ -1210,7 +1207,7 @@ fn inspect_debug_passes_items_on() {
                 .map(String::from)
                 .collect::<Vec<_>>()
         })
-        .count_final("count", |w: &String| w.clone())
+        .count_final("count", |w: String| w)
         .inspect_debug("where");
     let out = collect(&counts.map("fmt", |(w, c)| format!("{w}={c}")), "out");
     run_main(&flow).unwrap();
@@ -1226,7 +1223,7 @@ fn inspect_debug_passes_items_on() {
     let finals = flow
         .input("inp", TestingSource::events(events))
         .inspect_debug("seen")
-        .count_final("count", |x: &u32| x % 2)
+        .count_final("count", |x: u32| x % 2)
         .inspect_debug("final");
     let out = collect(&finals, "out");
     let config = RunConfig::default().epoch_interval(Duration::from_millis(50));
@@ -1377,7 +1374,7 @@ fn reference_wordcount() {
                 .map(String::from)
                 .collect::<Vec<_>>()
         })
-        .count_final("count", |w: &String| w.clone());
+        .count_final("count", |w: String| w);
     let pairs = collect(&counts, "pairs");
     let lines = collect(&counts.map("fmt", |(w, c)| format!("{w}={c}")), "out");
     run_main(&flow).unwrap();

@@ -142,7 +142,13 @@ where
         .epoch_interval(settings.epoch_interval)
         .pin(settings.pin);
     tracing::info!(flow = name, workers = settings.workers, "starting");
-    match cluster_main_with(&flow, &settings.addresses, settings.process_id, settings.workers, &config) {
+    match cluster_main_with(
+        &flow,
+        &settings.addresses,
+        settings.process_id,
+        settings.workers,
+        &config,
+    ) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e}");

@@ -29,7 +29,9 @@ pub(crate) type ChannelId = usize;
 
 /// Makes the rings of one exchange channel for a number of workers: one type-erased
 /// [`Endpoint`](crate::exchange::Endpoint) per worker.
-pub(crate) struct MeshMaker(pub(crate) Box<dyn Fn(usize) -> Vec<Box<dyn Any + Send>> + Send + Sync>);
+pub(crate) struct MeshMaker(
+    pub(crate) Box<dyn Fn(usize) -> Vec<Box<dyn Any + Send>> + Send + Sync>,
+);
 
 impl std::fmt::Debug for MeshMaker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -107,7 +107,13 @@ pub(crate) struct Exchange<T, R> {
 }
 
 impl<T: Data, R: FnMut(&T) -> usize> Exchange<T, R> {
-    pub(crate) fn new(me: usize, ep: Endpoint<T>, route: R, target: Rc<RefCell<dyn Push<T>>>, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(
+        me: usize,
+        ep: Endpoint<T>,
+        route: R,
+        target: Rc<RefCell<dyn Push<T>>>,
+        shared: Arc<Shared>,
+    ) -> Self {
         let n = ep.outs.len();
         let mut recv_frontier = vec![FIRST_EPOCH; n];
         recv_frontier[me] = EOF_EPOCH; // the local share is not a ring
@@ -131,10 +137,7 @@ impl<T: Data, R: FnMut(&T) -> usize> Exchange<T, R> {
         if q.is_empty() {
             let ring = self.ep.outs[to].as_mut().expect("a ring to every peer");
             match ring.push(msg) {
-                Ok(()) => {
-                    self.shared.wake(to);
-                    return;
-                }
+                Ok(()) => self.shared.wake(to),
                 Err(PushError::Full(m)) => q.push_back(m),
             }
         } else {
@@ -249,7 +252,11 @@ impl<T: Data, R: FnMut(&T) -> usize> ChannelIo for Exchange<T, R> {
     }
 
     fn remote_frontier(&self) -> Epoch {
-        self.recv_frontier.iter().copied().min().unwrap_or(EOF_EPOCH)
+        self.recv_frontier
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(EOF_EPOCH)
     }
 
     fn has_overflow(&self) -> bool {
@@ -277,9 +284,10 @@ mod tests {
     fn sink() -> (Got, Rc<RefCell<dyn Push<u64>>>) {
         let got: Got = Rc::default();
         let g = got.clone();
-        let p: Rc<RefCell<dyn Push<u64>>> = Rc::new(RefCell::new(PushFn(move |e, b: &mut Vec<u64>| {
-            g.borrow_mut().push((e, std::mem::take(b)))
-        })));
+        let p: Rc<RefCell<dyn Push<u64>>> =
+            Rc::new(RefCell::new(PushFn(move |e, b: &mut Vec<u64>| {
+                g.borrow_mut().push((e, std::mem::take(b)))
+            })));
         (got, p)
     }
 

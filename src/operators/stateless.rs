@@ -404,7 +404,9 @@ impl<T: Data> Stream<T> {
         self.unary(step, "redistribute", move |ctx, inp, out| {
             let mut tee: Tee<T> = ctx.take_tee(out);
             let target: Rc<RefCell<dyn Push<T>>> =
-                Rc::new(RefCell::new(PushFn(move |epoch, batch: &mut Vec<T>| tee.push(epoch, batch))));
+                Rc::new(RefCell::new(PushFn(move |epoch, batch: &mut Vec<T>| {
+                    tee.push(epoch, batch)
+                })));
             // Round robin, each worker starting at itself, so the first items of every
             // worker do not all land on worker 0.
             let n = ctx.worker_count();
@@ -463,9 +465,14 @@ impl<T: Data> Stream<T> {
     pub fn output(&self, step: &str, sink: impl Sink<T>) {
         let kind = sink.into_kind();
         let chan = matches!(kind, SinkKind::Fixed(_)).then(|| self.new_channel::<T>());
-        self.general(step, "output", Role::Output, vec![self.id], 0, move |ctx, ins, _| {
-            ctx.build_sink(&kind, ins[0], chan)
-        });
+        self.general(
+            step,
+            "output",
+            Role::Output,
+            vec![self.id],
+            0,
+            move |ctx, ins, _| ctx.build_sink(&kind, ins[0], chan),
+        );
     }
 }
 

@@ -12,9 +12,9 @@ use std::time::Instant;
 use crate::dataflow::{ChannelId, StreamId};
 use crate::error::{Error, Result};
 use crate::exchange::{ChannelIo, Endpoint, Exchange};
-use crate::runtime::park::Shared;
 use crate::io::SourceStatus;
 use crate::io::{assign_partitions, ErasedSinkPart, ErasedSourcePart, SinkKind, SourceKind};
+use crate::runtime::park::Shared;
 use crate::runtime::progress::Epoch;
 use crate::runtime::push::{Data, Guarded, Push, PushFn, Tee};
 use crate::runtime::step_guard::StepGuard;
@@ -288,8 +288,8 @@ impl BuildCtx {
                 let h = handle.clone();
                 let id = step_id.clone();
                 let part_sink = sink.clone();
-                let writer: Rc<RefCell<dyn Push<T>>> = Rc::new(RefCell::new(PushFn(
-                    move |_e, batch: &mut Vec<T>| {
+                let writer: Rc<RefCell<dyn Push<T>>> =
+                    Rc::new(RefCell::new(PushFn(move |_e, batch: &mut Vec<T>| {
                         let mut h = h.borrow_mut();
                         let h = &mut *h;
                         for item in batch.drain(..) {
@@ -304,8 +304,7 @@ impl BuildCtx {
                                 buf.clear();
                             }
                         }
-                    },
-                )));
+                    })));
                 let route_sink = sink.clone();
                 let chan = chan.expect("a fixed-partitioned sink has an exchange channel");
                 self.exchange(

@@ -106,8 +106,19 @@ pub fn run_main_with(flow: &Dataflow, config: &RunConfig) -> Result<()> {
 /// cluster_main(&flow, &[], 0, 4).unwrap();
 /// assert_eq!(out.take().len(), 7);
 /// ```
-pub fn cluster_main(flow: &Dataflow, addresses: &[String], proc_id: usize, workers_per_proc: usize) -> Result<()> {
-    cluster_main_with(flow, addresses, proc_id, workers_per_proc, &RunConfig::default())
+pub fn cluster_main(
+    flow: &Dataflow,
+    addresses: &[String],
+    proc_id: usize,
+    workers_per_proc: usize,
+) -> Result<()> {
+    cluster_main_with(
+        flow,
+        addresses,
+        proc_id,
+        workers_per_proc,
+        &RunConfig::default(),
+    )
 }
 
 /// [`cluster_main`] with a configuration.
@@ -139,7 +150,11 @@ pub fn cluster_main_with(
         return run_main_with(flow, config);
     }
     let shared = Arc::new(Shared::new(n));
-    let cores = if config.pin { core_affinity::get_core_ids() } else { None };
+    let cores = if config.pin {
+        core_affinity::get_core_ids()
+    } else {
+        None
+    };
     tracing::debug!(
         workers = n,
         pinned = cores.is_some(),
@@ -149,7 +164,10 @@ pub fn cluster_main_with(
     let mut handles = Vec::new();
     for (i, endpoints) in make_endpoints(&plan, n).into_iter().enumerate() {
         let (plan, shared, config) = (plan.clone(), shared.clone(), config.clone());
-        let core = cores.as_ref().filter(|c| !c.is_empty()).map(|c| c[i % c.len()]);
+        let core = cores
+            .as_ref()
+            .filter(|c| !c.is_empty())
+            .map(|c| c[i % c.len()]);
         let handle = std::thread::Builder::new()
             .name(format!("waxfast-w{i}"))
             .spawn(move || {
@@ -204,7 +222,14 @@ fn run_worker(
     shared.register(index);
     tracing::debug!(flow = %plan.name, worker = index, workers = count, "worker starting");
     let result = catch_unwind(AssertUnwindSafe(|| {
-        let mut worker = worker::Worker::build(plan.clone(), index, count, endpoints, shared.clone(), config)?;
+        let mut worker = worker::Worker::build(
+            plan.clone(),
+            index,
+            count,
+            endpoints,
+            shared.clone(),
+            config,
+        )?;
         worker.run()
     }));
     let outcome = match result {

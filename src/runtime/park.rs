@@ -51,7 +51,12 @@ impl Shared {
 
     /// Parks worker `me` until woken or `timeout` passes, unless `has_work` (checked
     /// after announcing the sleep) says a message already arrived.
-    pub(crate) fn park(&self, me: usize, timeout: std::time::Duration, has_work: impl FnOnce() -> bool) {
+    pub(crate) fn park(
+        &self,
+        me: usize,
+        timeout: std::time::Duration,
+        has_work: impl FnOnce() -> bool,
+    ) {
         let w = &self.wakers[me];
         w.sleeping.store(true, Ordering::Relaxed);
         fence(Ordering::SeqCst);
@@ -84,6 +89,9 @@ impl Shared {
 
     /// The first error recorded, if any.
     pub(crate) fn take_error(&self) -> Option<(usize, Error)> {
-        self.first_error.lock().unwrap_or_else(|p| p.into_inner()).take()
+        self.first_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 }

@@ -113,9 +113,9 @@ impl Worker {
                 for (step, src) in self.sources.iter_mut() {
                     if !src.is_eof() {
                         let step = *step;
-                        progressed |= src.poll(now, epoch).map_err(|e| {
-                            Error::in_step(self.plan.steps[step].id.to_string(), e)
-                        })?;
+                        progressed |= src
+                            .poll(now, epoch)
+                            .map_err(|e| Error::in_step(self.plan.steps[step].id.to_string(), e))?;
                     }
                 }
             }
