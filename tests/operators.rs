@@ -1402,3 +1402,154 @@ fn reference_wordcount() {
             .collect::<Vec<_>>()
     );
 }
+
+// ---- collect, join, enrich_cached ------------------------------------------------------
+
+/// join_modes.py, exactly as outputs/join_modes_w1.txt (per mode, in order).
+#[test]
+fn reference_join_modes() {
+    use waxfast::operators::{JoinEmit, JoinInsert};
+    type Joined = (&'static str, (Option<&'static str>, Option<&'static str>));
+    let flow = Dataflow::new("join_modes");
+    let names = flow.input(
+        "names",
+        TestingSource::new(vec![("1", "alice"), ("2", "bob"), ("1", "alicia")]),
+    );
+    let emails = flow.input(
+        "emails",
+        TestingSource::new(vec![("1", "a@x.io"), ("3", "c@x.io"), ("2", "b@x.io")]),
+    );
+    let mut outs = Vec::new();
+    for (mode, insert, emit) in [
+        ("complete", JoinInsert::Last, JoinEmit::Complete),
+        ("running", JoinInsert::Last, JoinEmit::Running),
+        ("final", JoinInsert::Last, JoinEmit::Final),
+        ("product", JoinInsert::Product, JoinEmit::Final),
+    ] {
+        let (sink, out) = TestingSink::<Joined>::new();
+        names
+            .join(&format!("join_{mode}"), &emails, insert, emit)
+            .output(&format!("out_{mode}"), sink);
+        outs.push(out);
+    }
+    run_main(&flow).unwrap();
+    let got: Vec<Vec<Joined>> = outs.iter().map(|o| o.take()).collect();
+    assert_eq!(
+        got[0],
+        vec![
+            ("1", (Some("alice"), Some("a@x.io"))),
+            ("2", (Some("bob"), Some("b@x.io")))
+        ]
+    );
+    assert_eq!(
+        got[1],
+        vec![
+            ("1", (Some("alice"), None)),
+            ("1", (Some("alice"), Some("a@x.io"))),
+            ("2", (Some("bob"), None)),
+            ("3", (None, Some("c@x.io"))),
+            ("1", (Some("alicia"), Some("a@x.io"))),
+            ("2", (Some("bob"), Some("b@x.io"))),
+        ]
+    );
+    assert_eq!(
+        got[2],
+        vec![
+            ("1", (Some("alicia"), Some("a@x.io"))),
+            ("2", (Some("bob"), Some("b@x.io"))),
+            ("3", (None, Some("c@x.io"))),
+        ]
+    );
+    assert_eq!(
+        got[3],
+        vec![
+            ("1", (Some("alice"), Some("a@x.io"))),
+            ("1", (Some("alicia"), Some("a@x.io"))),
+            ("2", (Some("bob"), Some("b@x.io"))),
+            ("3", (None, Some("c@x.io"))),
+        ]
+    );
+}
+
+#[test]
+fn join_insert_first_keeps_the_first_value() {
+    use waxfast::operators::{JoinEmit, JoinInsert};
+    let flow = Dataflow::new("f");
+    let l = flow.input("l", TestingSource::new(vec![("k", 1), ("k", 2)]));
+    let r = flow.input("r", TestingSource::new(vec![("x", 'a')]));
+    let (sink, out) = TestingSink::new();
+    l.join("j", &r, JoinInsert::First, JoinEmit::Final)
+        .output("out", sink);
+    run_main(&flow).unwrap();
+    assert_eq!(
+        out.take(),
+        vec![("k", (Some(1), None)), ("x", (None, Some('a')))]
+    );
+    assert!(flow.step_ids().contains(&"f.j.merge".to_string()));
+}
+
+/// The collect part of stateful_logic_demo.py: a list at max_size, the rest at EOF.
+#[test]
+fn reference_collect() {
+    let flow = Dataflow::new("stateful_logic_demo");
+    let inp = flow.input(
+        "inp",
+        TestingSource::events(vec![
+            TestEvent::Item(("k", 1)),
+            TestEvent::Item(("k", 2)),
+            TestEvent::Pause(Duration::from_millis(50)),
+            TestEvent::Item(("k", 3)),
+            TestEvent::Item(("j", 9)),
+        ]),
+    );
+    let (sink, out) = TestingSink::new();
+    inp.collect("collect", Duration::from_secs(10), 2)
+        .output("out", sink);
+    run_main(&flow).unwrap();
+    assert_eq!(
+        out.take(),
+        vec![("k", vec![1, 2]), ("j", vec![9]), ("k", vec![3])]
+    );
+}
+
+#[test]
+fn collect_times_out_in_system_time_without_new_data() {
+    let flow = Dataflow::new("f");
+    let inp = flow.input(
+        "inp",
+        TestingSource::events(vec![
+            TestEvent::Item(("k", 1)),
+            TestEvent::Pause(Duration::from_millis(300)),
+            TestEvent::Item(("k", 2)),
+        ]),
+    );
+    let (sink, out) = TestingSink::new();
+    inp.collect("c", Duration::from_millis(50), 100)
+        .output("out", sink);
+    run_main(&flow).unwrap();
+    assert_eq!(out.take(), vec![("k", vec![1]), ("k", vec![2])]);
+}
+
+#[test]
+fn enrich_cached_calls_the_getter_once_per_key_within_ttl() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let flow = Dataflow::new("f");
+    let (sink, out) = TestingSink::new();
+    flow.input("inp", TestingSource::new(vec![1u32, 2, 1, 1, 2]))
+        .enrich_cached(
+            "e",
+            move |k: &u32| {
+                c.fetch_add(1, Ordering::SeqCst);
+                k * 100
+            },
+            |cache, x: u32| x + cache.get(&x),
+            Duration::from_secs(60),
+        )
+        .output("out", sink);
+    run_main(&flow).unwrap();
+    assert_eq!(out.take(), vec![101, 202, 101, 101, 202]);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}

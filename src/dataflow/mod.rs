@@ -372,9 +372,10 @@ impl<T: Data> Stream<T> {
         Stream::new(self.graph.clone(), self.id, id)
     }
 
-    /// Returns a stream from a composite's scope to `outer`'s scope.
-    pub(crate) fn exit<O>(&self, outer: &Stream<O>) -> Stream<T> {
-        Stream::new(self.graph.clone(), self.id, outer.scope.clone())
+    /// This stream with `other`'s scope: returns a stream from a composite's scope to
+    /// the outer one, or brings a second input into a composite's scope.
+    pub(crate) fn rescope<O>(&self, other: &Stream<O>) -> Stream<T> {
+        Stream::new(self.graph.clone(), self.id, other.scope.clone())
     }
 
     /// Allocates an exchange channel carrying items of type `U`.

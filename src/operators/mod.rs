@@ -6,11 +6,14 @@
 //!   `filter_map_value`. They run in place on the worker that holds the item.
 //! * [`stateful`]: per-key state on the worker that owns the key: `stateful`,
 //!   `stateful_map`, `stateful_flat_map`, `fold_final`, `reduce_final`, `count_final`,
-//!   `max_final`, `min_final`.
+//!   `max_final`, `min_final`, `collect`, `join`.
+//! * [`enrich`]: `enrich_cached`, a per-worker TTL cache in front of a lookup.
 //! * [`output`](crate::Stream::output): writes a stream to a sink.
 
+pub mod enrich;
 pub mod stateful;
 pub mod stateless;
 
-pub use stateful::{Retention, StatefulLogic};
+pub use enrich::TtlCache;
+pub use stateful::{JoinEmit, JoinInsert, Retention, StatefulLogic};
 pub use stateless::Branch;

@@ -585,6 +585,230 @@ impl<T: Data> Stream<T> {
                 Ok(())
             })
             .keyed("count", "count_final", CountLogic)
-            .exit(self)
+            .rescope(self)
+    }
+}
+
+// ---- collect -------------------------------------------------------------------------
+
+struct CollectLogic {
+    timeout: std::time::Duration,
+    max_size: usize,
+}
+
+/// A key's items being collected, and when the collection times out.
+struct Collecting<V> {
+    items: Vec<V>,
+    due: Option<Instant>,
+}
+
+impl<V: Data> KeyedLogic<V> for CollectLogic {
+    type State = Collecting<V>;
+    type Out = Vec<V>;
+    const TIMERS: bool = true;
+
+    fn build(&self) -> Collecting<V> {
+        Collecting {
+            items: Vec::new(),
+            due: None,
+        }
+    }
+    fn on_item(&self, state: &mut Collecting<V>, value: V, emit: &mut Vec<Vec<V>>) -> Retention {
+        if state.items.is_empty() {
+            state.due = Instant::now().checked_add(self.timeout);
+        }
+        state.items.push(value);
+        if state.items.len() >= self.max_size {
+            emit.push(std::mem::take(&mut state.items));
+            return Retention::Discard;
+        }
+        Retention::Retain
+    }
+    fn on_notify(&self, state: &mut Collecting<V>, emit: &mut Vec<Vec<V>>) -> Retention {
+        emit.push(std::mem::take(&mut state.items));
+        Retention::Discard
+    }
+    fn on_eof(&self, state: &mut Collecting<V>, emit: &mut Vec<Vec<V>>) -> Retention {
+        if !state.items.is_empty() {
+            emit.push(std::mem::take(&mut state.items));
+        }
+        Retention::Discard
+    }
+    fn notify_at(&self, state: &Collecting<V>) -> Option<Instant> {
+        state.due
+    }
+}
+
+// ---- join ----------------------------------------------------------------------------
+
+/// How [`Stream::join`] stores the values of each side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JoinInsert {
+    /// Keep the first value per side.
+    First,
+    /// Keep the latest value per side (Bytewax's default).
+    #[default]
+    Last,
+    /// Keep every value per side; emissions are the cross product.
+    Product,
+}
+
+/// When [`Stream::join`] emits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JoinEmit {
+    /// Once every side has a value; then the key's state is cleared (Bytewax's default).
+    #[default]
+    Complete,
+    /// On every value, with `None` for sides that have none yet.
+    Running,
+    /// At end of stream, with `None` for sides that never had a value.
+    Final,
+}
+
+/// One side's value on its way into a join.
+#[derive(Debug, Clone)]
+pub(crate) enum Side<A, B> {
+    Left(A),
+    Right(B),
+}
+
+struct JoinLogic {
+    insert: JoinInsert,
+    emit: JoinEmit,
+}
+
+fn insert_side<X>(insert: JoinInsert, side: &mut Vec<X>, value: X) {
+    match insert {
+        JoinInsert::First if !side.is_empty() => {}
+        JoinInsert::First | JoinInsert::Product => side.push(value),
+        JoinInsert::Last => {
+            side.clear();
+            side.push(value);
+        }
+    }
+}
+
+/// The cross product of both sides, `None` standing in for an empty side.
+fn product<A: Clone, B: Clone>(state: &(Vec<A>, Vec<B>), emit: &mut Vec<(Option<A>, Option<B>)>) {
+    let lefts: Vec<Option<A>> = if state.0.is_empty() {
+        vec![None]
+    } else {
+        state.0.iter().cloned().map(Some).collect()
+    };
+    for a in &lefts {
+        if state.1.is_empty() {
+            emit.push((a.clone(), None));
+        }
+        for b in &state.1 {
+            emit.push((a.clone(), Some(b.clone())));
+        }
+    }
+}
+
+impl<A: Data, B: Data> KeyedLogic<Side<A, B>> for JoinLogic {
+    type State = (Vec<A>, Vec<B>);
+    type Out = (Option<A>, Option<B>);
+    const TIMERS: bool = false;
+
+    fn build(&self) -> Self::State {
+        (Vec::new(), Vec::new())
+    }
+    fn on_item(
+        &self,
+        state: &mut Self::State,
+        value: Side<A, B>,
+        emit: &mut Vec<Self::Out>,
+    ) -> Retention {
+        match value {
+            Side::Left(a) => insert_side(self.insert, &mut state.0, a),
+            Side::Right(b) => insert_side(self.insert, &mut state.1, b),
+        }
+        match self.emit {
+            JoinEmit::Complete if !state.0.is_empty() && !state.1.is_empty() => {
+                product(state, emit);
+                Retention::Discard
+            }
+            JoinEmit::Running => {
+                product(state, emit);
+                Retention::Retain
+            }
+            _ => Retention::Retain,
+        }
+    }
+    fn on_eof(&self, state: &mut Self::State, emit: &mut Vec<Self::Out>) -> Retention {
+        if self.emit == JoinEmit::Final {
+            product(state, emit);
+        }
+        Retention::Discard
+    }
+}
+
+impl<K: Key, V: Data> Stream<(K, V)> {
+    /// Collects each key's values into lists, emitted when a list reaches `max_size`,
+    /// when `timeout` (system time) has passed since its first value, or at end of
+    /// stream.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use waxfast::{Dataflow, run_main, connectors::testing::{TestingSource, TestingSink}};
+    /// let flow = Dataflow::new("f");
+    /// let (sink, out) = TestingSink::new();
+    /// flow.input("inp", TestingSource::new(vec![("k", 1), ("k", 2), ("k", 3)]))
+    ///     .collect("c", Duration::from_secs(10), 2)
+    ///     .output("out", sink);
+    /// run_main(&flow).unwrap();
+    /// assert_eq!(out.take(), vec![("k", vec![1, 2]), ("k", vec![3])]);
+    /// ```
+    pub fn collect(
+        &self,
+        step: &str,
+        timeout: std::time::Duration,
+        max_size: usize,
+    ) -> Stream<(K, Vec<V>)> {
+        self.keyed(
+            step,
+            "collect",
+            CollectLogic {
+                timeout,
+                max_size: max_size.max(1),
+            },
+        )
+    }
+
+    /// Joins this keyed stream with `other` on the key. `insert` says which values each
+    /// side keeps, `emit` when to emit; each emission is `(key, (left, right))` with
+    /// `None` for a side without a value. A composite step: `step.left`, `step.right`,
+    /// `step.merge`, `step.join`.
+    ///
+    /// ```
+    /// # use waxfast::{Dataflow, run_main, connectors::testing::{TestingSource, TestingSink}};
+    /// use waxfast::operators::{JoinEmit, JoinInsert};
+    /// let flow = Dataflow::new("f");
+    /// let (sink, out) = TestingSink::new();
+    /// let names = flow.input("names", TestingSource::new(vec![("1", "alice")]));
+    /// let emails = flow.input("emails", TestingSource::new(vec![("1", "a@x.io")]));
+    /// names.join("j", &emails, JoinInsert::Last, JoinEmit::Complete).output("out", sink);
+    /// run_main(&flow).unwrap();
+    /// assert_eq!(out.take(), vec![("1", (Some("alice"), Some("a@x.io")))]);
+    /// ```
+    pub fn join<W: Data>(
+        &self,
+        step: &str,
+        other: &Stream<(K, W)>,
+        insert: JoinInsert,
+        emit: JoinEmit,
+    ) -> Stream<(K, (Option<V>, Option<W>))> {
+        assert!(
+            self.same_flow(other),
+            "join step {step:?}: both streams must belong to the same Dataflow"
+        );
+        let inner = self.enter(step);
+        let left = inner.map_value("left", Side::<V, W>::Left);
+        let right = other
+            .rescope(&inner)
+            .map_value("right", Side::<V, W>::Right);
+        left.merge("merge", [&right])
+            .keyed("join", "join", JoinLogic { insert, emit })
+            .rescope(self)
     }
 }

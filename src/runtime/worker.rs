@@ -66,6 +66,12 @@ impl Worker {
             let _g = StepGuard::enter(i);
             (step.build)(&mut ctx)?;
         }
+        // Built in reverse; run in declaration order (inputs are polled in the order
+        // the flow declares them, as Bytewax does).
+        ctx.sources.sort_by_key(|(step, _)| *step);
+        ctx.activations.sort_by_key(|(step, _)| *step);
+        ctx.channels.sort_by_key(|(step, _)| *step);
+        ctx.sinks.sort_by_key(|(step, _)| *step);
         let n = plan.steps.len();
         Ok(Worker {
             stream_frontier: vec![FIRST_EPOCH; plan.streams],
