@@ -15,5 +15,5 @@ pub mod stateful;
 pub mod stateless;
 
 pub use enrich::TtlCache;
-pub use stateful::{JoinEmit, JoinInsert, Retention, StatefulLogic};
+pub use stateful::{JoinEmit, JoinInsert, Joined, Retention, StatefulLogic};
 pub use stateless::Branch;

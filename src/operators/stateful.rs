@@ -665,6 +665,10 @@ pub enum JoinEmit {
     Final,
 }
 
+/// What a 2-sided join emits per key: the left and right values, `None` for a side
+/// without one.
+pub type Joined<A, B> = (Option<A>, Option<B>);
+
 /// One side's value on its way into a join.
 #[derive(Debug, Clone)]
 pub(crate) enum Side<A, B> {
@@ -797,7 +801,7 @@ impl<K: Key, V: Data> Stream<(K, V)> {
         other: &Stream<(K, W)>,
         insert: JoinInsert,
         emit: JoinEmit,
-    ) -> Stream<(K, (Option<V>, Option<W>))> {
+    ) -> Stream<(K, Joined<V, W>)> {
         assert!(
             self.same_flow(other),
             "join step {step:?}: both streams must belong to the same Dataflow"
