@@ -531,7 +531,18 @@ fn example_keeps_the_builtins_and_the_command_line() {
         .lines()
         .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
         .collect();
-    assert_eq!(names, ["simple", "wordcount", "squares", "parity"]);
+    assert_eq!(
+        names,
+        [
+            "simple",
+            "wordcount",
+            "bench_pipe",
+            "bench_wordcount",
+            "bench_exchange",
+            "squares",
+            "parity"
+        ]
+    );
     let o = run_with_timeout(custom_flow().arg("nosuchflow"));
     assert_usage_error(&o, &["nosuchflow", "squares", "parity", "simple"]);
 }

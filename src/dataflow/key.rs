@@ -1,77 +1,120 @@
-//! Keys of keyed streams and their stable hash.
+//! Keys of keyed streams: their canonical bytes and stable hash.
 //!
 //! Keyed steps route `(key, value)` items to `stable_hash(key) % worker_count`, and the
-//! same hash picks a sink partition. The hash must be identical across runs, processes
-//! and builds, so it is defined here on a canonical byte encoding rather than through
-//! `std::hash::Hash` (whose output depends on the hasher and, for some types, on the
-//! Rust version).
+//! same hash picks a sink partition and indexes the per-worker state tables. It must be
+//! identical across runs, processes and builds, so it is defined on a canonical byte
+//! encoding ([`Key::encode`]) rather than through `std::hash::Hash` (whose output
+//! depends on the hasher and, for some types, on the Rust version).
+//!
+//! The same bytes are what a keyed exchange ships for keys that own heap memory
+//! ([`Key::SHIP_BYTES`]): copying a short string's bytes into a contiguous buffer is far
+//! cheaper than handing the string's heap block to another core, which must then miss
+//! in cache on it and free it across threads.
 
+use std::cell::RefCell;
 use std::fmt::Debug;
 use std::hash::Hash;
 
-use xxhash_rust::xxh3::{xxh3_64, Xxh3};
+use xxhash_rust::xxh3::xxh3_64;
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 
 /// A type that can key a stateful step.
 ///
-/// Keys need a *stable* hash (see [`Key::stable_hash`]), equality and hashing for the
-/// per-worker state tables, and an order: waxfast applies end-of-stream emissions in key
-/// order, as Bytewax does, so output is deterministic.
+/// A key has a canonical byte encoding; its *stable hash* is XXH3-64 (seed 0) of those
+/// bytes, identical on every run, process and machine. Keys also need equality and an
+/// order: waxfast emits end-of-stream results in key order, as Bytewax does, so output
+/// is deterministic.
 ///
-/// Implemented for `String`, `&'static str`, `Box<str>`, `Vec<u8>`, `bool`, `char`, every
-/// integer type, and tuples of keys up to four elements. Implement it for your own type by
-/// writing its canonical bytes into an [`Xxh3`] hasher (or call one of the provided
-/// implementations on a field).
+/// Implemented for `String`, `&'static str`, `Box<str>`, `Vec<u8>`, `[u8; N]`, `bool`,
+/// `char`, every integer type, and tuples of keys up to four elements.
 ///
 /// ```
 /// use waxfast::Key;
-/// assert_eq!("user-1".to_string().stable_hash(), "user-1".stable_hash());
-/// // The documented definition: XXH3-64, seed 0, over the UTF-8 bytes.
-/// assert_eq!("abc".stable_hash(), xxhash_rust::xxh3::xxh3_64(b"abc"));
+/// // The documented definition: XXH3-64, seed 0, over the canonical bytes.
+/// assert_eq!("abc".to_string().stable_hash(), xxhash_rust::xxh3::xxh3_64(b"abc"));
+/// assert_eq!(7u32.stable_hash(), xxhash_rust::xxh3::xxh3_64(&7u32.to_le_bytes()));
+/// let mut bytes = Vec::new();
+/// "abc".to_string().encode(&mut bytes);
+/// assert_eq!(String::decode(&bytes), Some("abc".to_string()));
 /// ```
 pub trait Key: Clone + Eq + Hash + Ord + Debug + Send + Sync + 'static {
-    /// Feeds the key's canonical bytes into `hasher`.
-    fn write_stable(&self, hasher: &mut Xxh3);
+    /// Whether a keyed exchange ships this key's encoded bytes (true for keys that own
+    /// heap memory) or the key value itself (plain values, static references).
+    const SHIP_BYTES: bool = false;
 
-    /// XXH3-64 (seed 0) of the key's canonical bytes; identical on every run, process
-    /// and machine.
+    /// Appends the key's canonical bytes to `out`.
+    fn encode(&self, out: &mut Vec<u8>);
+
+    /// Rebuilds a key from exactly the bytes [`encode`](Self::encode) wrote; `None` if
+    /// they are not a valid encoding (or the type cannot be rebuilt, like `&'static str`).
+    fn decode(bytes: &[u8]) -> Option<Self>;
+
+    /// XXH3-64 (seed 0) of the canonical bytes.
     fn stable_hash(&self) -> u64 {
-        let mut h = Xxh3::new();
-        self.write_stable(&mut h);
-        h.digest()
+        SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            s.clear();
+            self.encode(&mut s);
+            xxh3_64(&s)
+        })
+    }
+
+    /// True if `bytes` is this key's encoding.
+    fn eq_encoded(&self, bytes: &[u8]) -> bool {
+        SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            s.clear();
+            self.encode(&mut s);
+            s.as_slice() == bytes
+        })
     }
 }
 
-impl Key for String {
-    fn write_stable(&self, hasher: &mut Xxh3) {
-        hasher.update(self.as_bytes());
-    }
-    fn stable_hash(&self) -> u64 {
-        xxh3_64(self.as_bytes())
-    }
+macro_rules! bytes_key {
+    ($t:ty, $ship:expr, |$s:ident| $bytes:expr, |$b:ident| $decode:expr) => {
+        impl Key for $t {
+            const SHIP_BYTES: bool = $ship;
+            fn encode(&self, out: &mut Vec<u8>) {
+                let $s = self;
+                out.extend_from_slice($bytes);
+            }
+            fn decode($b: &[u8]) -> Option<Self> {
+                $decode
+            }
+            #[inline]
+            fn stable_hash(&self) -> u64 {
+                let $s = self;
+                xxh3_64($bytes)
+            }
+            #[inline]
+            fn eq_encoded(&self, bytes: &[u8]) -> bool {
+                let $s = self;
+                $bytes == bytes
+            }
+        }
+    };
 }
+bytes_key!(String, true, |s| s.as_bytes(), |b| std::str::from_utf8(b)
+    .ok()
+    .map(str::to_owned));
+bytes_key!(Box<str>, true, |s| s.as_bytes(), |b| std::str::from_utf8(b)
+    .ok()
+    .map(Box::from));
+bytes_key!(Vec<u8>, true, |s| s.as_slice(), |b| Some(b.to_vec()));
+// A static string cannot be rebuilt from bytes; it is shipped as the reference.
+bytes_key!(&'static str, false, |s| s.as_bytes(), |_b| None);
 
-impl Key for &'static str {
-    fn write_stable(&self, hasher: &mut Xxh3) {
-        hasher.update(self.as_bytes());
+impl<const N: usize> Key for [u8; N] {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self);
     }
-    fn stable_hash(&self) -> u64 {
-        xxh3_64(self.as_bytes())
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok()
     }
-}
-
-impl Key for Box<str> {
-    fn write_stable(&self, hasher: &mut Xxh3) {
-        hasher.update(self.as_bytes());
-    }
-    fn stable_hash(&self) -> u64 {
-        xxh3_64(self.as_bytes())
-    }
-}
-
-impl Key for Vec<u8> {
-    fn write_stable(&self, hasher: &mut Xxh3) {
-        hasher.update(self);
-    }
+    #[inline]
     fn stable_hash(&self) -> u64 {
         xxh3_64(self)
     }
@@ -80,9 +123,13 @@ impl Key for Vec<u8> {
 macro_rules! int_key {
     ($($t:ty),*) => {$(
         impl Key for $t {
-            fn write_stable(&self, hasher: &mut Xxh3) {
-                hasher.update(&self.to_le_bytes());
+            fn encode(&self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes());
             }
+            fn decode(bytes: &[u8]) -> Option<Self> {
+                Some(<$t>::from_le_bytes(bytes.try_into().ok()?))
+            }
+            #[inline]
             fn stable_hash(&self) -> u64 {
                 xxh3_64(&self.to_le_bytes())
             }
@@ -91,44 +138,71 @@ macro_rules! int_key {
 }
 int_key!(u8, u16, u32, u64, u128, i8, i16, i32, i64, i128);
 
+// Encoded as 64-bit so 32- and 64-bit machines agree.
 impl Key for usize {
-    // Encoded as u64 so 32- and 64-bit machines agree.
-    fn write_stable(&self, hasher: &mut Xxh3) {
-        hasher.update(&(*self as u64).to_le_bytes());
+    fn encode(&self, out: &mut Vec<u8>) {
+        (*self as u64).encode(out)
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        usize::try_from(u64::decode(bytes)?).ok()
     }
 }
 
 impl Key for isize {
-    fn write_stable(&self, hasher: &mut Xxh3) {
-        hasher.update(&(*self as i64).to_le_bytes());
+    fn encode(&self, out: &mut Vec<u8>) {
+        (*self as i64).encode(out)
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        isize::try_from(i64::decode(bytes)?).ok()
     }
 }
 
 impl Key for bool {
-    fn write_stable(&self, hasher: &mut Xxh3) {
-        hasher.update(&[*self as u8]);
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(*self as u8);
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        match bytes {
+            [0] => Some(false),
+            [1] => Some(true),
+            _ => None,
+        }
     }
 }
 
 impl Key for char {
-    fn write_stable(&self, hasher: &mut Xxh3) {
-        hasher.update(&(*self as u32).to_le_bytes());
+    fn encode(&self, out: &mut Vec<u8>) {
+        (*self as u32).encode(out)
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        char::from_u32(u32::decode(bytes)?)
     }
 }
 
-// Tuples: each element's canonical bytes, each prefixed by its own length so that
-// ("ab", "c") and ("a", "bc") differ.
+// Tuples: each element's bytes prefixed by their length (u32 LE), so ("ab", "c") and
+// ("a", "bc") differ and the encoding can be split again.
 macro_rules! tuple_key {
     ($($name:ident),+) => {
         impl<$($name: Key),+> Key for ($($name,)+) {
             #[allow(non_snake_case)]
-            fn write_stable(&self, hasher: &mut Xxh3) {
+            fn encode(&self, out: &mut Vec<u8>) {
                 let ($($name,)+) = self;
                 $(
-                    let mut inner = Xxh3::new();
-                    $name.write_stable(&mut inner);
-                    hasher.update(&inner.digest().to_le_bytes());
+                    let at = out.len();
+                    out.extend_from_slice(&[0; 4]);
+                    $name.encode(out);
+                    let len = (out.len() - at - 4) as u32;
+                    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
                 )+
+            }
+            #[allow(non_snake_case)]
+            fn decode(mut bytes: &[u8]) -> Option<Self> {
+                $(
+                    let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+                    let $name = $name::decode(bytes.get(4..4 + len)?)?;
+                    bytes = &bytes[4 + len..];
+                )+
+                bytes.is_empty().then_some(($($name,)+))
             }
         }
     };
@@ -142,29 +216,63 @@ tuple_key!(A, B, C, D);
 mod tests {
     use super::*;
 
+    fn roundtrip<K: Key>(k: K) {
+        let mut b = Vec::new();
+        k.encode(&mut b);
+        assert_eq!(K::decode(&b), Some(k.clone()), "{k:?}");
+        assert!(k.eq_encoded(&b));
+        assert_eq!(
+            k.stable_hash(),
+            xxh3_64(&b),
+            "{k:?}: hash is of the encoding"
+        );
+    }
+
+    #[test]
+    fn encodings_roundtrip_and_define_the_hash() {
+        roundtrip("hello".to_string());
+        roundtrip(Box::<str>::from("x"));
+        roundtrip(vec![1u8, 2]);
+        roundtrip([9u8; 16]);
+        roundtrip(-5i32);
+        roundtrip(u128::MAX);
+        roundtrip(7usize);
+        roundtrip(-3isize);
+        roundtrip(true);
+        roundtrip('é');
+        roundtrip(("ab".to_string(), 3u64));
+        roundtrip(("a".to_string(), ("b".to_string(), 'c'), 1u8, false));
+    }
+
     #[test]
     fn string_forms_agree() {
         let s = "hello".to_string();
         assert_eq!(s.stable_hash(), "hello".stable_hash());
         assert_eq!(s.stable_hash(), Box::<str>::from("hello").stable_hash());
         assert_eq!(s.stable_hash(), b"hello".to_vec().stable_hash());
+        assert_eq!(s.stable_hash(), xxh3_64(b"hello"));
     }
 
     #[test]
     fn pinned_values_never_change() {
         // Pinned so that a change of encoding (which would re-route every key of a
         // resumed or mixed-version cluster) fails loudly.
-        assert_eq!("a".stable_hash(), xxh3_64(b"a"));
+        assert_eq!("a".stable_hash(), 0xe6c632b61e964e1f);
         assert_eq!(7u64.stable_hash(), xxh3_64(&7u64.to_le_bytes()));
         assert_eq!(7usize.stable_hash(), 7u64.stable_hash());
         assert_eq!((-3isize).stable_hash(), (-3i64).stable_hash());
     }
 
     #[test]
-    fn tuples_are_boundary_sensitive() {
-        let a = ("ab", "c").stable_hash();
-        let b = ("a", "bc").stable_hash();
-        assert_ne!(a, b);
-        assert_eq!(("x", 1u32).stable_hash(), ("x", 1u32).stable_hash());
+    fn tuples_are_boundary_sensitive_and_reject_garbage() {
+        assert_ne!(("ab", "c").stable_hash(), ("a", "bc").stable_hash());
+        assert_eq!(<(String, u8)>::decode(&[1, 0, 0, 0]), None);
+        assert_eq!(
+            <(u8,)>::decode(&[1, 0, 0, 0, 5, 99]),
+            None,
+            "trailing bytes"
+        );
+        assert_eq!(String::decode(&[0xff]), None);
+        assert_eq!(<&'static str>::decode(b"a"), None);
     }
 }

@@ -378,11 +378,11 @@ impl<T: Data> Stream<T> {
         Stream::new(self.graph.clone(), self.id, other.scope.clone())
     }
 
-    /// Allocates an exchange channel carrying items of type `U`.
-    pub(crate) fn new_channel<U: Data>(&self) -> ChannelId {
+    /// Allocates an exchange channel whose rings carry batches of type `B`.
+    pub(crate) fn new_channel<B: Send + 'static>(&self) -> ChannelId {
         let mut g = lock(&self.graph);
         let maker = MeshMaker(Box::new(|workers| {
-            crate::exchange::mesh::<U>(workers, crate::exchange::RING_CAPACITY)
+            crate::exchange::mesh::<B>(workers, crate::exchange::RING_CAPACITY)
                 .into_iter()
                 .map(|ep| Box::new(ep) as Box<dyn Any + Send>)
                 .collect()

@@ -1,5 +1,7 @@
 //! Built-in flows, runnable as `waxfast NAME[:ARGS]`.
 
+pub mod bench;
+
 use crate::cli::FlowRegistry;
 use crate::connectors::files::FileSource;
 use crate::connectors::stdio::StdOutSink;
@@ -50,5 +52,20 @@ pub fn register_builtins(registry: FlowRegistry) -> FlowRegistry {
                 Some(path) if !path.is_empty() => Ok(wordcount(path)),
                 _ => Err("needs the path of a text file: wordcount:PATH".to_string()),
             },
+        )
+        .register(
+            "bench_pipe",
+            "bench_pipe:N  map + filter over N generated u64 (default 100000000)",
+            bench::bench_pipe,
+        )
+        .register(
+            "bench_wordcount",
+            "bench_wordcount:N,K  count N generated words over K keys (default 5000000,10000)",
+            bench::bench_wordcount,
+        )
+        .register(
+            "bench_exchange",
+            "bench_exchange:N,BYTES  redistribute N records of 16 or 64 bytes (default 50000000,16)",
+            bench::bench_exchange,
         )
 }

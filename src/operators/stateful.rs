@@ -7,20 +7,20 @@
 //! lookup and one increment per item.
 
 use std::cell::RefCell;
-use std::collections::hash_map::Entry;
 use std::collections::BTreeSet;
 use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use hashbrown::{hash_table, HashTable};
 use rustc_hash::FxHashMap;
 
 use crate::dataflow::{ChannelId, Key, Stream, StreamId};
-use crate::exchange::worker_of;
+use crate::exchange::keyed::{KeyBatch, KeyedInput};
 use crate::runtime::build::{Activation, BuildCtx};
 use crate::runtime::progress::{Epoch, EOF_EPOCH};
-use crate::runtime::push::{Data, Push, PushFn, Tee};
+use crate::runtime::push::{Data, PushFn, Tee};
 
 /// Whether a key's state is kept after a callback (Bytewax's `RETAIN` / `DISCARD`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,10 +108,24 @@ pub(crate) trait KeyedLogic<V>: Send + Sync + 'static {
 /// Largest batch the engine emits at once (end of stream can emit one item per key).
 const EMIT_CHUNK: usize = 4096;
 
-/// The per-worker instance of a keyed step.
+/// A key's state in a keyed step's table, with the key's stable hash.
+struct Slot<K, S> {
+    hash: u64,
+    key: K,
+    state: S,
+}
+
+/// A key as it reaches a keyed step: a value, or a peer's encoding of it.
+enum KeyRef<'a, K> {
+    Owned(K),
+    Encoded(&'a [u8]),
+}
+
+/// The per-worker instance of a keyed step. Its table is indexed by the keys' stable
+/// hash, which the exchange computed once per record and hands over with it.
 struct KeyedOp<K, V, L: KeyedLogic<V>> {
     logic: Arc<L>,
-    states: FxHashMap<K, L::State>,
+    table: HashTable<Slot<K, L::State>>,
     /// Armed notification per key, and the same ordered by time.
     deadline: FxHashMap<K, Instant>,
     timers: BTreeSet<(Instant, K)>,
@@ -122,41 +136,59 @@ struct KeyedOp<K, V, L: KeyedLogic<V>> {
 }
 
 impl<K: Key, V: Data, L: KeyedLogic<V>> KeyedOp<K, V, L> {
-    fn on_batch(&mut self, epoch: Epoch, batch: &mut Vec<(K, V)>) {
-        for (k, v) in batch.drain(..) {
-            let mut entry = match self.states.entry(k) {
-                Entry::Occupied(o) => o,
-                Entry::Vacant(v) => v.insert_entry(self.logic.build()),
-            };
-            let retention = self.logic.on_item(entry.get_mut(), v, &mut self.emit);
-            for w in self.emit.drain(..) {
-                self.out_buf.push((entry.key().clone(), w));
-            }
-            if L::TIMERS {
-                let at = match retention {
-                    Retention::Retain => self.logic.notify_at(entry.get()),
-                    Retention::Discard => None,
-                };
-                rearm(&mut self.deadline, &mut self.timers, entry.key(), at);
-            }
-            if retention == Retention::Discard {
-                entry.remove();
-            }
-            if self.out_buf.len() >= EMIT_CHUNK {
-                self.out.push(epoch, &mut self.out_buf);
-            }
+    /// Applies one value to `key` (whose stable hash is `hash`), building the key's
+    /// state if it is new.
+    #[inline]
+    fn apply(&mut self, epoch: Epoch, hash: u64, key: KeyRef<'_, K>, value: V) {
+        let found = self.table.entry(
+            hash,
+            |s| match &key {
+                KeyRef::Owned(k) => s.key == *k,
+                KeyRef::Encoded(b) => s.key.eq_encoded(b),
+            },
+            |s| s.hash,
+        );
+        let mut entry = match found {
+            hash_table::Entry::Occupied(o) => o,
+            hash_table::Entry::Vacant(v) => v.insert(Slot {
+                hash,
+                key: match key {
+                    KeyRef::Owned(k) => k,
+                    KeyRef::Encoded(b) => {
+                        K::decode(b).expect("a worker of this process encoded this key")
+                    }
+                },
+                state: self.logic.build(),
+            }),
+        };
+        let slot = entry.get_mut();
+        let retention = self.logic.on_item(&mut slot.state, value, &mut self.emit);
+        for w in self.emit.drain(..) {
+            self.out_buf.push((slot.key.clone(), w));
         }
-        self.out.push(epoch, &mut self.out_buf);
+        if L::TIMERS {
+            let at = match retention {
+                Retention::Retain => self.logic.notify_at(&slot.state),
+                Retention::Discard => None,
+            };
+            rearm(&mut self.deadline, &mut self.timers, &slot.key, at);
+        }
+        if retention == Retention::Discard {
+            entry.remove();
+        }
+        if self.out_buf.len() >= EMIT_CHUNK {
+            self.out.push(epoch, &mut self.out_buf);
+        }
     }
 
     fn eof(&mut self, epoch: Epoch) {
         // Key order, as Bytewax does within an activation: deterministic output.
-        let mut all: Vec<(K, L::State)> = self.states.drain().collect();
-        all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for (k, mut state) in all {
-            self.logic.on_eof(&mut state, &mut self.emit);
+        let mut all: Vec<Slot<K, L::State>> = self.table.drain().collect();
+        all.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        for mut slot in all {
+            self.logic.on_eof(&mut slot.state, &mut self.emit);
             for w in self.emit.drain(..) {
-                self.out_buf.push((k.clone(), w));
+                self.out_buf.push((slot.key.clone(), w));
             }
             if self.out_buf.len() >= EMIT_CHUNK {
                 self.out.push(epoch, &mut self.out_buf);
@@ -165,6 +197,38 @@ impl<K: Key, V: Data, L: KeyedLogic<V>> KeyedOp<K, V, L> {
         self.out.push(epoch, &mut self.out_buf);
         self.deadline.clear();
         self.timers.clear();
+    }
+}
+
+impl<K: Key, V: Data, L: KeyedLogic<V>> KeyedInput<K, V> for KeyedOp<K, V, L> {
+    fn push_local(&mut self, epoch: Epoch, items: &mut Vec<(u64, K, V)>) {
+        for (h, k, v) in items.drain(..) {
+            self.apply(epoch, h, KeyRef::Owned(k), v);
+        }
+        self.out.push(epoch, &mut self.out_buf);
+    }
+
+    fn push_remote(&mut self, epoch: Epoch, batch: KeyBatch<K, V>) {
+        let KeyBatch {
+            hashes,
+            keys,
+            ends,
+            bytes,
+            values,
+        } = batch;
+        if K::SHIP_BYTES {
+            let mut start = 0usize;
+            for ((h, end), v) in hashes.into_iter().zip(ends).zip(values) {
+                let end = end as usize;
+                self.apply(epoch, h, KeyRef::Encoded(&bytes[start..end]), v);
+                start = end;
+            }
+        } else {
+            for ((h, k), v) in hashes.into_iter().zip(keys).zip(values) {
+                self.apply(epoch, h, KeyRef::Owned(k), v);
+            }
+        }
+        self.out.push(epoch, &mut self.out_buf);
     }
 }
 
@@ -209,20 +273,23 @@ impl<K: Key, V: Data, L: KeyedLogic<V>> Activation for KeyedOp<K, V, L> {
             due.push(k);
         }
         for k in due {
-            let Some(state) = self.states.get_mut(&k) else {
+            let h = k.stable_hash();
+            let Ok(mut entry) = self.table.find_entry(h, |s| s.key == k) else {
                 continue;
             };
-            let retention = self.logic.on_notify(state, &mut self.emit);
+            let retention = self
+                .logic
+                .on_notify(&mut entry.get_mut().state, &mut self.emit);
             for w in self.emit.drain(..) {
                 self.out_buf.push((k.clone(), w));
             }
             match retention {
                 Retention::Retain => {
-                    let at = self.logic.notify_at(state);
+                    let at = self.logic.notify_at(&entry.get().state);
                     rearm(&mut self.deadline, &mut self.timers, &k, at);
                 }
                 Retention::Discard => {
-                    self.states.remove(&k);
+                    entry.remove();
                 }
             }
         }
@@ -240,7 +307,7 @@ fn build_keyed<K: Key, V: Data, L: KeyedLogic<V>>(
 ) {
     let op = Rc::new(RefCell::new(KeyedOp::<K, V, L> {
         logic,
-        states: FxHashMap::default(),
+        table: HashTable::new(),
         deadline: FxHashMap::default(),
         timers: BTreeSet::new(),
         out: ctx.take_tee(out),
@@ -248,20 +315,8 @@ fn build_keyed<K: Key, V: Data, L: KeyedLogic<V>>(
         out_buf: Vec::new(),
         _v: PhantomData,
     }));
-    let n = ctx.worker_count();
-    ctx.exchange(
-        inp,
-        chan,
-        move |(k, _): &(K, V)| worker_of(k.stable_hash(), n),
-        op.clone(),
-    );
+    ctx.keyed_exchange(inp, chan, op.clone());
     ctx.add_activation(op);
-}
-
-impl<K: Key, V: Data, L: KeyedLogic<V>> Push<(K, V)> for KeyedOp<K, V, L> {
-    fn push(&mut self, epoch: Epoch, batch: &mut Vec<(K, V)>) {
-        self.on_batch(epoch, batch);
-    }
 }
 
 // ---- the logics ----------------------------------------------------------------------
@@ -409,7 +464,7 @@ impl<K: Key, V: Data> Stream<(K, V)> {
         logic: L,
     ) -> Stream<(K, L::Out)> {
         let logic = Arc::new(logic);
-        let chan = self.new_channel::<(K, V)>();
+        let chan = self.new_channel::<KeyBatch<K, V>>();
         self.unary(step, kind, move |ctx, inp, out| {
             build_keyed::<K, V, L>(ctx, logic.clone(), chan, inp, out);
             Ok(())

@@ -400,7 +400,7 @@ impl<T: Data> Stream<T> {
     /// Spreads items evenly over all workers (round robin). With one worker it passes
     /// items through.
     pub fn redistribute(&self, step: &str) -> Stream<T> {
-        let chan = self.new_channel::<T>();
+        let chan = self.new_channel::<Vec<T>>();
         self.unary(step, "redistribute", move |ctx, inp, out| {
             let mut tee: Tee<T> = ctx.take_tee(out);
             let target: Rc<RefCell<dyn Push<T>>> =
@@ -464,7 +464,7 @@ impl<T: Data> Stream<T> {
     /// ```
     pub fn output(&self, step: &str, sink: impl Sink<T>) {
         let kind = sink.into_kind();
-        let chan = matches!(kind, SinkKind::Fixed(_)).then(|| self.new_channel::<T>());
+        let chan = matches!(kind, SinkKind::Fixed(_)).then(|| self.new_channel::<Vec<T>>());
         self.general(
             step,
             "output",

@@ -9,9 +9,12 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::dataflow::Key;
 use crate::dataflow::{ChannelId, StreamId};
 use crate::error::{Error, Result};
-use crate::exchange::{ChannelIo, Endpoint, Exchange};
+use crate::exchange::items::Exchange;
+use crate::exchange::keyed::{KeyBatch, KeyedExchange, KeyedInput};
+use crate::exchange::{ChannelIo, Endpoint, Links};
 use crate::io::SourceStatus;
 use crate::io::{assign_partitions, ErasedSinkPart, ErasedSourcePart, SinkKind, SourceKind};
 use crate::runtime::park::Shared;
@@ -156,11 +159,7 @@ impl BuildCtx {
         route: impl FnMut(&T) -> usize + 'static,
         target: Rc<RefCell<dyn Push<T>>>,
     ) {
-        let ep = self.endpoints[chan]
-            .take()
-            .expect("each channel is taken by exactly one step")
-            .downcast::<Endpoint<T>>()
-            .expect("channel item type is fixed by its step");
+        let ep = self.take_endpoint::<Vec<T>>(chan);
         if self.worker_count == 1 {
             self.consume(
                 inp,
@@ -168,17 +167,51 @@ impl BuildCtx {
             );
             return;
         }
-        let ex = Rc::new(RefCell::new(Exchange::new(
-            self.worker_index,
-            *ep,
-            route,
-            target,
-            self.shared.clone(),
-        )));
+        let links = Links::new(self.worker_index, ep, self.shared.clone());
+        let ex = Rc::new(RefCell::new(Exchange::new(links, route, target)));
         let sender = ex.clone();
         self.consume(
             inp,
             PushFn(move |epoch, batch: &mut Vec<T>| sender.borrow_mut().push(epoch, batch)),
+        );
+        self.channels.push((self.step, ex));
+    }
+
+    fn take_endpoint<B: 'static>(&mut self, chan: ChannelId) -> Endpoint<B> {
+        *self.endpoints[chan]
+            .take()
+            .expect("each channel is taken by exactly one step")
+            .downcast::<Endpoint<B>>()
+            .expect("channel batch type is fixed by its step")
+    }
+
+    /// Connects keyed stream `inp` to `target` through keyed channel `chan`: each item
+    /// goes to worker `stable_hash(key) % worker_count`, with its hash.
+    pub(crate) fn keyed_exchange<K: Key, V: Data>(
+        &mut self,
+        inp: StreamId,
+        chan: ChannelId,
+        target: Rc<RefCell<dyn KeyedInput<K, V>>>,
+    ) {
+        let ep = self.take_endpoint::<KeyBatch<K, V>>(chan);
+        if self.worker_count == 1 {
+            let mut local: Vec<(u64, K, V)> = Vec::new();
+            self.consume(
+                inp,
+                PushFn(move |epoch, batch: &mut Vec<(K, V)>| {
+                    local.extend(batch.drain(..).map(|(k, v)| (k.stable_hash(), k, v)));
+                    target.borrow_mut().push_local(epoch, &mut local);
+                    local.clear();
+                }),
+            );
+            return;
+        }
+        let links = Links::new(self.worker_index, ep, self.shared.clone());
+        let ex = Rc::new(RefCell::new(KeyedExchange::new(links, target)));
+        let sender = ex.clone();
+        self.consume(
+            inp,
+            PushFn(move |epoch, batch: &mut Vec<(K, V)>| sender.borrow_mut().push(epoch, batch)),
         );
         self.channels.push((self.step, ex));
     }

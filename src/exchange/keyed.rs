@@ -1,0 +1,244 @@
+//! Exchanging keyed items by their key's stable hash.
+//!
+//! Each item travels with its hash, computed once on the sender, so routing, the
+//! receiver's state table and its lookup all share one hash per record. Keys that own
+//! heap memory (`Key::SHIP_BYTES`: strings, byte vectors) travel as their encoded bytes
+//! in one contiguous buffer per batch: the sender frees its key locally and the receiver
+//! reads the bytes sequentially, instead of missing in cache on every key's heap block
+//! and freeing it across threads. Other keys travel as values.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use super::{worker_of, ChannelIo, Links, Msg, Staged, BATCH};
+use crate::dataflow::Key;
+use crate::runtime::progress::{Epoch, FIRST_EPOCH};
+use crate::runtime::push::Data;
+
+/// A batch of keyed items with their hashes, in one of two layouts chosen by
+/// `K::SHIP_BYTES`: keys as values, or keys as encoded bytes (`ends[i]` is the end
+/// offset of key `i` in `bytes`).
+#[derive(Debug)]
+pub(crate) struct KeyBatch<K, V> {
+    pub(crate) hashes: Vec<u64>,
+    pub(crate) keys: Vec<K>,
+    pub(crate) ends: Vec<u32>,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) values: Vec<V>,
+}
+
+impl<K: Key, V> KeyBatch<K, V> {
+    pub(crate) fn new() -> Self {
+        KeyBatch {
+            hashes: Vec::new(),
+            keys: Vec::new(),
+            ends: Vec::new(),
+            bytes: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+
+    fn with_capacity(n: usize) -> Self {
+        let mut b = Self::new();
+        b.hashes.reserve(n);
+        b.values.reserve(n);
+        if K::SHIP_BYTES {
+            b.ends.reserve(n);
+            b.bytes.reserve(n * 8);
+        } else {
+            b.keys.reserve(n);
+        }
+        b
+    }
+
+    #[inline]
+    fn push(&mut self, hash: u64, key: K, value: V) {
+        self.hashes.push(hash);
+        if K::SHIP_BYTES {
+            key.encode(&mut self.bytes);
+            self.ends.push(self.bytes.len() as u32);
+        } else {
+            self.keys.push(key);
+        }
+        self.values.push(value);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.hashes.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+}
+
+/// What a keyed step receives: its local share as hashed items, and peers' batches.
+pub(crate) trait KeyedInput<K, V> {
+    /// Items routed to this worker by this worker, each with its stable hash.
+    fn push_local(&mut self, epoch: Epoch, items: &mut Vec<(u64, K, V)>);
+    /// A batch from a peer.
+    fn push_remote(&mut self, epoch: Epoch, batch: KeyBatch<K, V>);
+}
+
+/// One worker's side of a keyed channel.
+pub(crate) struct KeyedExchange<K, V> {
+    links: Links<KeyBatch<K, V>>,
+    target: Rc<RefCell<dyn KeyedInput<K, V>>>,
+    staged: Vec<Staged<KeyBatch<K, V>>>,
+    local: Vec<(u64, K, V)>,
+}
+
+impl<K: Key, V: Data> KeyedExchange<K, V> {
+    pub(crate) fn new(
+        links: Links<KeyBatch<K, V>>,
+        target: Rc<RefCell<dyn KeyedInput<K, V>>>,
+    ) -> Self {
+        let staged = (0..links.workers())
+            .map(|_| Staged {
+                batch: KeyBatch::new(),
+                epoch: FIRST_EPOCH,
+            })
+            .collect();
+        KeyedExchange {
+            links,
+            target,
+            staged,
+            local: Vec::new(),
+        }
+    }
+
+    fn flush_target(&mut self, to: usize) {
+        let s = &mut self.staged[to];
+        if s.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::replace(&mut s.batch, KeyBatch::with_capacity(BATCH));
+        let epoch = s.epoch;
+        self.links.send(to, Msg::Data(epoch, batch));
+    }
+
+    /// Routes a batch: the local share goes straight to the step, the rest is staged.
+    pub(crate) fn push(&mut self, epoch: Epoch, batch: &mut Vec<(K, V)>) {
+        let (me, n) = (self.links.me, self.links.workers());
+        for (k, v) in batch.drain(..) {
+            let h = k.stable_hash();
+            let to = worker_of(h, n);
+            if to == me {
+                self.local.push((h, k, v));
+                continue;
+            }
+            if self.staged[to].epoch != epoch && !self.staged[to].batch.is_empty() {
+                self.flush_target(to);
+            }
+            let s = &mut self.staged[to];
+            s.epoch = epoch;
+            s.batch.push(h, k, v);
+            if s.batch.len() >= BATCH {
+                self.flush_target(to);
+            }
+        }
+        if !self.local.is_empty() {
+            self.target.borrow_mut().push_local(epoch, &mut self.local);
+            self.local.clear();
+        }
+    }
+}
+
+impl<K: Key, V: Data> ChannelIo for KeyedExchange<K, V> {
+    fn drain(&mut self) -> bool {
+        let target = &self.target;
+        self.links
+            .drain(|epoch, batch| target.borrow_mut().push_remote(epoch, batch))
+    }
+
+    fn flush(&mut self) -> bool {
+        let mut moved = self.links.retry_overflow();
+        for to in 0..self.staged.len() {
+            if !self.staged[to].batch.is_empty() {
+                self.flush_target(to);
+                moved = true;
+            }
+        }
+        moved
+    }
+
+    fn advance_local(&mut self, f: Epoch) {
+        if f > self.links.sent_frontier {
+            for to in 0..self.staged.len() {
+                self.flush_target(to);
+            }
+            self.links.send_progress(f);
+        }
+    }
+
+    fn remote_frontier(&self) -> Epoch {
+        self.links.remote_frontier()
+    }
+
+    fn has_overflow(&self) -> bool {
+        self.links.has_overflow()
+    }
+
+    fn has_inbound(&self) -> bool {
+        self.links.has_inbound()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::mesh;
+    use crate::runtime::park::Shared;
+    use crate::runtime::progress::EOF_EPOCH;
+    use std::sync::Arc;
+
+    #[derive(Default)]
+    struct Recorder {
+        local: Vec<(u64, String, u32)>,
+        remote: Vec<(u64, String, u32)>,
+    }
+
+    impl KeyedInput<String, u32> for Recorder {
+        fn push_local(&mut self, _e: Epoch, items: &mut Vec<(u64, String, u32)>) {
+            self.local.append(items);
+        }
+        fn push_remote(&mut self, _e: Epoch, b: KeyBatch<String, u32>) {
+            assert!(b.keys.is_empty(), "strings travel as bytes");
+            let mut start = 0;
+            for i in 0..b.len() {
+                let end = b.ends[i] as usize;
+                let k = String::decode(&b.bytes[start..end]).unwrap();
+                start = end;
+                self.remote.push((b.hashes[i], k, b.values[i]));
+            }
+        }
+    }
+
+    #[test]
+    fn keys_route_by_hash_and_strings_travel_as_bytes() {
+        let shared = Arc::new(Shared::new(2));
+        let mut eps = mesh::<KeyBatch<String, u32>>(2, 8);
+        let ep1 = eps.pop().unwrap();
+        let ep0 = eps.pop().unwrap();
+        let r0 = Rc::new(RefCell::new(Recorder::default()));
+        let r1 = Rc::new(RefCell::new(Recorder::default()));
+        let mut x0 = KeyedExchange::new(Links::new(0, ep0, shared.clone()), r0.clone());
+        let mut x1 = KeyedExchange::new(Links::new(1, ep1, shared), r1.clone());
+        let mut batch: Vec<(String, u32)> = (0..100).map(|i| (format!("k{i}"), i)).collect();
+        x0.push(1, &mut batch);
+        x0.advance_local(EOF_EPOCH);
+        x1.drain();
+        let (r0, r1) = (r0.borrow(), r1.borrow());
+        assert_eq!(r0.local.len() + r1.remote.len(), 100);
+        assert!(!r0.local.is_empty() && !r1.remote.is_empty());
+        for (h, k, _) in r0.local.iter().chain(r1.remote.iter()) {
+            assert_eq!(*h, k.stable_hash());
+        }
+        assert!(r0.local.iter().all(|(h, _, _)| worker_of(*h, 2) == 0));
+        assert!(r1.remote.iter().all(|(h, _, _)| worker_of(*h, 2) == 1));
+        // Per-sender order is kept.
+        let vals: Vec<u32> = r1.remote.iter().map(|x| x.2).collect();
+        assert!(vals.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(x1.remote_frontier(), EOF_EPOCH);
+    }
+}
