@@ -17,6 +17,12 @@ use std::hash::Hash;
 
 use xxhash_rust::xxh3::xxh3_64;
 
+/// Build-time switch for measuring the alternative design (keys shipped as pointers):
+/// `WAXFAST_EXPERIMENT_SHIP_KEY_POINTERS=1 cargo build --release`. Used only by
+/// `scripts/bench_runtime.py`; never set it in a real build.
+const SHIP_POINTERS_EXPERIMENT: bool =
+    option_env!("WAXFAST_EXPERIMENT_SHIP_KEY_POINTERS").is_some();
+
 thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
@@ -97,13 +103,15 @@ macro_rules! bytes_key {
         }
     };
 }
-bytes_key!(String, true, |s| s.as_bytes(), |b| std::str::from_utf8(b)
-    .ok()
-    .map(str::to_owned));
-bytes_key!(Box<str>, true, |s| s.as_bytes(), |b| std::str::from_utf8(b)
-    .ok()
-    .map(Box::from));
-bytes_key!(Vec<u8>, true, |s| s.as_slice(), |b| Some(b.to_vec()));
+bytes_key!(String, !SHIP_POINTERS_EXPERIMENT, |s| s.as_bytes(), |b| {
+    std::str::from_utf8(b).ok().map(str::to_owned)
+});
+bytes_key!(Box<str>, !SHIP_POINTERS_EXPERIMENT, |s| s.as_bytes(), |b| {
+    std::str::from_utf8(b).ok().map(Box::from)
+});
+bytes_key!(Vec<u8>, !SHIP_POINTERS_EXPERIMENT, |s| s.as_slice(), |b| {
+    Some(b.to_vec())
+});
 // A static string cannot be rebuilt from bytes; it is shipped as the reference.
 bytes_key!(&'static str, false, |s| s.as_bytes(), |_b| None);
 
