@@ -3,65 +3,54 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use super::{ChannelIo, Links, Msg, Staged, BATCH};
-use crate::runtime::progress::{Epoch, FIRST_EPOCH};
+use super::Channel;
+use crate::runtime::progress::Epoch;
 use crate::runtime::push::{Data, Push};
 
-/// One worker's side of an item channel: routes what it is pushed to `route(item)`, and
-/// hands what peers send it to `target`, as does the local share.
-pub(crate) struct Exchange<T, R> {
-    links: Links<Vec<T>>,
+/// Routes the items it is pushed to worker `route(item)`: the local share straight to
+/// `target`, the rest staged in the channel (whose inbound batches also go to `target`).
+pub(crate) struct ItemRouter<T, R> {
+    channel: Rc<RefCell<Channel<Vec<T>>>>,
     route: R,
     target: Rc<RefCell<dyn Push<T>>>,
-    staged: Vec<Staged<Vec<T>>>,
     local: Vec<T>,
 }
 
-impl<T: Data, R: FnMut(&T) -> usize> Exchange<T, R> {
-    pub(crate) fn new(links: Links<Vec<T>>, route: R, target: Rc<RefCell<dyn Push<T>>>) -> Self {
-        let staged = (0..links.workers())
-            .map(|_| Staged {
-                batch: Vec::new(),
-                epoch: FIRST_EPOCH,
-            })
-            .collect();
-        Exchange {
+impl<T: Data, R: FnMut(&T) -> usize> ItemRouter<T, R> {
+    /// The router, and the channel the worker loop drives.
+    pub(crate) fn new(
+        links: super::Links<Vec<T>>,
+        route: R,
+        target: Rc<RefCell<dyn Push<T>>>,
+    ) -> (Self, Rc<RefCell<Channel<Vec<T>>>>) {
+        let inbound = target.clone();
+        let channel = Rc::new(RefCell::new(Channel::new(
             links,
+            Box::new(move |epoch, mut items: Vec<T>| inbound.borrow_mut().push(epoch, &mut items)),
+        )));
+        let router = ItemRouter {
+            channel: channel.clone(),
             route,
             target,
-            staged,
             local: Vec::new(),
-        }
-    }
-
-    fn flush_target(&mut self, to: usize) {
-        let s = &mut self.staged[to];
-        if s.batch.is_empty() {
-            return;
-        }
-        let batch = std::mem::replace(&mut s.batch, Vec::with_capacity(BATCH));
-        let epoch = s.epoch;
-        self.links.send(to, Msg::Data(epoch, batch));
+        };
+        (router, channel)
     }
 }
 
-impl<T: Data, R: FnMut(&T) -> usize> Push<T> for Exchange<T, R> {
+impl<T: Data, R: FnMut(&T) -> usize> Push<T> for ItemRouter<T, R> {
     fn push(&mut self, epoch: Epoch, batch: &mut Vec<T>) {
-        let me = self.links.me;
-        for item in batch.drain(..) {
-            let to = (self.route)(&item);
-            if to == me {
-                self.local.push(item);
-                continue;
-            }
-            if self.staged[to].epoch != epoch && !self.staged[to].batch.is_empty() {
-                self.flush_target(to);
-            }
-            let s = &mut self.staged[to];
-            s.epoch = epoch;
-            s.batch.push(item);
-            if s.batch.len() >= BATCH {
-                self.flush_target(to);
+        {
+            let mut ch = self.channel.borrow_mut();
+            let me = ch.me();
+            for item in batch.drain(..) {
+                let to = (self.route)(&item);
+                if to == me {
+                    self.local.push(item);
+                } else {
+                    ch.stage(to, epoch).push(item);
+                    ch.staged(to);
+                }
             }
         }
         if !self.local.is_empty() {
@@ -71,50 +60,10 @@ impl<T: Data, R: FnMut(&T) -> usize> Push<T> for Exchange<T, R> {
     }
 }
 
-impl<T: Data, R: FnMut(&T) -> usize> ChannelIo for Exchange<T, R> {
-    fn drain(&mut self) -> bool {
-        let target = &self.target;
-        self.links
-            .drain(|epoch, mut items| target.borrow_mut().push(epoch, &mut items))
-    }
-
-    fn flush(&mut self) -> bool {
-        let mut moved = self.links.retry_overflow();
-        for to in 0..self.staged.len() {
-            if !self.staged[to].batch.is_empty() {
-                self.flush_target(to);
-                moved = true;
-            }
-        }
-        moved
-    }
-
-    fn advance_local(&mut self, f: Epoch) {
-        if f > self.links.sent_frontier {
-            for to in 0..self.staged.len() {
-                self.flush_target(to);
-            }
-            self.links.send_progress(f);
-        }
-    }
-
-    fn remote_frontier(&self) -> Epoch {
-        self.links.remote_frontier()
-    }
-
-    fn has_overflow(&self) -> bool {
-        self.links.has_overflow()
-    }
-
-    fn has_inbound(&self) -> bool {
-        self.links.has_inbound()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchange::mesh;
+    use crate::exchange::{mesh, ChannelIo, Links};
     use crate::runtime::park::Shared;
     use crate::runtime::progress::EOF_EPOCH;
     use crate::runtime::push::PushFn;
@@ -132,6 +81,13 @@ mod tests {
         (got, p)
     }
 
+    fn items(got: &Got) -> Vec<u64> {
+        got.borrow()
+            .iter()
+            .flat_map(|(_, v)| v.iter().copied())
+            .collect()
+    }
+
     #[test]
     fn routes_stages_and_keeps_data_before_progress() {
         let shared = Arc::new(Shared::new(2));
@@ -140,25 +96,26 @@ mod tests {
         let ep0 = eps.pop().unwrap();
         let (got0, t0) = sink();
         let (got1, t1) = sink();
-        let mut w0 = Exchange::new(
+        let (mut r0, c0) = ItemRouter::new(
             Links::new(0, ep0, shared.clone()),
             |x: &u64| (*x % 2) as usize,
             t0,
         );
-        let mut w1 = Exchange::new(Links::new(1, ep1, shared), |x: &u64| (*x % 2) as usize, t1);
+        let (_r1, c1) =
+            ItemRouter::new(Links::new(1, ep1, shared), |x: &u64| (*x % 2) as usize, t1);
         let mut batch: Vec<u64> = (0..10).collect();
-        w0.push(1, &mut batch);
+        r0.push(1, &mut batch);
         // Evens stayed local at once; odds are staged until a flush or marker.
-        assert_eq!(got0.borrow().concat_items(), vec![0, 2, 4, 6, 8]);
-        assert!(!w1.drain());
-        w0.advance_local(3);
-        assert!(w1.drain());
-        assert_eq!(got1.borrow().concat_items(), vec![1, 3, 5, 7, 9]);
+        assert_eq!(items(&got0), vec![0, 2, 4, 6, 8]);
+        assert!(!c1.borrow_mut().drain());
+        c0.borrow_mut().advance_local(3);
+        assert!(c1.borrow_mut().drain());
+        assert_eq!(items(&got1), vec![1, 3, 5, 7, 9]);
         assert_eq!(got1.borrow()[0].0, 1, "items keep their epoch");
-        assert_eq!(w1.remote_frontier(), 3);
-        w0.advance_local(EOF_EPOCH);
-        w1.drain();
-        assert_eq!(w1.remote_frontier(), EOF_EPOCH);
+        assert_eq!(c1.borrow().remote_frontier(), 3);
+        c0.borrow_mut().advance_local(EOF_EPOCH);
+        c1.borrow_mut().drain();
+        assert_eq!(c1.borrow().remote_frontier(), EOF_EPOCH);
     }
 
     #[test]
@@ -169,32 +126,42 @@ mod tests {
         let ep0 = eps.pop().unwrap();
         let (_g0, t0) = sink();
         let (got1, t1) = sink();
-        let mut w0 = Exchange::new(Links::new(0, ep0, shared.clone()), |_: &u64| 1, t0);
-        let mut w1 = Exchange::new(Links::new(1, ep1, shared), |_: &u64| 1, t1);
+        let (mut r0, c0) = ItemRouter::new(Links::new(0, ep0, shared.clone()), |_: &u64| 1, t0);
+        let (_r1, c1) = ItemRouter::new(Links::new(1, ep1, shared), |_: &u64| 1, t1);
         for i in 0..10u64 {
-            let mut b = vec![i];
-            w0.push(1, &mut b);
-            w0.flush();
+            r0.push(1, &mut vec![i]);
+            c0.borrow_mut().flush();
         }
-        assert!(w0.has_overflow(), "a 2-slot ring cannot take 10 batches");
-        w0.advance_local(EOF_EPOCH);
+        assert!(
+            c0.borrow().has_overflow(),
+            "a 2-slot ring cannot take 10 batches"
+        );
+        c0.borrow_mut().advance_local(EOF_EPOCH);
         let mut rounds = 0;
-        while w1.remote_frontier() != EOF_EPOCH {
-            w1.drain();
-            w0.flush();
+        while c1.borrow().remote_frontier() != EOF_EPOCH {
+            c1.borrow_mut().drain();
+            c0.borrow_mut().flush();
             rounds += 1;
             assert!(rounds < 100);
         }
-        assert_eq!(got1.borrow().concat_items(), (0..10).collect::<Vec<_>>());
-        assert!(!w0.has_overflow());
+        assert_eq!(items(&got1), (0..10).collect::<Vec<_>>());
+        assert!(!c0.borrow().has_overflow());
     }
 
-    trait Concat {
-        fn concat_items(&self) -> Vec<u64>;
-    }
-    impl Concat for Vec<(Epoch, Vec<u64>)> {
-        fn concat_items(&self) -> Vec<u64> {
-            self.iter().flat_map(|(_, v)| v.iter().copied()).collect()
-        }
+    #[test]
+    fn epoch_change_sends_the_staged_batch_first() {
+        let shared = Arc::new(Shared::new(2));
+        let mut eps = mesh::<Vec<u64>>(2, 8);
+        let ep1 = eps.pop().unwrap();
+        let ep0 = eps.pop().unwrap();
+        let (_g0, t0) = sink();
+        let (got1, t1) = sink();
+        let (mut r0, c0) = ItemRouter::new(Links::new(0, ep0, shared.clone()), |_: &u64| 1, t0);
+        let (_r1, c1) = ItemRouter::new(Links::new(1, ep1, shared), |_: &u64| 1, t1);
+        r0.push(1, &mut vec![1, 2]);
+        r0.push(2, &mut vec![3]);
+        c0.borrow_mut().flush();
+        c1.borrow_mut().drain();
+        assert_eq!(*got1.borrow(), vec![(1, vec![1, 2]), (2, vec![3])]);
     }
 }

@@ -10,9 +10,9 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use super::{worker_of, ChannelIo, Links, Msg, Staged, BATCH};
+use super::{worker_of, Batch, Channel, Links, BATCH};
 use crate::dataflow::Key;
-use crate::runtime::progress::{Epoch, FIRST_EPOCH};
+use crate::runtime::progress::Epoch;
 use crate::runtime::push::Data;
 
 /// A batch of keyed items with their hashes, in one of two layouts chosen by
@@ -38,19 +38,6 @@ impl<K: Key, V> KeyBatch<K, V> {
         }
     }
 
-    fn with_capacity(n: usize) -> Self {
-        let mut b = Self::new();
-        b.hashes.reserve(n);
-        b.values.reserve(n);
-        if K::SHIP_BYTES {
-            b.ends.reserve(n);
-            b.bytes.reserve(n * 8);
-        } else {
-            b.keys.reserve(n);
-        }
-        b
-    }
-
     #[inline]
     fn push(&mut self, hash: u64, key: K, value: V) {
         self.hashes.push(hash);
@@ -62,13 +49,24 @@ impl<K: Key, V> KeyBatch<K, V> {
         }
         self.values.push(value);
     }
+}
 
-    pub(crate) fn len(&self) -> usize {
-        self.hashes.len()
+impl<K: Key, V: Send + 'static> Batch for KeyBatch<K, V> {
+    fn fresh() -> Self {
+        let mut b = Self::new();
+        b.hashes.reserve(BATCH);
+        b.values.reserve(BATCH);
+        if K::SHIP_BYTES {
+            b.ends.reserve(BATCH);
+            b.bytes.reserve(BATCH * 8);
+        } else {
+            b.keys.reserve(BATCH);
+        }
+        b
     }
 
-    fn is_empty(&self) -> bool {
-        self.hashes.is_empty()
+    fn len(&self) -> usize {
+        self.hashes.len()
     }
 }
 
@@ -80,61 +78,50 @@ pub(crate) trait KeyedInput<K, V> {
     fn push_remote(&mut self, epoch: Epoch, batch: KeyBatch<K, V>);
 }
 
-/// One worker's side of a keyed channel.
-pub(crate) struct KeyedExchange<K, V> {
-    links: Links<KeyBatch<K, V>>,
+/// A keyed channel as the worker loop holds it.
+pub(crate) type KeyChannel<K, V> = Rc<RefCell<Channel<KeyBatch<K, V>>>>;
+
+/// Routes keyed items to `stable_hash(key) % workers`: the local share straight to the
+/// step with its hash, the rest staged in the channel.
+pub(crate) struct KeyRouter<K, V> {
+    channel: KeyChannel<K, V>,
     target: Rc<RefCell<dyn KeyedInput<K, V>>>,
-    staged: Vec<Staged<KeyBatch<K, V>>>,
     local: Vec<(u64, K, V)>,
 }
 
-impl<K: Key, V: Data> KeyedExchange<K, V> {
+impl<K: Key, V: Data> KeyRouter<K, V> {
+    /// The router, and the channel the worker loop drives.
     pub(crate) fn new(
         links: Links<KeyBatch<K, V>>,
         target: Rc<RefCell<dyn KeyedInput<K, V>>>,
-    ) -> Self {
-        let staged = (0..links.workers())
-            .map(|_| Staged {
-                batch: KeyBatch::new(),
-                epoch: FIRST_EPOCH,
-            })
-            .collect();
-        KeyedExchange {
+    ) -> (Self, KeyChannel<K, V>) {
+        let inbound = target.clone();
+        let channel = Rc::new(RefCell::new(Channel::new(
             links,
+            Box::new(move |epoch, batch| inbound.borrow_mut().push_remote(epoch, batch)),
+        )));
+        let router = KeyRouter {
+            channel: channel.clone(),
             target,
-            staged,
             local: Vec::new(),
-        }
+        };
+        (router, channel)
     }
 
-    fn flush_target(&mut self, to: usize) {
-        let s = &mut self.staged[to];
-        if s.batch.is_empty() {
-            return;
-        }
-        let batch = std::mem::replace(&mut s.batch, KeyBatch::with_capacity(BATCH));
-        let epoch = s.epoch;
-        self.links.send(to, Msg::Data(epoch, batch));
-    }
-
-    /// Routes a batch: the local share goes straight to the step, the rest is staged.
+    /// Routes a batch.
     pub(crate) fn push(&mut self, epoch: Epoch, batch: &mut Vec<(K, V)>) {
-        let (me, n) = (self.links.me, self.links.workers());
-        for (k, v) in batch.drain(..) {
-            let h = k.stable_hash();
-            let to = worker_of(h, n);
-            if to == me {
-                self.local.push((h, k, v));
-                continue;
-            }
-            if self.staged[to].epoch != epoch && !self.staged[to].batch.is_empty() {
-                self.flush_target(to);
-            }
-            let s = &mut self.staged[to];
-            s.epoch = epoch;
-            s.batch.push(h, k, v);
-            if s.batch.len() >= BATCH {
-                self.flush_target(to);
+        {
+            let mut ch = self.channel.borrow_mut();
+            let (me, n) = (ch.me(), ch.workers());
+            for (k, v) in batch.drain(..) {
+                let h = k.stable_hash();
+                let to = worker_of(h, n);
+                if to == me {
+                    self.local.push((h, k, v));
+                } else {
+                    ch.stage(to, epoch).push(h, k, v);
+                    ch.staged(to);
+                }
             }
         }
         if !self.local.is_empty() {
@@ -144,50 +131,10 @@ impl<K: Key, V: Data> KeyedExchange<K, V> {
     }
 }
 
-impl<K: Key, V: Data> ChannelIo for KeyedExchange<K, V> {
-    fn drain(&mut self) -> bool {
-        let target = &self.target;
-        self.links
-            .drain(|epoch, batch| target.borrow_mut().push_remote(epoch, batch))
-    }
-
-    fn flush(&mut self) -> bool {
-        let mut moved = self.links.retry_overflow();
-        for to in 0..self.staged.len() {
-            if !self.staged[to].batch.is_empty() {
-                self.flush_target(to);
-                moved = true;
-            }
-        }
-        moved
-    }
-
-    fn advance_local(&mut self, f: Epoch) {
-        if f > self.links.sent_frontier {
-            for to in 0..self.staged.len() {
-                self.flush_target(to);
-            }
-            self.links.send_progress(f);
-        }
-    }
-
-    fn remote_frontier(&self) -> Epoch {
-        self.links.remote_frontier()
-    }
-
-    fn has_overflow(&self) -> bool {
-        self.links.has_overflow()
-    }
-
-    fn has_inbound(&self) -> bool {
-        self.links.has_inbound()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchange::mesh;
+    use crate::exchange::{mesh, ChannelIo};
     use crate::runtime::park::Shared;
     use crate::runtime::progress::EOF_EPOCH;
     use std::sync::Arc;
@@ -222,12 +169,12 @@ mod tests {
         let ep0 = eps.pop().unwrap();
         let r0 = Rc::new(RefCell::new(Recorder::default()));
         let r1 = Rc::new(RefCell::new(Recorder::default()));
-        let mut x0 = KeyedExchange::new(Links::new(0, ep0, shared.clone()), r0.clone());
-        let mut x1 = KeyedExchange::new(Links::new(1, ep1, shared), r1.clone());
+        let (mut x0, c0) = KeyRouter::new(Links::new(0, ep0, shared.clone()), r0.clone());
+        let (_x1, c1) = KeyRouter::new(Links::new(1, ep1, shared), r1.clone());
         let mut batch: Vec<(String, u32)> = (0..100).map(|i| (format!("k{i}"), i)).collect();
         x0.push(1, &mut batch);
-        x0.advance_local(EOF_EPOCH);
-        x1.drain();
+        c0.borrow_mut().advance_local(EOF_EPOCH);
+        c1.borrow_mut().drain();
         let (r0, r1) = (r0.borrow(), r1.borrow());
         assert_eq!(r0.local.len() + r1.remote.len(), 100);
         assert!(!r0.local.is_empty() && !r1.remote.is_empty());
@@ -239,6 +186,6 @@ mod tests {
         // Per-sender order is kept.
         let vals: Vec<u32> = r1.remote.iter().map(|x| x.2).collect();
         assert!(vals.windows(2).all(|w| w[0] < w[1]));
-        assert_eq!(x1.remote_frontier(), EOF_EPOCH);
+        assert_eq!(c1.borrow().remote_frontier(), EOF_EPOCH);
     }
 }

@@ -3,10 +3,11 @@
 //! Every exchange channel (one per keyed step, `redistribute`, or fixed-partitioned sink)
 //! has, between every ordered pair of workers, a lock-free SPSC ring ([`rtrb`]) of
 //! [`Msg`]s: data batches tagged with their epoch, and progress markers. A batch moves
-//! through the ring by pointer. [`Links`] is one worker's set of rings of a channel; an
-//! [`items::Exchange`] routes whole items (`redistribute`, sinks), a
-//! [`keyed::KeyedExchange`] routes keyed items by their stable hash and ships keys that
-//! own heap memory as bytes in a contiguous buffer (see `Key::SHIP_BYTES`).
+//! through the ring by pointer. [`Links`] is one worker's set of rings of a channel and
+//! [`Channel`] adds per-target staging; an [`items::ItemRouter`] routes whole items
+//! (`redistribute`, sinks) into it, a [`keyed::KeyRouter`] routes keyed items by their
+//! stable hash and ships keys that own heap memory as bytes in a contiguous buffer (see
+//! `Key::SHIP_BYTES`).
 //!
 //! The rules that make it correct (see ARCHITECTURE.md, "Progress protocol"):
 //! * per (sender, channel) the order is FIFO, and a sender flushes its staged items
@@ -124,8 +125,14 @@ impl<B> Links<B> {
     }
 
     /// Sends to a peer without blocking: a full ring queues the message in overflow.
+    /// Progress markers only ever advance, so a newer one replaces a marker still
+    /// waiting at the end of the queue: overflow holds at most one marker per peer.
     pub(crate) fn send(&mut self, to: usize, msg: Msg<B>) {
         let q = &mut self.overflow[to];
+        if let (Msg::Progress(_), Some(Msg::Progress(_))) = (&msg, q.back()) {
+            *q.back_mut().expect("checked non-empty") = msg;
+            return;
+        }
         if q.is_empty() {
             let ring = self.ep.outs[to].as_mut().expect("a ring to every peer");
             match ring.push(msg) {
@@ -217,11 +224,127 @@ impl<B> Links<B> {
     }
 }
 
+/// A batch type that can be staged per target worker.
+pub(crate) trait Batch: Send + 'static {
+    /// An empty batch, sized for a full [`BATCH`].
+    fn fresh() -> Self;
+    fn len(&self) -> usize;
+}
+
+impl<T: Send + 'static> Batch for Vec<T> {
+    fn fresh() -> Self {
+        Vec::with_capacity(BATCH)
+    }
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+}
+
 /// A per-target staging buffer of one epoch.
 #[derive(Debug)]
-pub(crate) struct Staged<B> {
-    pub(crate) batch: B,
-    pub(crate) epoch: Epoch,
+struct Staged<B> {
+    batch: B,
+    epoch: Epoch,
+}
+
+/// One worker's side of a channel: its rings, its staged outbound batches, and where
+/// inbound batches go. Routers ([`items::ItemRouter`], [`keyed::KeyRouter`]) stage into
+/// it; the worker loop drives it through [`ChannelIo`].
+pub(crate) struct Channel<B> {
+    links: Links<B>,
+    staged: Vec<Staged<B>>,
+    deliver: Box<dyn FnMut(Epoch, B)>,
+}
+
+impl<B: Batch> Channel<B> {
+    pub(crate) fn new(links: Links<B>, deliver: Box<dyn FnMut(Epoch, B)>) -> Self {
+        let staged = (0..links.workers())
+            .map(|_| Staged {
+                batch: B::fresh(),
+                epoch: FIRST_EPOCH,
+            })
+            .collect();
+        Channel {
+            links,
+            staged,
+            deliver,
+        }
+    }
+
+    pub(crate) fn me(&self) -> usize {
+        self.links.me
+    }
+
+    pub(crate) fn workers(&self) -> usize {
+        self.links.workers()
+    }
+
+    /// The batch staged for worker `to` at `epoch` (sending what was staged at another
+    /// epoch first). Call [`staged`](Self::staged) after adding to it.
+    #[inline]
+    pub(crate) fn stage(&mut self, to: usize, epoch: Epoch) -> &mut B {
+        if self.staged[to].epoch != epoch {
+            self.send_staged(to);
+            self.staged[to].epoch = epoch;
+        }
+        &mut self.staged[to].batch
+    }
+
+    /// Sends worker `to`'s batch if it is full.
+    #[inline]
+    pub(crate) fn staged(&mut self, to: usize) {
+        if self.staged[to].batch.len() >= BATCH {
+            self.send_staged(to);
+        }
+    }
+
+    fn send_staged(&mut self, to: usize) {
+        let s = &mut self.staged[to];
+        if s.batch.len() == 0 {
+            return;
+        }
+        let batch = std::mem::replace(&mut s.batch, B::fresh());
+        let epoch = s.epoch;
+        self.links.send(to, Msg::Data(epoch, batch));
+    }
+}
+
+impl<B: Batch> ChannelIo for Channel<B> {
+    fn drain(&mut self) -> bool {
+        self.links.drain(&mut self.deliver)
+    }
+
+    fn flush(&mut self) -> bool {
+        let mut moved = self.links.retry_overflow();
+        for to in 0..self.staged.len() {
+            if self.staged[to].batch.len() > 0 {
+                self.send_staged(to);
+                moved = true;
+            }
+        }
+        moved
+    }
+
+    fn advance_local(&mut self, f: Epoch) {
+        if f > self.links.sent_frontier {
+            for to in 0..self.staged.len() {
+                self.send_staged(to);
+            }
+            self.links.send_progress(f);
+        }
+    }
+
+    fn remote_frontier(&self) -> Epoch {
+        self.links.remote_frontier()
+    }
+
+    fn has_overflow(&self) -> bool {
+        self.links.has_overflow()
+    }
+
+    fn has_inbound(&self) -> bool {
+        self.links.has_inbound()
+    }
 }
 
 /// Routes a key to its worker: `stable_hash(key) % workers` (ARCHITECTURE.md, "Keys").

@@ -12,8 +12,8 @@ use std::time::Instant;
 use crate::dataflow::Key;
 use crate::dataflow::{ChannelId, StreamId};
 use crate::error::{Error, Result};
-use crate::exchange::items::Exchange;
-use crate::exchange::keyed::{KeyBatch, KeyedExchange, KeyedInput};
+use crate::exchange::items::ItemRouter;
+use crate::exchange::keyed::{KeyBatch, KeyRouter, KeyedInput};
 use crate::exchange::{ChannelIo, Endpoint, Links};
 use crate::io::SourceStatus;
 use crate::io::{assign_partitions, ErasedSinkPart, ErasedSourcePart, SinkKind, SourceKind};
@@ -168,13 +168,12 @@ impl BuildCtx {
             return;
         }
         let links = Links::new(self.worker_index, ep, self.shared.clone());
-        let ex = Rc::new(RefCell::new(Exchange::new(links, route, target)));
-        let sender = ex.clone();
+        let (mut router, channel) = ItemRouter::new(links, route, target);
         self.consume(
             inp,
-            PushFn(move |epoch, batch: &mut Vec<T>| sender.borrow_mut().push(epoch, batch)),
+            PushFn(move |epoch, batch: &mut Vec<T>| router.push(epoch, batch)),
         );
-        self.channels.push((self.step, ex));
+        self.channels.push((self.step, channel));
     }
 
     fn take_endpoint<B: 'static>(&mut self, chan: ChannelId) -> Endpoint<B> {
@@ -207,13 +206,12 @@ impl BuildCtx {
             return;
         }
         let links = Links::new(self.worker_index, ep, self.shared.clone());
-        let ex = Rc::new(RefCell::new(KeyedExchange::new(links, target)));
-        let sender = ex.clone();
+        let (mut router, channel) = KeyRouter::new(links, target);
         self.consume(
             inp,
-            PushFn(move |epoch, batch: &mut Vec<(K, V)>| sender.borrow_mut().push(epoch, batch)),
+            PushFn(move |epoch, batch: &mut Vec<(K, V)>| router.push(epoch, batch)),
         );
-        self.channels.push((self.step, ex));
+        self.channels.push((self.step, channel));
     }
 
     /// Builds this worker's partitions of an input step.

@@ -50,8 +50,8 @@ impl Default for RunConfig {
 }
 
 impl RunConfig {
-    /// How long each epoch lasts (default 10 s). Zero advances the epoch on every
-    /// scheduling round.
+    /// How long each epoch lasts (default 10 s). Zero starts a new epoch after every
+    /// scheduling round in which an input produced items.
     pub fn epoch_interval(mut self, interval: Duration) -> Self {
         self.epoch_interval = interval;
         self

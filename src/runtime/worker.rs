@@ -100,12 +100,17 @@ impl Worker {
     /// sent, then closes the sinks.
     pub(crate) fn run(&mut self) -> Result<()> {
         let mut idle_rounds: u32 = 0;
+        let mut read_input = false;
         loop {
             if self.shared.aborted() {
                 return Err(Error::Aborted);
             }
             let now = Instant::now();
-            self.clock.tick(now);
+            // A zero interval means an epoch per round that read input; idle rounds do
+            // not advance it (each advance sends a progress marker to every peer).
+            if !self.zero_interval || read_input {
+                self.clock.tick(now);
+            }
             let epoch = self.clock.epoch();
             let mut progressed = false;
 
@@ -115,16 +120,18 @@ impl Worker {
             }
 
             let backpressured = self.channels.iter().any(|(_, c)| c.borrow().has_overflow());
+            read_input = false;
             if !backpressured {
                 for (step, src) in self.sources.iter_mut() {
                     if !src.is_eof() {
                         let step = *step;
-                        progressed |= src
+                        read_input |= src
                             .poll(now, epoch)
                             .map_err(|e| Error::in_step(self.plan.steps[step].id.to_string(), e))?;
                     }
                 }
             }
+            progressed |= read_input;
 
             for (step, act) in &self.activations {
                 let f = self.step_frontier[*step];
