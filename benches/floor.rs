@@ -17,11 +17,15 @@ use rtrb::RingBuffer;
 #[derive(Clone, Copy)]
 struct Rec16(u64, u64);
 
+/// The cores this process may use, read once at start: `get_core_ids` reads the calling
+/// thread's affinity mask, so asking again from a pinned thread (or a thread spawned by
+/// one, which inherits the mask) would return only that thread's core.
+static CORES: std::sync::OnceLock<Vec<core_affinity::CoreId>> = std::sync::OnceLock::new();
+
 fn pin(i: usize) {
-    if let Some(cores) = core_affinity::get_core_ids() {
-        if !cores.is_empty() {
-            core_affinity::set_for_current(cores[i % cores.len()]);
-        }
+    let cores = CORES.get().expect("read at start");
+    if !cores.is_empty() {
+        core_affinity::set_for_current(cores[i % cores.len()]);
     }
 }
 
@@ -112,6 +116,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
+    CORES.get_or_init(|| core_affinity::get_core_ids().unwrap_or_default());
     let args: Vec<String> = std::env::args().collect();
     let full = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--smoke");
     let (n, rt, runs) = if full {

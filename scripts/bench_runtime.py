@@ -42,7 +42,26 @@ def run(args, binary=BIN):
 
 
 def measure(args, binary=BIN):
-    rows = [run(args, binary) for _ in range(RUNS)]
+    return summarize([run(args, binary) for _ in range(RUNS)])
+
+
+def interleaved(configs, runs=None):
+    """Measures several (args, binary) configurations in alternation, so drift of the
+    machine during the session hits all of them alike. Returns one summary per config
+    and the raw rows."""
+    rows = [[] for _ in configs]
+    for _ in range(runs or RUNS):
+        for i, (args, binary) in enumerate(configs):
+            rows[i].append(run(args, binary))
+    return [summarize(r) for r in rows], rows
+
+
+def paired_ratio(rows_a, rows_b):
+    """Median over paired runs of flow time a / flow time b."""
+    return statistics.median(float(a[3]["seconds"]) / float(b[3]["seconds"]) for a, b in zip(rows_a, rows_b))
+
+
+def summarize(rows):
     def stat(i, f=lambda x: x):
         vals = [f(r[i]) for r in rows]
         return statistics.median(vals), max(vals) - min(vals)
@@ -91,27 +110,30 @@ def main():
         m = measure(["simple", "-w", str(w)])
         out.append(f"| {w} | {fmt_ms(m['wall'])} | {fmt_ms(m['cpu'])} |")
 
+    wc_runs = 1 if SMOKE else 9
     out.append(f"\n### CPU-bound keyed flow: `waxfast bench_wordcount:{n_wc},10000 -wN`\n")
-    out.append("| workers | flow time | records/s | wall | CPU | peak RSS |\n|---|---|---|---|---|---|")
-    wc = {}
-    for w in (1, 2):
-        m = wc[w] = measure([f"bench_wordcount:{n_wc},10000", "-w", str(w)])
-        out.append(f"| {w} | {fmt_ms(m['secs'])} | {fmt_rate(m['rate'])} | {fmt_ms(m['wall'])} | "
-                   f"{fmt_ms(m['cpu'])} | {m['rss'][0]/1024:.1f} MiB |")
-    out.append(f"\nSpeed-up `-w2` over `-w1` (flow time): **{wc[1]['secs'][0]/wc[2]['secs'][0]:.2f}x**.\n")
-
+    out.append(f"All four binaries/worker counts below ran interleaved ({wc_runs} rounds), so drift of the "
+               "machine hits them alike; speed-ups are medians of per-round ratios.\n")
     # The alternative design, measured in the same run: String keys shipped by pointer.
     env = dict(os.environ, CARGO_TARGET_DIR=EXP_DIR, WAXFAST_EXPERIMENT_SHIP_KEY_POINTERS="1")
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True, env=env)
+    wc_args = lambda w: [f"bench_wordcount:{n_wc},10000", "-w", str(w)]
+    (b1, b2, p1, p2), rows = interleaved(
+        [(wc_args(1), BIN), (wc_args(2), BIN), (wc_args(1), EXP_BIN), (wc_args(2), EXP_BIN)], wc_runs)
+    out.append("| workers | flow time | records/s | wall | CPU | peak RSS |\n|---|---|---|---|---|---|")
+    for w, m in ((1, b1), (2, b2)):
+        out.append(f"| {w} | {fmt_ms(m['secs'])} | {fmt_rate(m['rate'])} | {fmt_ms(m['wall'])} | "
+                   f"{fmt_ms(m['cpu'])} | {m['rss'][0]/1024:.1f} MiB |")
+    out.append(f"\nSpeed-up `-w2` over `-w1` (flow time, median of per-round ratios): "
+               f"**{paired_ratio(rows[0], rows[1]):.2f}x**.\n")
     out.append("### Keys as bytes vs pointers (same workload, same run)\n")
     out.append("The alternative binary is built with `WAXFAST_EXPERIMENT_SHIP_KEY_POINTERS=1`: keyed "
                "exchanges move each `String` key to the other worker by pointer instead of as bytes.\n")
-    out.append("| keys cross workers as | -w1 flow time | -w2 flow time | -w2 CPU | speed-up |\n|---|---|---|---|---|")
-    for label, b in (("bytes (waxfast)", BIN), ("pointers (alternative)", EXP_BIN)):
-        m1 = wc[1] if b == BIN else measure([f"bench_wordcount:{n_wc},10000", "-w", "1"], b)
-        m2 = wc[2] if b == BIN else measure([f"bench_wordcount:{n_wc},10000", "-w", "2"], b)
-        out.append(f"| {label} | {fmt_ms(m1['secs'])} | {fmt_ms(m2['secs'])} | {fmt_ms(m2['cpu'])} | "
-                   f"{m1['secs'][0]/m2['secs'][0]:.2f}x |")
+    out.append("| keys cross workers as | -w1 flow time | -w2 flow time | -w2 CPU | speed-up -w2/-w1 |\n|---|---|---|---|---|")
+    out.append(f"| bytes (waxfast) | {fmt_ms(b1['secs'])} | {fmt_ms(b2['secs'])} | {fmt_ms(b2['cpu'])} | "
+               f"{paired_ratio(rows[0], rows[1]):.2f}x |")
+    out.append(f"| pointers (alternative) | {fmt_ms(p1['secs'])} | {fmt_ms(p2['secs'])} | {fmt_ms(p2['cpu'])} | "
+               f"{paired_ratio(rows[2], rows[3]):.2f}x |")
     out.append("")
 
     out.append(f"### Exchange fabric: `waxfast bench_exchange:{n_ex},BYTES -w2` next to the rtrb floor\n")
