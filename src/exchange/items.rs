@@ -26,7 +26,7 @@ impl<T: Data, R: FnMut(&T) -> usize> ItemRouter<T, R> {
         let inbound = target.clone();
         let channel = Rc::new(RefCell::new(Channel::new(
             links,
-            Box::new(move |epoch, mut items: Vec<T>| inbound.borrow_mut().push(epoch, &mut items)),
+            Box::new(move |epoch, items: &mut Vec<T>| inbound.borrow_mut().push(epoch, items)),
         )));
         let router = ItemRouter {
             channel: channel.clone(),

@@ -68,14 +68,22 @@ impl<K: Key, V: Send + 'static> Batch for KeyBatch<K, V> {
     fn len(&self) -> usize {
         self.hashes.len()
     }
+
+    fn clear(&mut self) {
+        self.hashes.clear();
+        self.keys.clear();
+        self.ends.clear();
+        self.bytes.clear();
+        self.values.clear();
+    }
 }
 
 /// What a keyed step receives: its local share as hashed items, and peers' batches.
 pub(crate) trait KeyedInput<K, V> {
     /// Items routed to this worker by this worker, each with its stable hash.
     fn push_local(&mut self, epoch: Epoch, items: &mut Vec<(u64, K, V)>);
-    /// A batch from a peer.
-    fn push_remote(&mut self, epoch: Epoch, batch: KeyBatch<K, V>);
+    /// A batch from a peer; left empty (its buffers go back to the peer for reuse).
+    fn push_remote(&mut self, epoch: Epoch, batch: &mut KeyBatch<K, V>);
 }
 
 /// A keyed channel as the worker loop holds it.
@@ -149,7 +157,7 @@ mod tests {
         fn push_local(&mut self, _e: Epoch, items: &mut Vec<(u64, String, u32)>) {
             self.local.append(items);
         }
-        fn push_remote(&mut self, _e: Epoch, b: KeyBatch<String, u32>) {
+        fn push_remote(&mut self, _e: Epoch, b: &mut KeyBatch<String, u32>) {
             assert!(b.keys.is_empty(), "strings travel as bytes");
             let mut start = 0;
             for i in 0..b.len() {

@@ -51,10 +51,17 @@ pub(crate) enum Msg<B> {
 }
 
 /// One worker's ends of one channel's rings, indexed by peer worker (`None` for itself).
+/// Beside each data ring runs a return ring: the receiver hands every emptied batch back
+/// to its sender, which refills it instead of allocating, so the same warm buffers
+/// circulate and no batch is allocated on one thread and freed on another.
 #[derive(Debug)]
 pub(crate) struct Endpoint<B> {
     outs: Vec<Option<Producer<Msg<B>>>>,
     ins: Vec<Option<Consumer<Msg<B>>>>,
+    /// Emptied batches back to the peer that sent them.
+    give_back: Vec<Option<Producer<B>>>,
+    /// Our own batches, emptied by the peer we sent them to.
+    reuse: Vec<Option<Consumer<B>>>,
 }
 
 /// Makes the rings of one channel for `workers` workers: one endpoint per worker.
@@ -63,6 +70,8 @@ pub(crate) fn mesh<B: Send>(workers: usize, capacity: usize) -> Vec<Endpoint<B>>
         .map(|_| Endpoint {
             outs: (0..workers).map(|_| None).collect(),
             ins: (0..workers).map(|_| None).collect(),
+            give_back: (0..workers).map(|_| None).collect(),
+            reuse: (0..workers).map(|_| None).collect(),
         })
         .collect();
     for s in 0..workers {
@@ -71,6 +80,9 @@ pub(crate) fn mesh<B: Send>(workers: usize, capacity: usize) -> Vec<Endpoint<B>>
                 let (p, c) = RingBuffer::new(capacity);
                 eps[s].outs[r] = Some(p);
                 eps[r].ins[s] = Some(c);
+                let (p, c) = RingBuffer::new(capacity);
+                eps[r].give_back[s] = Some(p);
+                eps[s].reuse[r] = Some(c);
             }
         }
     }
@@ -182,9 +194,15 @@ impl<B> Links<B> {
         true
     }
 
+    /// An emptied batch that peer `to` handed back, if any.
+    pub(crate) fn reusable(&mut self, to: usize) -> Option<B> {
+        self.ep.reuse[to].as_mut()?.pop().ok()
+    }
+
     /// Takes up to a budget of messages from every inbound ring, handing batches to
-    /// `on_data`; true if anything came.
-    pub(crate) fn drain(&mut self, mut on_data: impl FnMut(Epoch, B)) -> bool {
+    /// `on_data` (which must leave them empty) and then back to their sender; true if
+    /// anything came.
+    pub(crate) fn drain(&mut self, mut on_data: impl FnMut(Epoch, &mut B)) -> bool {
         let mut got = false;
         for from in 0..self.ep.ins.len() {
             let Some(ring) = self.ep.ins[from].as_mut() else {
@@ -192,9 +210,13 @@ impl<B> Links<B> {
             };
             for _ in 0..DRAIN_BUDGET {
                 match ring.pop() {
-                    Ok(Msg::Data(epoch, batch)) => {
+                    Ok(Msg::Data(epoch, mut batch)) => {
                         got = true;
-                        on_data(epoch, batch);
+                        on_data(epoch, &mut batch);
+                        if let Some(back) = self.ep.give_back[from].as_mut() {
+                            // A full return ring just means the sender allocates.
+                            let _ = back.push(batch);
+                        }
                     }
                     Ok(Msg::Progress(f)) => {
                         got = true;
@@ -229,6 +251,8 @@ pub(crate) trait Batch: Send + 'static {
     /// An empty batch, sized for a full [`BATCH`].
     fn fresh() -> Self;
     fn len(&self) -> usize;
+    /// Empties the batch, keeping its allocations.
+    fn clear(&mut self);
 }
 
 impl<T: Send + 'static> Batch for Vec<T> {
@@ -237,6 +261,9 @@ impl<T: Send + 'static> Batch for Vec<T> {
     }
     fn len(&self) -> usize {
         Vec::len(self)
+    }
+    fn clear(&mut self) {
+        Vec::clear(self)
     }
 }
 
@@ -253,11 +280,11 @@ struct Staged<B> {
 pub(crate) struct Channel<B> {
     links: Links<B>,
     staged: Vec<Staged<B>>,
-    deliver: Box<dyn FnMut(Epoch, B)>,
+    deliver: Box<dyn FnMut(Epoch, &mut B)>,
 }
 
 impl<B: Batch> Channel<B> {
-    pub(crate) fn new(links: Links<B>, deliver: Box<dyn FnMut(Epoch, B)>) -> Self {
+    pub(crate) fn new(links: Links<B>, deliver: Box<dyn FnMut(Epoch, &mut B)>) -> Self {
         let staged = (0..links.workers())
             .map(|_| Staged {
                 batch: B::fresh(),
@@ -299,19 +326,29 @@ impl<B: Batch> Channel<B> {
     }
 
     fn send_staged(&mut self, to: usize) {
-        let s = &mut self.staged[to];
-        if s.batch.len() == 0 {
+        if self.staged[to].batch.len() == 0 {
             return;
         }
-        let batch = std::mem::replace(&mut s.batch, B::fresh());
-        let epoch = s.epoch;
+        let next = match self.links.reusable(to) {
+            Some(mut b) => {
+                b.clear();
+                b
+            }
+            None => B::fresh(),
+        };
+        let batch = std::mem::replace(&mut self.staged[to].batch, next);
+        let epoch = self.staged[to].epoch;
         self.links.send(to, Msg::Data(epoch, batch));
     }
 }
 
 impl<B: Batch> ChannelIo for Channel<B> {
     fn drain(&mut self) -> bool {
-        self.links.drain(&mut self.deliver)
+        let deliver = &mut self.deliver;
+        self.links.drain(|epoch, batch| {
+            deliver(epoch, batch);
+            batch.clear();
+        })
     }
 
     fn flush(&mut self) -> bool {

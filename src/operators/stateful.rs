@@ -208,7 +208,7 @@ impl<K: Key, V: Data, L: KeyedLogic<V>> KeyedInput<K, V> for KeyedOp<K, V, L> {
         self.out.push(epoch, &mut self.out_buf);
     }
 
-    fn push_remote(&mut self, epoch: Epoch, batch: KeyBatch<K, V>) {
+    fn push_remote(&mut self, epoch: Epoch, batch: &mut KeyBatch<K, V>) {
         let KeyBatch {
             hashes,
             keys,
@@ -218,13 +218,13 @@ impl<K: Key, V: Data, L: KeyedLogic<V>> KeyedInput<K, V> for KeyedOp<K, V, L> {
         } = batch;
         if K::SHIP_BYTES {
             let mut start = 0usize;
-            for ((h, end), v) in hashes.into_iter().zip(ends).zip(values) {
+            for ((&h, &end), v) in hashes.iter().zip(ends.iter()).zip(values.drain(..)) {
                 let end = end as usize;
                 self.apply(epoch, h, KeyRef::Encoded(&bytes[start..end]), v);
                 start = end;
             }
         } else {
-            for ((h, k), v) in hashes.into_iter().zip(keys).zip(values) {
+            for ((&h, k), v) in hashes.iter().zip(keys.drain(..)).zip(values.drain(..)) {
                 self.apply(epoch, h, KeyRef::Owned(k), v);
             }
         }
