@@ -280,11 +280,14 @@ struct Staged<B> {
 pub(crate) struct Channel<B> {
     links: Links<B>,
     staged: Vec<Staged<B>>,
-    deliver: Box<dyn FnMut(Epoch, &mut B)>,
+    deliver: Deliver<B>,
 }
 
+/// Where a channel's inbound batches go; it must leave each batch empty.
+pub(crate) type Deliver<B> = Box<dyn FnMut(Epoch, &mut B)>;
+
 impl<B: Batch> Channel<B> {
-    pub(crate) fn new(links: Links<B>, deliver: Box<dyn FnMut(Epoch, &mut B)>) -> Self {
+    pub(crate) fn new(links: Links<B>, deliver: Deliver<B>) -> Self {
         let staged = (0..links.workers())
             .map(|_| Staged {
                 batch: B::fresh(),
