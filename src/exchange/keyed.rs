@@ -15,9 +15,9 @@ use crate::dataflow::Key;
 use crate::runtime::progress::Epoch;
 use crate::runtime::push::Data;
 
-/// A batch of keyed items with their hashes, in one of two layouts chosen by
-/// `K::SHIP_BYTES`: keys as values, or keys as encoded bytes (`ends[i]` is the end
-/// offset of key `i` in `bytes`).
+/// A batch of keyed items in one of two layouts chosen by `K::SHIP_BYTES`: keys as
+/// values with their hashes, or keys as encoded bytes (`ends[i]` is the end offset of
+/// key `i` in `bytes`), whose hash the receiver recomputes from those bytes.
 #[derive(Debug)]
 pub(crate) struct KeyBatch<K, V> {
     pub(crate) hashes: Vec<u64>,
@@ -40,11 +40,13 @@ impl<K: Key, V> KeyBatch<K, V> {
 
     #[inline]
     fn push(&mut self, hash: u64, key: K, value: V) {
-        self.hashes.push(hash);
         if K::SHIP_BYTES {
+            // The receiver rehashes the bytes it reads anyway: cheaper than shipping the
+            // hash across cores.
             key.encode(&mut self.bytes);
             self.ends.push(self.bytes.len() as u32);
         } else {
+            self.hashes.push(hash);
             self.keys.push(key);
         }
         self.values.push(value);
@@ -54,19 +56,19 @@ impl<K: Key, V> KeyBatch<K, V> {
 impl<K: Key, V: Send + 'static> Batch for KeyBatch<K, V> {
     fn fresh() -> Self {
         let mut b = Self::new();
-        b.hashes.reserve(BATCH);
         b.values.reserve(BATCH);
         if K::SHIP_BYTES {
             b.ends.reserve(BATCH);
             b.bytes.reserve(BATCH * 8);
         } else {
+            b.hashes.reserve(BATCH);
             b.keys.reserve(BATCH);
         }
         b
     }
 
     fn len(&self) -> usize {
-        self.hashes.len()
+        self.values.len()
     }
 
     fn clear(&mut self) {
@@ -160,11 +162,12 @@ mod tests {
         fn push_remote(&mut self, _e: Epoch, b: &mut KeyBatch<String, u32>) {
             assert!(b.keys.is_empty(), "strings travel as bytes");
             let mut start = 0;
-            for i in 0..b.len() {
+            for i in 0..b.values.len() {
                 let end = b.ends[i] as usize;
-                let k = String::decode(&b.bytes[start..end]).unwrap();
+                let kb = &b.bytes[start..end];
                 start = end;
-                self.remote.push((b.hashes[i], k, b.values[i]));
+                let h = xxhash_rust::xxh3::xxh3_64(kb);
+                self.remote.push((h, String::decode(kb).unwrap(), b.values[i]));
             }
         }
     }

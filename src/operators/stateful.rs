@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use hashbrown::{hash_table, HashTable};
 use rustc_hash::FxHashMap;
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::dataflow::{ChannelId, Key, Stream, StreamId};
 use crate::exchange::keyed::{KeyBatch, KeyedInput};
@@ -218,9 +219,11 @@ impl<K: Key, V: Data, L: KeyedLogic<V>> KeyedInput<K, V> for KeyedOp<K, V, L> {
         } = batch;
         if K::SHIP_BYTES {
             let mut start = 0usize;
-            for ((&h, &end), v) in hashes.iter().zip(ends.iter()).zip(values.drain(..)) {
+            for (&end, v) in ends.iter().zip(values.drain(..)) {
                 let end = end as usize;
-                self.apply(epoch, h, KeyRef::Encoded(&bytes[start..end]), v);
+                let kb = &bytes[start..end];
+                // The stable hash is by definition XXH3-64 of the canonical bytes.
+                self.apply(epoch, xxh3_64(kb), KeyRef::Encoded(kb), v);
                 start = end;
             }
         } else {
