@@ -127,9 +127,10 @@ fn main() {
     let rates: Vec<f64> = (0..runs).map(|_| throughput(n)).collect();
     let spread = rates.iter().cloned().fold(f64::MIN, f64::max)
         - rates.iter().cloned().fold(f64::MAX, f64::min);
+    let best = rates.iter().cloned().fold(f64::MIN, f64::max);
     let rate = median(rates);
     println!(
-        "floor_rtrb_16B: records={n} runs={runs} records_per_sec={rate:.0} spread={spread:.0}"
+        "floor_rtrb_16B: records={n} runs={runs} records_per_sec={rate:.0} best={best:.0} spread={spread:.0}"
     );
     let rts: Vec<f64> = (0..runs)
         .map(|_| round_trip(rt).as_nanos() as f64)

@@ -167,7 +167,8 @@ mod tests {
                 let kb = &b.bytes[start..end];
                 start = end;
                 let h = xxhash_rust::xxh3::xxh3_64(kb);
-                self.remote.push((h, String::decode(kb).unwrap(), b.values[i]));
+                self.remote
+                    .push((h, String::decode(kb).unwrap(), b.values[i]));
             }
         }
     }
