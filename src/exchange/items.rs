@@ -81,6 +81,25 @@ mod tests {
         (got, p)
     }
 
+    type Side = (
+        ItemRouter<u64, fn(&u64) -> usize>,
+        Rc<RefCell<Channel<Vec<u64>>>>,
+        Got,
+    );
+
+    /// Two workers' routers over rings of `capacity` messages, each with a recording sink.
+    fn pair(capacity: usize, route: fn(&u64) -> usize) -> (Side, Side) {
+        let shared = Arc::new(Shared::new(2));
+        let mut eps = mesh::<Vec<u64>>(2, capacity);
+        let ep1 = eps.pop().unwrap();
+        let ep0 = eps.pop().unwrap();
+        let (g0, t0) = sink();
+        let (g1, t1) = sink();
+        let (r0, c0) = ItemRouter::new(Links::new(0, ep0, shared.clone()), route, t0);
+        let (r1, c1) = ItemRouter::new(Links::new(1, ep1, shared), route, t1);
+        ((r0, c0, g0), (r1, c1, g1))
+    }
+
     fn items(got: &Got) -> Vec<u64> {
         got.borrow()
             .iter()
@@ -90,19 +109,7 @@ mod tests {
 
     #[test]
     fn routes_stages_and_keeps_data_before_progress() {
-        let shared = Arc::new(Shared::new(2));
-        let mut eps = mesh::<Vec<u64>>(2, 4);
-        let ep1 = eps.pop().unwrap();
-        let ep0 = eps.pop().unwrap();
-        let (got0, t0) = sink();
-        let (got1, t1) = sink();
-        let (mut r0, c0) = ItemRouter::new(
-            Links::new(0, ep0, shared.clone()),
-            |x: &u64| (*x % 2) as usize,
-            t0,
-        );
-        let (_r1, c1) =
-            ItemRouter::new(Links::new(1, ep1, shared), |x: &u64| (*x % 2) as usize, t1);
+        let ((mut r0, c0, got0), (_r1, c1, got1)) = pair(4, |x| (*x % 2) as usize);
         let mut batch: Vec<u64> = (0..10).collect();
         r0.push(1, &mut batch);
         // Evens stayed local at once; odds are staged until a flush or marker.
@@ -120,14 +127,7 @@ mod tests {
 
     #[test]
     fn full_ring_overflows_instead_of_blocking_and_keeps_order() {
-        let shared = Arc::new(Shared::new(2));
-        let mut eps = mesh::<Vec<u64>>(2, 2);
-        let ep1 = eps.pop().unwrap();
-        let ep0 = eps.pop().unwrap();
-        let (_g0, t0) = sink();
-        let (got1, t1) = sink();
-        let (mut r0, c0) = ItemRouter::new(Links::new(0, ep0, shared.clone()), |_: &u64| 1, t0);
-        let (_r1, c1) = ItemRouter::new(Links::new(1, ep1, shared), |_: &u64| 1, t1);
+        let ((mut r0, c0, _g0), (_r1, c1, got1)) = pair(2, |_: &u64| 1);
         for i in 0..10u64 {
             r0.push(1, &mut vec![i]);
             c0.borrow_mut().flush();
@@ -150,14 +150,7 @@ mod tests {
 
     #[test]
     fn epoch_change_sends_the_staged_batch_first() {
-        let shared = Arc::new(Shared::new(2));
-        let mut eps = mesh::<Vec<u64>>(2, 8);
-        let ep1 = eps.pop().unwrap();
-        let ep0 = eps.pop().unwrap();
-        let (_g0, t0) = sink();
-        let (got1, t1) = sink();
-        let (mut r0, c0) = ItemRouter::new(Links::new(0, ep0, shared.clone()), |_: &u64| 1, t0);
-        let (_r1, c1) = ItemRouter::new(Links::new(1, ep1, shared), |_: &u64| 1, t1);
+        let ((mut r0, c0, _g0), (_r1, c1, got1)) = pair(8, |_: &u64| 1);
         r0.push(1, &mut vec![1, 2]);
         r0.push(2, &mut vec![3]);
         c0.borrow_mut().flush();
