@@ -3,7 +3,7 @@
 pub mod bench;
 
 use crate::cli::FlowRegistry;
-use crate::connectors::files::FileSource;
+use crate::connectors::files::{DirSource, FileSource};
 use crate::connectors::stdio::StdOutSink;
 use crate::connectors::testing::TestingSource;
 use crate::dataflow::Dataflow;
@@ -17,11 +17,17 @@ pub fn simple() -> Dataflow {
     flow
 }
 
-/// Counts the words of a text file: lower-cases each line, splits on whitespace, counts
-/// per word and prints `word=count` lines (words in order).
+/// Counts the words of a text file, or of every file in a directory: lower-cases each
+/// line, splits on whitespace, counts per word and prints `word=count` lines (words in
+/// order). A file is read in byte ranges of about 4 MiB, so every worker reads.
 pub fn wordcount(path: &str) -> Dataflow {
     let flow = Dataflow::new("wordcount");
-    flow.input("inp", FileSource::new(path))
+    let lines = if std::path::Path::new(path).is_dir() {
+        flow.input("inp", DirSource::new(path, "*"))
+    } else {
+        flow.input("inp", FileSource::new(path).split_by(4 << 20))
+    };
+    lines
         .flat_map("split", |line: String| {
             line.to_lowercase()
                 .split_whitespace()
@@ -47,10 +53,10 @@ pub fn register_builtins(registry: FlowRegistry) -> FlowRegistry {
         )
         .register(
             "wordcount",
-            "wordcount:PATH  count the words of a text file, print word=count lines",
+            "wordcount:PATH  count the words of a text file (or of every file in a directory), print word=count lines",
             |args| match args {
                 Some(path) if !path.is_empty() => Ok(wordcount(path)),
-                _ => Err("needs the path of a text file: wordcount:PATH".to_string()),
+                _ => Err("needs the path of a text file or directory: wordcount:PATH".to_string()),
             },
         )
         .register(

@@ -253,6 +253,7 @@ impl BuildCtx {
                     eof: false,
                 })
                 .collect(),
+            next: 0,
             tee,
             batch: Vec::new(),
         };
@@ -366,32 +367,41 @@ struct PartSlot<T> {
 struct InputDriver<T: Data> {
     step: usize,
     parts: Vec<PartSlot<T>>,
+    /// The partition to try first next time (round robin).
+    next: usize,
     tee: Tee<T>,
     batch: Vec<T>,
 }
 
 impl<T: Data> DriveSource for InputDriver<T> {
+    /// Polls one due partition (round robin), so a scheduling round carries one batch
+    /// per input and the worker drains its inbound rings between batches: a worker
+    /// owning many partitions does not flood its peers' rings in one burst.
     fn poll(&mut self, now: Instant, epoch: Epoch) -> Result<bool, crate::error::BoxError> {
         let _g = StepGuard::enter(self.step);
-        let mut progressed = false;
-        for slot in self.parts.iter_mut().filter(|s| !s.eof && s.awake <= now) {
-            let status = slot.part.next_batch(&mut self.batch)?;
-            let had_items = !self.batch.is_empty();
-            progressed |= had_items;
-            self.tee.push(epoch, &mut self.batch);
-            if status == SourceStatus::Eof {
-                slot.eof = true;
-                slot.part.close()?;
-                progressed = true;
-            } else {
-                slot.awake = slot.part.next_awake().unwrap_or(if had_items {
-                    now
-                } else {
-                    now + std::time::Duration::from_millis(1)
-                });
-            }
+        let n = self.parts.len();
+        let Some(i) = (0..n)
+            .map(|k| (self.next + k) % n)
+            .find(|&i| !self.parts[i].eof && self.parts[i].awake <= now)
+        else {
+            return Ok(false);
+        };
+        self.next = (i + 1) % n;
+        let slot = &mut self.parts[i];
+        let status = slot.part.next_batch(&mut self.batch)?;
+        let had_items = !self.batch.is_empty();
+        self.tee.push(epoch, &mut self.batch);
+        if status == SourceStatus::Eof {
+            slot.eof = true;
+            slot.part.close()?;
+            return Ok(true);
         }
-        Ok(progressed)
+        slot.awake = slot.part.next_awake().unwrap_or(if had_items {
+            now
+        } else {
+            now + std::time::Duration::from_millis(1)
+        });
+        Ok(had_items)
     }
 
     fn next_awake(&self) -> Option<Instant> {
