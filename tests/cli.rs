@@ -191,10 +191,17 @@ fn wordcount_of_a_missing_file_is_a_run_failure_naming_it() {
 }
 
 #[test]
-fn wordcount_of_a_directory_is_a_run_failure_naming_it() {
+fn wordcount_of_a_directory_counts_its_files() {
     let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "the cat\n").unwrap();
+    std::fs::write(dir.path().join("b.txt"), "The dog\n").unwrap();
     let o = wordcount(dir.path());
-    assert_run_failure(&o, &[&dir.path().display().to_string(), "directory"]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    assert_eq!(stdout(&o), "cat=1\ndog=1\nthe=2\n");
+    // An empty directory is an empty input, not an error.
+    let empty = tempfile::tempdir().unwrap();
+    let o = wordcount(empty.path());
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
     assert_eq!(stdout(&o), "");
 }
 
@@ -202,6 +209,7 @@ fn wordcount_of_a_directory_is_a_run_failure_naming_it() {
 fn wordcount_without_a_path_is_a_usage_error() {
     assert_usage_error(&run(&["wordcount"]), &["wordcount:PATH"]);
     assert_usage_error(&run(&["wordcount:"]), &["wordcount:PATH"]);
+    assert_usage_error(&run(&["wordcount"]), &["file or directory"]);
 }
 
 #[test]
