@@ -18,6 +18,9 @@ use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
+use std::io::IsTerminal;
+use std::sync::{Arc, OnceLock};
+
 use crate::error::BoxError;
 use crate::io::{
     FixedPartitionedSink, FixedPartitionedSource, Sink, SinkKind, Source, SourceKind, SourceStatus,
@@ -45,6 +48,32 @@ pub struct FileSource {
     path: PathBuf,
     batch_size: usize,
     split_bytes: Option<u64>,
+    progress: Progress,
+}
+
+/// One progress bar shared by every partition of a file source, on every worker of the
+/// process: bytes read of the total, rate and ETA, on stderr. Only shown when stderr is
+/// a terminal, so logs and pipes stay clean.
+#[derive(Debug, Clone, Default)]
+struct Progress(Arc<OnceLock<Option<indicatif::ProgressBar>>>);
+
+impl Progress {
+    fn bar(&self, total: impl FnOnce() -> u64) -> Option<indicatif::ProgressBar> {
+        self.0
+            .get_or_init(|| {
+                std::io::stderr().is_terminal().then(|| {
+                    let bar = indicatif::ProgressBar::new(total());
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template(
+                            "{bytes}/{total_bytes} {wide_bar} {binary_bytes_per_sec} eta {eta}",
+                        )
+                        .expect("a valid template"),
+                    );
+                    bar
+                })
+            })
+            .clone()
+    }
 }
 
 impl FileSource {
@@ -54,6 +83,7 @@ impl FileSource {
             path: path.as_ref().to_path_buf(),
             batch_size: 1000,
             split_bytes: None,
+            progress: Progress::default(),
         }
     }
 
@@ -115,6 +145,10 @@ pub struct FilePartition {
     end: u64,
     batch_size: usize,
     line: Vec<u8>,
+    bar: Option<indicatif::ProgressBar>,
+    /// An error met after earlier lines of the same batch: reported on the next call,
+    /// once those lines are delivered.
+    pending_error: Option<BoxError>,
 }
 
 impl FilePartition {
@@ -129,7 +163,8 @@ impl FilePartition {
     ) -> Result<Self, BoxError> {
         file_len(path)?;
         let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        let mut reader = BufReader::with_capacity(1 << 20, file);
+        // 64 KiB: a worker rotates over many partitions; their buffers must stay in cache.
+        let mut reader = BufReader::with_capacity(64 << 10, file);
         let seek = |r: &mut BufReader<File>, at: u64| {
             r.seek(SeekFrom::Start(at))
                 .map_err(|e| format!("cannot seek in {}: {e}", path.display()))
@@ -158,7 +193,14 @@ impl FilePartition {
             end,
             batch_size,
             line: Vec::new(),
+            bar: None,
+            pending_error: None,
         })
+    }
+
+    fn with_bar(mut self, bar: Option<indicatif::ProgressBar>) -> Self {
+        self.bar = bar;
+        self
     }
 }
 
@@ -167,6 +209,39 @@ impl StatefulSourcePartition for FilePartition {
     type State = u64;
 
     fn next_batch(&mut self, batch: &mut Vec<String>) -> Result<SourceStatus, BoxError> {
+        if let Some(e) = self.pending_error.take() {
+            return Err(e);
+        }
+        let before = self.offset;
+        let status = match self.read_lines(batch) {
+            Err(e) if !batch.is_empty() => {
+                self.pending_error = Some(e);
+                Ok(SourceStatus::Active)
+            }
+            other => other,
+        };
+        if let Some(bar) = &self.bar {
+            bar.inc(self.offset - before);
+        }
+        status
+    }
+
+    fn snapshot(&self) -> u64 {
+        self.offset
+    }
+
+    fn close(&mut self) -> Result<(), BoxError> {
+        if let Some(bar) = &self.bar {
+            if bar.position() >= bar.length().unwrap_or(0) {
+                bar.finish();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FilePartition {
+    fn read_lines(&mut self, batch: &mut Vec<String>) -> Result<SourceStatus, BoxError> {
         for _ in 0..self.batch_size {
             if self.offset >= self.end {
                 return Ok(SourceStatus::Eof);
@@ -196,10 +271,6 @@ impl StatefulSourcePartition for FilePartition {
             batch.push(text.to_owned());
         }
         Ok(SourceStatus::Active)
-    }
-
-    fn snapshot(&self) -> u64 {
-        self.offset
     }
 }
 
@@ -232,7 +303,14 @@ impl FixedPartitionedSource for FileSource {
             })?,
             None => (0, u64::MAX),
         };
-        FilePartition::open(&self.path, start, end, resume_state, self.batch_size)
+        let bar = self.progress.bar(|| file_len(&self.path).unwrap_or(0));
+        if let (Some(bar), Some(resumed)) = (&bar, resume_state) {
+            bar.inc(resumed.saturating_sub(start));
+        }
+        Ok(
+            FilePartition::open(&self.path, start, end, resume_state, self.batch_size)?
+                .with_bar(bar),
+        )
     }
 }
 
@@ -256,6 +334,7 @@ pub struct DirSource {
     dir: PathBuf,
     pattern: String,
     batch_size: usize,
+    progress: Progress,
 }
 
 impl DirSource {
@@ -265,6 +344,7 @@ impl DirSource {
             dir: dir.as_ref().to_path_buf(),
             pattern: glob.to_string(),
             batch_size: 1000,
+            progress: Progress::default(),
         }
     }
 
@@ -309,13 +389,24 @@ impl FixedPartitionedSource for DirSource {
         for_part: &str,
         resume_state: Option<u64>,
     ) -> Result<FilePartition, BoxError> {
-        FilePartition::open(
+        let bar = self.progress.bar(|| {
+            let files = self.files().unwrap_or_default();
+            files
+                .iter()
+                .map(|f| file_len(&self.dir.join(f)).unwrap_or(0))
+                .sum()
+        });
+        if let (Some(bar), Some(resumed)) = (&bar, resume_state) {
+            bar.inc(resumed);
+        }
+        Ok(FilePartition::open(
             &self.dir.join(for_part),
             0,
             u64::MAX,
             resume_state,
             self.batch_size,
-        )
+        )?
+        .with_bar(bar))
     }
 }
 
@@ -589,6 +680,9 @@ mod tests {
         let src = FileSource::new(f.path());
         let mut p = src.build_part("s", &src.list_parts()[0], None).unwrap();
         let mut b = Vec::new();
+        // The good line before the bad one is delivered first.
+        assert_eq!(p.next_batch(&mut b).unwrap(), SourceStatus::Active);
+        assert_eq!(b, vec!["ok"]);
         let err = p.next_batch(&mut b).unwrap_err().to_string();
         assert!(err.contains(&f.path().display().to_string()), "{err}");
         assert!(err.contains("byte offset 3"), "{err}");

@@ -99,8 +99,10 @@ pub(crate) trait ChannelIo {
     fn advance_local(&mut self, f: Epoch);
     /// The minimum over remote senders of the last frontier they announced.
     fn remote_frontier(&self) -> Epoch;
-    /// True while messages wait in overflow queues (the worker applies backpressure).
+    /// True while messages wait in overflow queues (the run cannot end yet).
     fn has_overflow(&self) -> bool;
+    /// True when overflow is long enough that the worker must stop reading input.
+    fn is_backlogged(&self) -> bool;
     /// True if a ring from a peer holds a message (checked before parking).
     fn has_inbound(&self) -> bool;
 }
@@ -208,10 +210,11 @@ impl<B> Links<B> {
             let Some(ring) = self.ep.ins[from].as_mut() else {
                 continue;
             };
+            let mut took = false;
             for _ in 0..DRAIN_BUDGET {
                 match ring.pop() {
                     Ok(Msg::Data(epoch, mut batch)) => {
-                        got = true;
+                        took = true;
                         on_data(epoch, &mut batch);
                         if let Some(back) = self.ep.give_back[from].as_mut() {
                             // A full return ring just means the sender allocates.
@@ -219,11 +222,16 @@ impl<B> Links<B> {
                         }
                     }
                     Ok(Msg::Progress(f)) => {
-                        got = true;
+                        took = true;
                         self.recv_frontier[from] = f;
                     }
                     Err(_) => break,
                 }
+            }
+            if took {
+                // The sender may be parked waiting for room in this ring.
+                self.shared.wake(from);
+                got = true;
             }
         }
         got
@@ -239,6 +247,13 @@ impl<B> Links<B> {
 
     pub(crate) fn has_overflow(&self) -> bool {
         self.overflow.iter().any(|q| !q.is_empty())
+    }
+
+    /// True when some peer's overflow holds a full ring's worth of messages: the worker
+    /// stops reading input until it drains. A shorter queue is a transient imbalance,
+    /// and stalling input for it would make the workers take turns.
+    pub(crate) fn is_backlogged(&self) -> bool {
+        self.overflow.iter().any(|q| q.len() >= RING_CAPACITY)
     }
 
     pub(crate) fn has_inbound(&self) -> bool {
@@ -380,6 +395,10 @@ impl<B: Batch> ChannelIo for Channel<B> {
 
     fn has_overflow(&self) -> bool {
         self.links.has_overflow()
+    }
+
+    fn is_backlogged(&self) -> bool {
+        self.links.is_backlogged()
     }
 
     fn has_inbound(&self) -> bool {

@@ -119,7 +119,10 @@ impl Worker {
                 progressed |= ch.borrow_mut().drain();
             }
 
-            let backpressured = self.channels.iter().any(|(_, c)| c.borrow().has_overflow());
+            let backpressured = self
+                .channels
+                .iter()
+                .any(|(_, c)| c.borrow().is_backlogged());
             read_input = false;
             if !backpressured {
                 for (step, src) in self.sources.iter_mut() {
