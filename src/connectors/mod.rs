@@ -2,9 +2,17 @@
 //!
 //! - The `testing` module: `TestingSource` (any cloneable iterable, with EOF / ABORT /
 //!   PAUSE markers) and `TestingSink` (collects into a handle a test can read).
-//! - The `stdio` module: `StdOutSink`.
+//! - The `stdio` module: `StdOutSink`, and `StdInSource` (lines of standard input).
 //! - The `files` module: `FileSource` (lines of a file, resumable by byte offset).
+//! - The `csv` module: `CsvSource` (rows of a CSV file as `CsvRow`s or serde types,
+//!   resumable by byte offset).
+//! - The `polling` module: `SimplePollingSource` (calls a function every interval).
+//! - The `demo` module: `RandomMetricSource` (pseudo-random metric values, one per
+//!   interval).
 
+pub mod csv;
+pub mod demo;
 pub mod files;
+pub mod polling;
 pub mod stdio;
 pub mod testing;
