@@ -1,9 +1,9 @@
 //! Stateful operators: per-key state on the worker that owns the key.
 //!
-//! All of them run on one engine, [`KeyedOp`]: a hash map from key to state, values
+//! All of them run on one engine, `KeyedOp`: a hash map from key to state, values
 //! applied in arrival order (so per-key order is kept), optional system-time
 //! notifications per key, and end-of-stream handling in key order. Each operator is a
-//! small [`KeyedLogic`] over that engine, monomorphised, so `count_final` costs one hash
+//! small `KeyedLogic` over that engine, monomorphised, so `count_final` costs one hash
 //! lookup and one increment per item.
 
 use std::cell::RefCell;
