@@ -58,6 +58,16 @@ pub struct FileSource {
 struct Progress(Arc<OnceLock<Option<indicatif::ProgressBar>>>);
 
 impl Progress {
+    /// The shared bar (made on first use, with `total` bytes), advanced by the
+    /// `resumed` bytes a resumed partition will not read again.
+    fn attach(&self, total: impl FnOnce() -> u64, resumed: u64) -> Option<indicatif::ProgressBar> {
+        let bar = self.bar(total);
+        if let Some(bar) = &bar {
+            bar.inc(resumed);
+        }
+        bar
+    }
+
     fn bar(&self, total: impl FnOnce() -> u64) -> Option<indicatif::ProgressBar> {
         self.0
             .get_or_init(|| {
@@ -303,10 +313,10 @@ impl FixedPartitionedSource for FileSource {
             })?,
             None => (0, u64::MAX),
         };
-        let bar = self.progress.bar(|| file_len(&self.path).unwrap_or(0));
-        if let (Some(bar), Some(resumed)) = (&bar, resume_state) {
-            bar.inc(resumed.saturating_sub(start));
-        }
+        let resumed = resume_state.map_or(0, |at| at.saturating_sub(start));
+        let bar = self
+            .progress
+            .attach(|| file_len(&self.path).unwrap_or(0), resumed);
         Ok(
             FilePartition::open(&self.path, start, end, resume_state, self.batch_size)?
                 .with_bar(bar),
@@ -379,8 +389,10 @@ impl FixedPartitionedSource for DirSource {
     type Part = FilePartition;
 
     fn list_parts(&self) -> Vec<String> {
-        // A listing error surfaces when a partition is built; see `build_part`.
-        self.files().unwrap_or_default()
+        // As for an unreadable file: a directory that cannot be listed has one partition
+        // whose build names the error.
+        self.files()
+            .unwrap_or_else(|_| vec![LISTING_FAILED.to_string()])
     }
 
     fn build_part(
@@ -389,16 +401,18 @@ impl FixedPartitionedSource for DirSource {
         for_part: &str,
         resume_state: Option<u64>,
     ) -> Result<FilePartition, BoxError> {
-        let bar = self.progress.bar(|| {
+        if for_part == LISTING_FAILED {
+            // Name the real problem (a missing directory is not an empty input).
+            self.files()?;
+        }
+        let total = || {
             let files = self.files().unwrap_or_default();
             files
                 .iter()
                 .map(|f| file_len(&self.dir.join(f)).unwrap_or(0))
                 .sum()
-        });
-        if let (Some(bar), Some(resumed)) = (&bar, resume_state) {
-            bar.inc(resumed);
-        }
+        };
+        let bar = self.progress.attach(total, resume_state.unwrap_or(0));
         Ok(FilePartition::open(
             &self.dir.join(for_part),
             0,
@@ -410,27 +424,13 @@ impl FixedPartitionedSource for DirSource {
     }
 }
 
+/// The partition a `DirSource` lists when its directory cannot be read (NUL cannot occur
+/// in a file name).
+const LISTING_FAILED: &str = "\0cannot list the directory";
+
 impl Source<String> for DirSource {
     fn into_kind(self) -> SourceKind<String> {
-        // A missing directory must fail the run, not look like an empty input.
-        if let Err(e) = self.files() {
-            return SourceKind::fixed(Failing(e.to_string()));
-        }
         SourceKind::fixed(self)
-    }
-}
-
-/// A source that fails when built: how a source whose listing failed reports it.
-struct Failing(String);
-
-impl FixedPartitionedSource for Failing {
-    type Item = String;
-    type Part = FilePartition;
-    fn list_parts(&self) -> Vec<String> {
-        vec!["error".into()]
-    }
-    fn build_part(&self, _: &str, _: &str, _: Option<u64>) -> Result<FilePartition, BoxError> {
-        Err(self.0.clone().into())
     }
 }
 

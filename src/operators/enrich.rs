@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use rustc_hash::FxHashMap;
 
 use crate::dataflow::Stream;
-use crate::runtime::push::{Data, PushFn};
+use crate::operators::stateless::transform;
+use crate::runtime::push::Data;
 
 /// A cache of `getter(key)` results, each kept for a time-to-live. One lives on each
 /// worker of an [`enrich_cached`](Stream::enrich_cached) step.
@@ -92,15 +93,9 @@ impl<T: Data> Stream<T> {
                 entries: FxHashMap::default(),
             };
             let mapper = mapper.clone();
-            let mut tee = ctx.take_tee::<U>(out);
-            let mut buf: Vec<U> = Vec::new();
-            ctx.consume(
-                inp,
-                PushFn(move |epoch, batch: &mut Vec<T>| {
-                    buf.extend(batch.drain(..).map(|x| mapper(&mut cache, x)));
-                    tee.push(epoch, &mut buf);
-                }),
-            );
+            transform(ctx, inp, out, move |b: &mut Vec<T>, o: &mut Vec<U>| {
+                o.extend(b.drain(..).map(|x| mapper(&mut cache, x)))
+            });
             Ok(())
         })
     }

@@ -19,9 +19,10 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::dataflow::{ChannelId, Key, Stream, StreamId};
 use crate::exchange::keyed::{KeyBatch, KeyedInput};
+use crate::operators::stateless::transform;
 use crate::runtime::build::{Activation, BuildCtx};
 use crate::runtime::progress::{Epoch, EOF_EPOCH};
-use crate::runtime::push::{Data, PushFn, Tee};
+use crate::runtime::push::{Data, Tee};
 
 /// Whether a key's state is kept after a callback (Bytewax's `RETAIN` / `DISCARD`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -631,14 +632,13 @@ impl<T: Data> Stream<T> {
         inner
             .unary::<(K, ())>("key", "key_on", move |ctx, inp, out| {
                 let key_fn = key_fn.clone();
-                let mut tee = ctx.take_tee::<(K, ())>(out);
-                let mut buf: Vec<(K, ())> = Vec::new();
-                ctx.consume(
+                transform(
+                    ctx,
                     inp,
-                    PushFn(move |epoch, batch: &mut Vec<T>| {
-                        buf.extend(batch.drain(..).map(|x| (key_fn(x), ())));
-                        tee.push(epoch, &mut buf);
-                    }),
+                    out,
+                    move |b: &mut Vec<T>, o: &mut Vec<(K, ())>| {
+                        o.extend(b.drain(..).map(|x| (key_fn(x), ())))
+                    },
                 );
                 Ok(())
             })

@@ -22,7 +22,7 @@ pub struct Branch<T> {
 
 /// Registers a consumer of `inp` that transforms each batch into `out` with `f`
 /// (which appends to the output buffer it is given).
-fn transform<T: Data, U: Data>(
+pub(crate) fn transform<T: Data, U: Data>(
     ctx: &mut BuildCtx,
     inp: crate::dataflow::StreamId,
     out: crate::dataflow::StreamId,

@@ -237,38 +237,15 @@ fn run_worker(
         Err(payload) => Err(panic_to_error(payload, &plan, index)),
     };
     step_guard::reset();
-    if let Err(e) = &outcome {
-        if !matches!(e, Error::Aborted) {
+    match outcome {
+        Err(e) if !matches!(e, Error::Aborted) => {
             tracing::debug!(worker = index, error = %e, "worker failed");
-            // Re-create the error for the shared slot; the caller gets `Aborted` so
-            // the first cause is reported exactly once.
-            shared.fail(index, clone_error(e));
+            // The first cause goes to the shared slot, where the entry point reports it
+            // exactly once; this worker's own result is just "aborted".
+            shared.fail(index, e);
+            Err(Error::Aborted)
         }
-    }
-    outcome
-}
-
-/// A copy of an error for the shared first-error slot (user errors keep their text).
-fn clone_error(e: &Error) -> Error {
-    match e {
-        Error::DuplicateStepId(s) => Error::DuplicateStepId(s.clone()),
-        Error::InvalidStepId(s) => Error::InvalidStepId(s.clone()),
-        Error::NoInput(s) => Error::NoInput(s.clone()),
-        Error::NoOutput(s) => Error::NoOutput(s.clone()),
-        Error::StepPanicked { step_id, message } => Error::StepPanicked {
-            step_id: step_id.clone(),
-            message: message.clone(),
-        },
-        Error::Step { step_id, source } => Error::Step {
-            step_id: step_id.clone(),
-            source: source.to_string().into(),
-        },
-        Error::Config(s) => Error::Config(s.clone()),
-        Error::Aborted => Error::Aborted,
-        Error::Worker { worker, message } => Error::Worker {
-            worker: *worker,
-            message: message.clone(),
-        },
+        other => other,
     }
 }
 
