@@ -46,6 +46,29 @@ pub enum Error {
     /// worker's error, not this one).
     #[error("stopped because another worker failed")]
     Aborted,
+    /// The cluster could not form: a peer never answered, refused the handshake, or
+    /// sent something that is not the waxfast protocol.
+    #[error("cluster: {0}")]
+    Cluster(String),
+    /// A connection to another process of the cluster was lost before the run ended
+    /// (the process died, or the network failed).
+    #[error("lost process {process} ({address}): {reason}; the cluster cannot finish without it")]
+    PeerLost {
+        /// The lost process's id.
+        process: usize,
+        /// Its address from `-a`.
+        address: String,
+        /// What the connection reported.
+        reason: String,
+    },
+    /// Another process of the cluster failed and told this one to stop.
+    #[error("stopped because process {process} failed: {message}")]
+    PeerFailed {
+        /// The failing process's id.
+        process: usize,
+        /// Its error.
+        message: String,
+    },
     /// A worker thread died without reporting an error of its own.
     #[error("worker {worker} stopped unexpectedly: {message}")]
     Worker {

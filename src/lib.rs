@@ -32,11 +32,12 @@ mod error;
 mod exchange;
 pub mod flows;
 pub mod io;
+pub mod net;
 pub mod operators;
 pub mod runtime;
 
 pub use dataflow::{Dataflow, Key, Stream};
 pub use error::{BoxError, Error, Result};
 pub use runtime::{
-    cluster_main, cluster_main_with, run_main, run_main_with, Data, Epoch, RunConfig,
+    cluster_main, cluster_main_with, run_main, run_main_with, Data, Epoch, ExchangeData, RunConfig,
 };

@@ -415,11 +415,13 @@ fn recovery_is_refused_naming_the_flag() {
 }
 
 #[test]
-fn clusters_are_refused_naming_the_flag() {
-    assert_usage_error(
-        &run(&["-a", "localhost:2101;localhost:2102", "-i", "0", "simple"]),
-        &["-a/--addresses", "2 processes"],
-    );
+fn a_local_cluster_from_the_environment_runs() {
+    // WAXFAST_PROCESSES is -p: two processes on loopback (tests/cluster.rs covers more).
+    let o = run_env(&["simple", "--no-pin"], &[("WAXFAST_PROCESSES", "2")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut lines: Vec<String> = stdout(&o).lines().map(String::from).collect();
+    lines.sort();
+    assert_eq!(lines, ["1", "2", "3"]);
 }
 
 // ---------------------------------------------------------------------------------------

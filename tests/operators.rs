@@ -1409,16 +1409,22 @@ fn reference_wordcount() {
 #[test]
 fn reference_join_modes() {
     use waxfast::operators::{JoinEmit, JoinInsert};
-    type Joined = (&'static str, (Option<&'static str>, Option<&'static str>));
+    // Values cross exchanges, so they are owned (`ExchangeData`); keys may be `&str`.
+    type Joined = (&'static str, (Option<String>, Option<String>));
     let flow = Dataflow::new("join_modes");
-    let names = flow.input(
-        "names",
-        TestingSource::new(vec![("1", "alice"), ("2", "bob"), ("1", "alicia")]),
-    );
-    let emails = flow.input(
-        "emails",
-        TestingSource::new(vec![("1", "a@x.io"), ("3", "c@x.io"), ("2", "b@x.io")]),
-    );
+    let owned = |(k, v): (&'static str, &'static str)| (k, v.to_string());
+    let names = flow
+        .input(
+            "names",
+            TestingSource::new(vec![("1", "alice"), ("2", "bob"), ("1", "alicia")]),
+        )
+        .map("names_owned", owned);
+    let emails = flow
+        .input(
+            "emails",
+            TestingSource::new(vec![("1", "a@x.io"), ("3", "c@x.io"), ("2", "b@x.io")]),
+        )
+        .map("emails_owned", owned);
     let mut outs = Vec::new();
     for (mode, insert, emit) in [
         ("complete", JoinInsert::Last, JoinEmit::Complete),
@@ -1437,36 +1443,36 @@ fn reference_join_modes() {
     assert_eq!(
         got[0],
         vec![
-            ("1", (Some("alice"), Some("a@x.io"))),
-            ("2", (Some("bob"), Some("b@x.io")))
+            ("1", (Some(s("alice")), Some(s("a@x.io")))),
+            ("2", (Some(s("bob")), Some(s("b@x.io"))))
         ]
     );
     assert_eq!(
         got[1],
         vec![
-            ("1", (Some("alice"), None)),
-            ("1", (Some("alice"), Some("a@x.io"))),
-            ("2", (Some("bob"), None)),
-            ("3", (None, Some("c@x.io"))),
-            ("1", (Some("alicia"), Some("a@x.io"))),
-            ("2", (Some("bob"), Some("b@x.io"))),
+            ("1", (Some(s("alice")), None)),
+            ("1", (Some(s("alice")), Some(s("a@x.io")))),
+            ("2", (Some(s("bob")), None)),
+            ("3", (None, Some(s("c@x.io")))),
+            ("1", (Some(s("alicia")), Some(s("a@x.io")))),
+            ("2", (Some(s("bob")), Some(s("b@x.io")))),
         ]
     );
     assert_eq!(
         got[2],
         vec![
-            ("1", (Some("alicia"), Some("a@x.io"))),
-            ("2", (Some("bob"), Some("b@x.io"))),
-            ("3", (None, Some("c@x.io"))),
+            ("1", (Some(s("alicia")), Some(s("a@x.io")))),
+            ("2", (Some(s("bob")), Some(s("b@x.io")))),
+            ("3", (None, Some(s("c@x.io")))),
         ]
     );
     assert_eq!(
         got[3],
         vec![
-            ("1", (Some("alice"), Some("a@x.io"))),
-            ("1", (Some("alicia"), Some("a@x.io"))),
-            ("2", (Some("bob"), Some("b@x.io"))),
-            ("3", (None, Some("c@x.io"))),
+            ("1", (Some(s("alice")), Some(s("a@x.io")))),
+            ("1", (Some(s("alicia")), Some(s("a@x.io")))),
+            ("2", (Some(s("bob")), Some(s("b@x.io")))),
+            ("3", (None, Some(s("c@x.io")))),
         ]
     );
 }

@@ -43,6 +43,26 @@ struct Cli {
     )]
     addresses: Option<String>,
 
+    /// Start N processes of this machine as one cluster (free loopback ports; -i and
+    /// -a are filled in for each), like `python -m bytewax.testing -p N`.
+    #[arg(
+        short = 'p',
+        long = "processes",
+        env = "WAXFAST_PROCESSES",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    processes: Option<String>,
+
+    /// Seconds the processes of a cluster keep trying to reach each other (default 30).
+    #[arg(
+        long = "connect-timeout",
+        env = "WAXFAST_CONNECT_TIMEOUT",
+        value_name = "SECS",
+        allow_negative_numbers = true
+    )]
+    connect_timeout: Option<String>,
+
     /// Directory of recovery partitions (enables snapshots and resume).
     #[arg(
         short = 'r',
@@ -98,6 +118,10 @@ pub struct Settings {
     pub list: bool,
     /// Pin workers to cores.
     pub pin: bool,
+    /// `-p N`: launch N local processes.
+    pub processes: Option<usize>,
+    /// How long cluster formation may take.
+    pub connect_timeout: Duration,
 }
 
 pub(crate) enum ArgsError {
@@ -261,12 +285,36 @@ fn validate(cli: Cli, m: &ArgMatches) -> Result<Settings, String> {
     if cli.recovery_directory.is_some() {
         return Err(format!("{r_name}: recovery (snapshots and resume) is not available in this version of waxfast yet"));
     }
-    if addresses.len() > 1 {
-        return Err(format!(
-            "{a_name} lists {} processes, but multi-process clusters are not available in this version of waxfast yet",
-            addresses.len()
-        ));
-    }
+    let p_name = origin(m, "processes", "-p/--processes", "WAXFAST_PROCESSES");
+    let processes = match &cli.processes {
+        None => None,
+        Some(text) => {
+            let n: usize = text
+                .trim()
+                .parse()
+                .ok()
+                .filter(|&n| n >= 1)
+                .ok_or_else(|| {
+                    format!("invalid value {text:?} for {p_name}: expected a whole number >= 1")
+                })?;
+            if cli.addresses.is_some() || cli.process_id.is_some() {
+                return Err(format!(
+                    "{p_name} starts its own processes and fills in -i and -a: do not give {a_name} or {i_name} with it"
+                ));
+            }
+            Some(n)
+        }
+    };
+    let t_name = origin(
+        m,
+        "connect_timeout",
+        "--connect-timeout",
+        "WAXFAST_CONNECT_TIMEOUT",
+    );
+    let connect_timeout = match &cli.connect_timeout {
+        Some(text) => parse_secs(text, &t_name)?,
+        None => Duration::from_secs(30),
+    };
 
     Ok(Settings {
         flow: cli.flow,
@@ -276,6 +324,8 @@ fn validate(cli: Cli, m: &ArgMatches) -> Result<Settings, String> {
         epoch_interval,
         list: cli.list,
         pin: !cli.no_pin,
+        processes,
+        connect_timeout,
     })
 }
 

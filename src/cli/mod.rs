@@ -24,6 +24,7 @@
 //! usage error (the message names the flag or environment variable).
 
 mod args;
+mod launch;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -138,9 +139,13 @@ where
         Ok(f) => f,
         Err(msg) => return usage_error(&format!("flow {name:?}: {msg}")),
     };
+    if let Some(n) = settings.processes {
+        return launch::launch(n, &settings);
+    }
     let config = RunConfig::default()
         .epoch_interval(settings.epoch_interval)
-        .pin(settings.pin);
+        .pin(settings.pin)
+        .connect_timeout(settings.connect_timeout);
     tracing::info!(flow = name, workers = settings.workers, "starting");
     match cluster_main_with(
         &flow,

@@ -577,7 +577,7 @@ impl<V: std::fmt::Display + Data> FixedPartitionedSink for FileSink<V> {
     }
 }
 
-impl<K: Key, V: std::fmt::Display + Data> Sink<(K, V)> for FileSink<V> {
+impl<K: Key, V: std::fmt::Display + crate::ExchangeData> Sink<(K, V)> for FileSink<V> {
     fn into_kind(self) -> SinkKind<(K, V)> {
         SinkKind::fixed(self)
     }
@@ -626,7 +626,7 @@ impl<V: std::fmt::Display + Data> FixedPartitionedSink for DirSink<V> {
     }
 }
 
-impl<K: Key, V: std::fmt::Display + Data> Sink<(K, V)> for DirSink<V> {
+impl<K: Key, V: std::fmt::Display + crate::ExchangeData> Sink<(K, V)> for DirSink<V> {
     fn into_kind(self) -> SinkKind<(K, V)> {
         SinkKind::fixed(self)
     }

@@ -55,7 +55,7 @@ pub trait Key: Clone + Eq + Hash + Ord + Debug + Send + Sync + 'static {
     fn encode(&self, out: &mut Vec<u8>);
 
     /// Rebuilds a key from exactly the bytes [`encode`](Self::encode) wrote; `None` if
-    /// they are not a valid encoding (or the type cannot be rebuilt, like `&'static str`).
+    /// they are not a valid encoding.
     fn decode(bytes: &[u8]) -> Option<Self>;
 
     /// XXH3-64 (seed 0) of the canonical bytes.
@@ -112,8 +112,29 @@ bytes_key!(Box<str>, !SHIP_POINTERS_EXPERIMENT, |s| s.as_bytes(), |b| {
 bytes_key!(Vec<u8>, !SHIP_POINTERS_EXPERIMENT, |s| s.as_slice(), |b| {
     Some(b.to_vec())
 });
-// A static string cannot be rebuilt from bytes; it is shipped as the reference.
-bytes_key!(&'static str, false, |s| s.as_bytes(), |_b| None);
+// Within a process a static string is shipped as the reference. Across processes it is
+// rebuilt by interning: each distinct string is leaked once per process (static keys
+// are literals, so the set is small and fixed).
+bytes_key!(&'static str, false, |s| s.as_bytes(), |b| {
+    std::str::from_utf8(b).ok().map(intern)
+});
+
+/// The process-wide copy of `s`, leaked the first time it is seen.
+fn intern(s: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static SEEN: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut seen = SEEN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(&known) = seen.get(s) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(s.to_owned().into_boxed_str());
+    seen.insert(leaked);
+    leaked
+}
 
 impl<const N: usize> Key for [u8; N] {
     fn encode(&self, out: &mut Vec<u8>) {
@@ -281,6 +302,10 @@ mod tests {
             "trailing bytes"
         );
         assert_eq!(String::decode(&[0xff]), None);
-        assert_eq!(<&'static str>::decode(b"a"), None);
+        // Static strings are interned: one leaked copy per distinct string.
+        let a = <&'static str>::decode(b"abc").unwrap();
+        let b = <&'static str>::decode(b"abc").unwrap();
+        assert_eq!(a, "abc");
+        assert!(std::ptr::eq(a, b));
     }
 }

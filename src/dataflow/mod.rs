@@ -27,10 +27,13 @@ pub(crate) type BuildFn = Box<dyn Fn(&mut BuildCtx) -> Result<()> + Send + Sync>
 /// Index of an exchange channel within its flow.
 pub(crate) type ChannelId = usize;
 
-/// Makes the rings of one exchange channel for a number of workers: one type-erased
-/// [`Endpoint`](crate::exchange::Endpoint) per worker.
+/// Makes the rings of one exchange channel for the workers of one process: given the
+/// process's worker count, its first worker's global index, the cluster's worker count
+/// and the channel's index, one type-erased [`Endpoint`](crate::exchange::Endpoint) per
+/// worker.
+#[allow(clippy::type_complexity)]
 pub(crate) struct MeshMaker(
-    pub(crate) Box<dyn Fn(usize) -> Vec<Box<dyn Any + Send>> + Send + Sync>,
+    pub(crate) Box<dyn Fn(usize, usize, usize, u32) -> Vec<Box<dyn Any + Send>> + Send + Sync>,
 );
 
 impl std::fmt::Debug for MeshMaker {
@@ -123,6 +126,22 @@ pub(crate) struct Plan {
     pub(crate) steps: Vec<Arc<StepDef>>,
     pub(crate) streams: usize,
     pub(crate) channels: Vec<Arc<MeshMaker>>,
+}
+
+impl Plan {
+    /// A hash of the step graph (ids, kinds, wiring, channel count): processes of a
+    /// cluster refuse each other unless it matches, since channel and stream indices
+    /// must mean the same thing everywhere.
+    pub(crate) fn fingerprint(&self) -> u64 {
+        let mut text = format!("{}|{}|{}", self.name, self.streams, self.channels.len());
+        for s in &self.steps {
+            text.push_str(&format!(
+                "|{}:{}:{:?}>{:?}",
+                s.id, s.kind, s.inputs, s.outputs
+            ));
+        }
+        xxhash_rust::xxh3::xxh3_64(text.as_bytes())
+    }
 }
 
 /// A dataflow: named steps over typed streams. Build it with [`Dataflow::input`] and the
@@ -379,13 +398,30 @@ impl<T: Data> Stream<T> {
     }
 
     /// Allocates an exchange channel whose rings carry batches of type `B`.
-    pub(crate) fn new_channel<B: Send + 'static>(&self) -> ChannelId {
+    pub(crate) fn new_channel<B: crate::exchange::codec::Wire + Send + 'static>(
+        &self,
+    ) -> ChannelId {
+        self.new_channel_with(B::codec())
+    }
+
+    /// Allocates an exchange channel whose batches cross processes with `codec`.
+    pub(crate) fn new_channel_with<B: Send + 'static>(
+        &self,
+        codec: crate::exchange::codec::Codec<B>,
+    ) -> ChannelId {
         let mut g = lock(&self.graph);
-        let maker = MeshMaker(Box::new(|workers| {
-            crate::exchange::mesh::<B>(workers, crate::exchange::RING_CAPACITY)
-                .into_iter()
-                .map(|ep| Box::new(ep) as Box<dyn Any + Send>)
-                .collect()
+        let maker = MeshMaker(Box::new(move |workers, base, total, channel| {
+            crate::exchange::mesh_in::<B>(
+                workers,
+                base,
+                total,
+                crate::exchange::RING_CAPACITY,
+                channel,
+                Some(codec),
+            )
+            .into_iter()
+            .map(|ep| Box::new(ep) as Box<dyn Any + Send>)
+            .collect()
         }));
         g.channels.push(Arc::new(maker));
         g.channels.len() - 1

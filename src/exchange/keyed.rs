@@ -39,7 +39,7 @@ impl<K: Key, V> KeyBatch<K, V> {
     }
 
     #[inline]
-    fn push(&mut self, hash: u64, key: K, value: V) {
+    pub(crate) fn push(&mut self, hash: u64, key: K, value: V) {
         if K::SHIP_BYTES {
             // The receiver rehashes the bytes it reads anyway: cheaper than shipping the
             // hash across cores.

@@ -38,8 +38,15 @@ pub(crate) const BATCH: usize = 1024;
 /// the rest of the worker.
 const DRAIN_BUDGET: usize = 32;
 
+pub(crate) mod codec;
 pub(crate) mod items;
 pub(crate) mod keyed;
+
+use crate::net::frame::{finish_frame, start_frame, Frame, FrameKind};
+use crate::net::io::NetPort;
+use codec::Codec;
+use std::cell::RefCell;
+use std::rc::Rc;
 
 /// What travels through a ring: batches of type `B`, and progress.
 #[derive(Debug)]
@@ -50,7 +57,8 @@ pub(crate) enum Msg<B> {
     Progress(Epoch),
 }
 
-/// One worker's ends of one channel's rings, indexed by peer worker (`None` for itself).
+/// One worker's ends of one channel's rings, indexed by local peer worker (`None` for
+/// itself); workers of other processes are reached through the network (see `Links`).
 /// Beside each data ring runs a return ring: the receiver hands every emptied batch back
 /// to its sender, which refills it instead of allocating, so the same warm buffers
 /// circulate and no batch is allocated on one thread and freed on another.
@@ -62,16 +70,41 @@ pub(crate) struct Endpoint<B> {
     give_back: Vec<Option<Producer<B>>>,
     /// Our own batches, emptied by the peer we sent them to.
     reuse: Vec<Option<Consumer<B>>>,
+    /// Global index of this process's first worker, and the cluster's worker count.
+    base: usize,
+    total: usize,
+    /// The channel's index in the flow (frames name it).
+    channel: u32,
+    /// How a batch crosses a process boundary (absent only in unit tests).
+    codec: Option<Codec<B>>,
 }
 
-/// Makes the rings of one channel for `workers` workers: one endpoint per worker.
+/// Makes the rings of one channel for `workers` workers of a one-process run.
+#[cfg(test)]
 pub(crate) fn mesh<B: Send>(workers: usize, capacity: usize) -> Vec<Endpoint<B>> {
+    mesh_in(workers, 0, workers, capacity, 0, None)
+}
+
+/// Makes the rings of channel `channel` for the `workers` workers of one process, whose
+/// first worker has global index `base` in a cluster of `total`: one endpoint per worker.
+pub(crate) fn mesh_in<B: Send>(
+    workers: usize,
+    base: usize,
+    total: usize,
+    capacity: usize,
+    channel: u32,
+    codec: Option<Codec<B>>,
+) -> Vec<Endpoint<B>> {
     let mut eps: Vec<Endpoint<B>> = (0..workers)
         .map(|_| Endpoint {
             outs: (0..workers).map(|_| None).collect(),
             ins: (0..workers).map(|_| None).collect(),
             give_back: (0..workers).map(|_| None).collect(),
             reuse: (0..workers).map(|_| None).collect(),
+            base,
+            total,
+            channel,
+            codec,
         })
         .collect();
     for s in 0..workers {
@@ -105,23 +138,43 @@ pub(crate) trait ChannelIo {
     fn is_backlogged(&self) -> bool;
     /// True if a ring from a peer holds a message (checked before parking).
     fn has_inbound(&self) -> bool;
+    /// A frame from a worker in another process: a batch to decode and deliver, or
+    /// progress.
+    fn recv_frame(&mut self, frame: &Frame) -> Result<(), String>;
 }
 
+/// A channel as the worker loop holds it, with the index of the step it belongs to.
+pub(crate) type StepChannel = (usize, Rc<RefCell<dyn ChannelIo>>);
+
 /// One worker's rings of one channel, with the overflow queues and progress state that
-/// every kind of exchange shares.
+/// every kind of exchange shares. Workers are named by global index; those of this
+/// process are reached through rings (indexed by `global - base`), the others through
+/// the network port, as encoded frames.
 pub(crate) struct Links<B> {
+    /// Our global index.
     me: usize,
     ep: Endpoint<B>,
     shared: Arc<Shared>,
+    /// Indexed by local worker.
     overflow: Vec<VecDeque<Msg<B>>>,
     sent_frontier: Epoch,
+    /// Indexed by global worker.
     recv_frontier: Vec<Epoch>,
+    net: Option<NetLink<B>>,
+}
+
+/// A channel's way to workers of other processes.
+struct NetLink<B> {
+    port: Rc<RefCell<NetPort>>,
+    codec: Codec<B>,
+    /// Batches whose contents were encoded, ready for reuse.
+    spare: Vec<B>,
 }
 
 impl<B> Links<B> {
     pub(crate) fn new(me: usize, ep: Endpoint<B>, shared: Arc<Shared>) -> Self {
         let n = ep.outs.len();
-        let mut recv_frontier = vec![FIRST_EPOCH; n];
+        let mut recv_frontier = vec![FIRST_EPOCH; ep.total];
         recv_frontier[me] = EOF_EPOCH; // the local share does not travel through a ring
         Links {
             me,
@@ -130,18 +183,45 @@ impl<B> Links<B> {
             overflow: (0..n).map(|_| VecDeque::new()).collect(),
             sent_frontier: FIRST_EPOCH,
             recv_frontier,
+            net: None,
         }
     }
 
-    /// The number of workers.
+    /// Connects the links to workers of other processes through `port`.
+    pub(crate) fn with_net(mut self, port: Option<Rc<RefCell<NetPort>>>) -> Self {
+        if let Some(port) = port {
+            let codec = self
+                .ep
+                .codec
+                .expect("channels of a cluster run have a codec");
+            self.net = Some(NetLink {
+                port,
+                codec,
+                spare: Vec::new(),
+            });
+        }
+        self
+    }
+
+    /// The number of workers in the cluster.
     pub(crate) fn workers(&self) -> usize {
-        self.ep.outs.len()
+        self.ep.total
+    }
+
+    /// The local index of global worker `to`, if it is in this process.
+    #[inline]
+    fn local(&self, to: usize) -> Option<usize> {
+        to.checked_sub(self.ep.base)
+            .filter(|&l| l < self.ep.outs.len())
     }
 
     /// Sends to a peer without blocking: a full ring queues the message in overflow.
     /// Progress markers only ever advance, so a newer one replaces a marker still
     /// waiting at the end of the queue: overflow holds at most one marker per peer.
     pub(crate) fn send(&mut self, to: usize, msg: Msg<B>) {
+        let Some(to) = self.local(to) else {
+            return self.send_remote(to, msg);
+        };
         let q = &mut self.overflow[to];
         if let (Msg::Progress(_), Some(Msg::Progress(_))) = (&msg, q.back()) {
             *q.back_mut().expect("checked non-empty") = msg;
@@ -181,13 +261,49 @@ impl<B> Links<B> {
         moved
     }
 
+    /// Encodes a message for worker `to` of another process and queues the frame.
+    fn send_remote(&mut self, to: usize, msg: Msg<B>) {
+        let channel = self.ep.channel;
+        let me = self.me;
+        let net = self
+            .net
+            .as_mut()
+            .expect("a worker outside this process implies a network port");
+        let mut port = net.port.borrow_mut();
+        match msg {
+            Msg::Progress(f) => port.send_progress(channel, me, to, f),
+            Msg::Data(epoch, batch) => {
+                let mut frame = port.buffer();
+                start_frame(
+                    &mut frame,
+                    FrameKind::Data,
+                    channel,
+                    me as u32,
+                    to as u32,
+                    epoch,
+                );
+                let encoded = (net.codec.encode)(&batch, &mut frame)
+                    .and_then(|()| finish_frame(&mut frame).map_err(|e| e.to_string()));
+                if let Err(e) = encoded {
+                    crate::runtime::build::fail(crate::error::Error::Cluster(format!(
+                        "cannot encode a batch of channel {channel} for worker {to}: {e}"
+                    )));
+                }
+                port.send(frame);
+                if net.spare.len() < 16 {
+                    net.spare.push(batch);
+                }
+            }
+        }
+    }
+
     /// Tells every peer our frontier advanced to `f` (the caller flushed its staged
     /// batches first). False if it had not advanced.
     pub(crate) fn send_progress(&mut self, f: Epoch) -> bool {
         if f <= self.sent_frontier {
             return false;
         }
-        for to in 0..self.ep.outs.len() {
+        for to in 0..self.ep.total {
             if to != self.me {
                 self.send(to, Msg::Progress(f));
             }
@@ -198,7 +314,10 @@ impl<B> Links<B> {
 
     /// An emptied batch that peer `to` handed back, if any.
     pub(crate) fn reusable(&mut self, to: usize) -> Option<B> {
-        self.ep.reuse[to].as_mut()?.pop().ok()
+        match self.local(to) {
+            Some(l) => self.ep.reuse[l].as_mut()?.pop().ok(),
+            None => self.net.as_mut()?.spare.pop(),
+        }
     }
 
     /// Takes up to a budget of messages from every inbound ring, handing batches to
@@ -223,7 +342,7 @@ impl<B> Links<B> {
                     }
                     Ok(Msg::Progress(f)) => {
                         took = true;
-                        self.recv_frontier[from] = f;
+                        self.recv_frontier[self.ep.base + from] = f;
                     }
                     Err(_) => break,
                 }
@@ -403,6 +522,39 @@ impl<B: Batch> ChannelIo for Channel<B> {
 
     fn has_inbound(&self) -> bool {
         self.links.has_inbound()
+    }
+
+    fn recv_frame(&mut self, frame: &Frame) -> Result<(), String> {
+        let h = &frame.header;
+        let from = h.from.get() as usize;
+        match h.kind().map_err(|e| e.to_string())? {
+            FrameKind::Data => {
+                let net = self.links.net.as_mut().ok_or("no network port")?;
+                let mut batch = net.spare.pop().unwrap_or_else(B::fresh);
+                batch.clear();
+                (net.codec.decode)(&frame.payload, &mut batch)?;
+                (self.deliver)(h.epoch.get(), &mut batch);
+                batch.clear();
+                if let Some(net) = self.links.net.as_mut() {
+                    if net.spare.len() < 16 {
+                        net.spare.push(batch);
+                    }
+                }
+            }
+            FrameKind::Progress | FrameKind::Eof => {
+                let f = h.epoch.get();
+                let slot = self
+                    .links
+                    .recv_frontier
+                    .get_mut(from)
+                    .ok_or_else(|| format!("no worker {from}"))?;
+                *slot = (*slot).max(f);
+            }
+            FrameKind::Shutdown | FrameKind::Abort => {
+                return Err("a process-level frame reached a channel".into())
+            }
+        }
+        Ok(())
     }
 }
 

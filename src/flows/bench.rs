@@ -26,6 +26,10 @@ struct Stats {
     records: u64,
     started: OnceLock<Instant>,
     received: AtomicU64,
+    /// Sink partitions built and closed in this process: the last to close reports
+    /// (every local partition is built before any closes, since closing needs every
+    /// worker's end of stream).
+    built: AtomicUsize,
     closed: AtomicUsize,
 }
 
@@ -36,6 +40,7 @@ impl Stats {
             records,
             started: OnceLock::new(),
             received: AtomicU64::new(0),
+            built: AtomicUsize::new(0),
             closed: AtomicUsize::new(0),
         })
     }
@@ -139,6 +144,7 @@ impl<T: Data> DynamicSink for CountingSink<T> {
         _worker: usize,
         workers: usize,
     ) -> Result<CountingPart<T>, BoxError> {
+        self.stats.built.fetch_add(1, Ordering::AcqRel);
         Ok(CountingPart {
             stats: self.stats.clone(),
             workers,
@@ -157,7 +163,9 @@ impl<T: Data> StatelessSinkPartition for CountingPart<T> {
     }
     fn close(&mut self) -> Result<(), BoxError> {
         self.stats.received.fetch_add(self.count, Ordering::Relaxed);
-        if self.stats.closed.fetch_add(1, Ordering::AcqRel) + 1 == self.workers {
+        if self.stats.closed.fetch_add(1, Ordering::AcqRel) + 1
+            == self.stats.built.load(Ordering::Acquire)
+        {
             self.stats.report(self.workers);
         }
         Ok(())
@@ -231,6 +239,32 @@ pub fn bench_wordcount(args: Option<&str>) -> Result<Dataflow, String> {
 /// A fixed-layout record of `N` bytes for the exchange benchmark.
 #[derive(Debug, Clone, Copy)]
 pub struct Record<const N: usize>(pub [u8; N]);
+
+// Across processes a record travels as its raw bytes (serde's derive does not cover
+// arrays of any length).
+impl<const N: usize> serde::Serialize for Record<N> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de, const N: usize> serde::Deserialize<'de> for Record<N> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Bytes<const N: usize>;
+        impl<const N: usize> serde::de::Visitor<'_> for Bytes<N> {
+            type Value = Record<N>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{N} bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Record<N>, E> {
+                v.try_into()
+                    .map(Record)
+                    .map_err(|_| E::invalid_length(v.len(), &self))
+            }
+        }
+        d.deserialize_bytes(Bytes::<N>)
+    }
+}
 
 /// `bench_exchange:N,BYTES`: N fixed-layout records of 16 or 64 bytes through
 /// `redistribute` (round robin: with W workers, (W-1)/W of them cross to another worker).

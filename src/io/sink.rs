@@ -102,14 +102,24 @@ pub trait Sink<T>: Send + Sync + 'static {
 pub enum SinkKind<T> {
     /// One partition per worker.
     Dynamic(Arc<dyn ErasedDynamicSink<T>>),
-    /// Fixed partitions, each on one worker, chosen by key.
-    Fixed(Arc<dyn ErasedFixedSink<T>>),
+    /// Fixed partitions, each on one worker, chosen by key; items travel to their
+    /// partition's worker, possibly in another process.
+    Fixed(Arc<dyn ErasedFixedSink<T>>, SinkWire<T>),
+}
+
+/// How a fixed-partitioned sink's items cross processes (made by [`SinkKind::fixed`]).
+pub struct SinkWire<T>(pub(crate) crate::exchange::codec::Codec<Vec<T>>);
+
+impl<T> std::fmt::Debug for SinkWire<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SinkWire")
+    }
 }
 
 impl<T> std::fmt::Debug for SinkKind<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SinkKind::Fixed(_) => f.write_str("SinkKind::Fixed"),
+            SinkKind::Fixed(..) => f.write_str("SinkKind::Fixed"),
             SinkKind::Dynamic(_) => f.write_str("SinkKind::Dynamic"),
         }
     }
@@ -122,10 +132,13 @@ impl<T: 'static> SinkKind<T> {
     }
 }
 
-impl<K: Key, V: 'static> SinkKind<(K, V)> {
+impl<K: Key, V: crate::ExchangeData> SinkKind<(K, V)> {
     /// Wraps a fixed-partitioned sink of values `V`, keyed by `K`.
     pub fn fixed<S: FixedPartitionedSink<Item = V>>(sink: S) -> Self {
-        SinkKind::Fixed(Arc::new(FixedAdapter(sink)))
+        SinkKind::Fixed(
+            Arc::new(FixedAdapter(sink)),
+            SinkWire(crate::exchange::codec::keyed_items::<K, V>()),
+        )
     }
 }
 

@@ -22,7 +22,7 @@ use crate::exchange::keyed::{KeyBatch, KeyedInput};
 use crate::operators::stateless::transform;
 use crate::runtime::build::{Activation, BuildCtx};
 use crate::runtime::progress::{Epoch, EOF_EPOCH};
-use crate::runtime::push::{Data, Tee};
+use crate::runtime::push::{Data, ExchangeData, Tee};
 
 /// Whether a key's state is kept after a callback (Bytewax's `RETAIN` / `DISCARD`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,7 +137,7 @@ struct KeyedOp<K, V, L: KeyedLogic<V>> {
     _v: PhantomData<fn(V)>,
 }
 
-impl<K: Key, V: Data, L: KeyedLogic<V>> KeyedOp<K, V, L> {
+impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
     /// Applies one value to `key` (whose stable hash is `hash`), building the key's
     /// state if it is new.
     #[inline]
@@ -202,7 +202,7 @@ impl<K: Key, V: Data, L: KeyedLogic<V>> KeyedOp<K, V, L> {
     }
 }
 
-impl<K: Key, V: Data, L: KeyedLogic<V>> KeyedInput<K, V> for KeyedOp<K, V, L> {
+impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedInput<K, V> for KeyedOp<K, V, L> {
     fn push_local(&mut self, epoch: Epoch, items: &mut Vec<(u64, K, V)>) {
         for (h, k, v) in items.drain(..) {
             self.apply(epoch, h, KeyRef::Owned(k), v);
@@ -254,7 +254,7 @@ fn rearm<K: Key>(
     }
 }
 
-impl<K: Key, V: Data, L: KeyedLogic<V>> Activation for KeyedOp<K, V, L> {
+impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> Activation for KeyedOp<K, V, L> {
     fn on_frontier(&mut self, old: Epoch, new: Epoch) {
         if new == EOF_EPOCH {
             // Emissions at end of stream carry the last epoch that was still open.
@@ -302,7 +302,7 @@ impl<K: Key, V: Data, L: KeyedLogic<V>> Activation for KeyedOp<K, V, L> {
 }
 
 /// Builds a keyed step on one worker: an exchange by key into the engine.
-fn build_keyed<K: Key, V: Data, L: KeyedLogic<V>>(
+fn build_keyed<K: Key, V: ExchangeData, L: KeyedLogic<V>>(
     ctx: &mut BuildCtx,
     logic: Arc<L>,
     chan: ChannelId,
@@ -460,7 +460,7 @@ impl<V: Data, F: Fn(V, V) -> V + Send + Sync + 'static> KeyedLogic<V> for Reduce
 
 // ---- the operators -------------------------------------------------------------------
 
-impl<K: Key, V: Data> Stream<(K, V)> {
+impl<K: Key, V: ExchangeData> Stream<(K, V)> {
     pub(crate) fn keyed<L: KeyedLogic<V>>(
         &self,
         step: &str,
@@ -728,7 +728,7 @@ pub enum JoinEmit {
 pub type Joined<A, B> = (Option<A>, Option<B>);
 
 /// One side's value on its way into a join.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Side<A, B> {
     Left(A),
     Right(B),
@@ -805,7 +805,7 @@ impl<A: Data, B: Data> KeyedLogic<Side<A, B>> for JoinLogic {
     }
 }
 
-impl<K: Key, V: Data> Stream<(K, V)> {
+impl<K: Key, V: ExchangeData> Stream<(K, V)> {
     /// Collects each key's values into lists, emitted when a list reaches `max_size`,
     /// when `timeout` (system time) has passed since its first value, or at end of
     /// stream.
@@ -847,13 +847,15 @@ impl<K: Key, V: Data> Stream<(K, V)> {
     /// use waxfast::operators::{JoinEmit, JoinInsert};
     /// let flow = Dataflow::new("f");
     /// let (sink, out) = TestingSink::new();
-    /// let names = flow.input("names", TestingSource::new(vec![("1", "alice")]));
-    /// let emails = flow.input("emails", TestingSource::new(vec![("1", "a@x.io")]));
+    /// // Values are exchanged between workers, so they are owned (`ExchangeData`).
+    /// let names = flow.input("names", TestingSource::new(vec![(1, "alice".to_string())]));
+    /// let emails = flow.input("emails", TestingSource::new(vec![(1, "a@x.io".to_string())]));
     /// names.join("j", &emails, JoinInsert::Last, JoinEmit::Complete).output("out", sink);
     /// run_main(&flow).unwrap();
-    /// assert_eq!(out.take(), vec![("1", (Some("alice"), Some("a@x.io")))]);
+    /// let (name, email) = ("alice".to_string(), "a@x.io".to_string());
+    /// assert_eq!(out.take(), vec![(1, (Some(name), Some(email)))]);
     /// ```
-    pub fn join<W: Data>(
+    pub fn join<W: ExchangeData>(
         &self,
         step: &str,
         other: &Stream<(K, W)>,

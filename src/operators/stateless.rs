@@ -399,7 +399,10 @@ impl<T: Data> Stream<T> {
 
     /// Spreads items evenly over all workers (round robin). With one worker it passes
     /// items through.
-    pub fn redistribute(&self, step: &str) -> Stream<T> {
+    pub fn redistribute(&self, step: &str) -> Stream<T>
+    where
+        T: crate::ExchangeData,
+    {
         let chan = self.new_channel::<Vec<T>>();
         self.unary(step, "redistribute", move |ctx, inp, out| {
             let mut tee: Tee<T> = ctx.take_tee(out);
@@ -464,7 +467,10 @@ impl<T: Data> Stream<T> {
     /// ```
     pub fn output(&self, step: &str, sink: impl Sink<T>) {
         let kind = sink.into_kind();
-        let chan = matches!(kind, SinkKind::Fixed(_)).then(|| self.new_channel::<Vec<T>>());
+        let chan = match &kind {
+            SinkKind::Fixed(_, wire) => Some(self.new_channel_with(wire.0)),
+            SinkKind::Dynamic(_) => None,
+        };
         self.general(
             step,
             "output",

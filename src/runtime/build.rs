@@ -14,7 +14,7 @@ use crate::dataflow::{ChannelId, StreamId};
 use crate::error::{Error, Result};
 use crate::exchange::items::ItemRouter;
 use crate::exchange::keyed::{KeyBatch, KeyRouter, KeyedInput};
-use crate::exchange::{ChannelIo, Endpoint, Links};
+use crate::exchange::{ChannelIo, Endpoint, Links, StepChannel};
 use crate::io::SourceStatus;
 use crate::io::{assign_partitions, ErasedSinkPart, ErasedSourcePart, SinkKind, SourceKind};
 use crate::runtime::park::Shared;
@@ -64,6 +64,8 @@ pub struct BuildCtx {
     endpoints: Vec<Option<Box<dyn Any + Send>>>,
     shared: Arc<Shared>,
     pub(crate) channels: Vec<(usize, Rc<RefCell<dyn ChannelIo>>)>,
+    pub(crate) channel_by_id: Vec<Option<StepChannel>>,
+    net: Option<Rc<RefCell<crate::net::io::NetPort>>>,
     pub(crate) sources: Vec<(usize, Box<dyn DriveSource>)>,
     pub(crate) activations: Vec<(usize, Rc<RefCell<dyn Activation>>)>,
     pub(crate) sinks: Vec<(usize, Rc<RefCell<dyn SinkHandle>>)>,
@@ -85,8 +87,10 @@ impl BuildCtx {
         worker_count: usize,
         streams: usize,
         endpoints: Vec<Box<dyn Any + Send>>,
+        net: Option<Rc<RefCell<crate::net::io::NetPort>>>,
         shared: Arc<Shared>,
     ) -> Self {
+        let n_channels = endpoints.len();
         BuildCtx {
             worker_index,
             worker_count,
@@ -96,6 +100,8 @@ impl BuildCtx {
             endpoints: endpoints.into_iter().map(Some).collect(),
             shared,
             channels: Vec::new(),
+            channel_by_id: (0..n_channels).map(|_| None).collect(),
+            net,
             sources: Vec::new(),
             activations: Vec::new(),
             sinks: Vec::new(),
@@ -167,12 +173,14 @@ impl BuildCtx {
             );
             return;
         }
-        let links = Links::new(self.worker_index, ep, self.shared.clone());
+        let links =
+            Links::new(self.worker_index, ep, self.shared.clone()).with_net(self.net.clone());
         let (mut router, channel) = ItemRouter::new(links, route, target);
         self.consume(
             inp,
             PushFn(move |epoch, batch: &mut Vec<T>| router.push(epoch, batch)),
         );
+        self.channel_by_id[chan] = Some((self.step, channel.clone()));
         self.channels.push((self.step, channel));
     }
 
@@ -205,12 +213,14 @@ impl BuildCtx {
             );
             return;
         }
-        let links = Links::new(self.worker_index, ep, self.shared.clone());
+        let links =
+            Links::new(self.worker_index, ep, self.shared.clone()).with_net(self.net.clone());
         let (mut router, channel) = KeyRouter::new(links, target);
         self.consume(
             inp,
             PushFn(move |epoch, batch: &mut Vec<(K, V)>| router.push(epoch, batch)),
         );
+        self.channel_by_id[chan] = Some((self.step, channel.clone()));
         self.channels.push((self.step, channel));
     }
 
@@ -291,7 +301,7 @@ impl BuildCtx {
                 );
                 self.sinks.push((self.step, handle));
             }
-            SinkKind::Fixed(sink) => {
+            SinkKind::Fixed(sink, _) => {
                 let names = sink.list_parts();
                 if names.is_empty() {
                     return Err(Error::in_step(

@@ -22,7 +22,7 @@ use park::Shared;
 
 pub use build::BuildCtx;
 pub use progress::{Epoch, EOF_EPOCH, FIRST_EPOCH};
-pub use push::Data;
+pub use push::{Data, ExchangeData};
 
 /// How to run a flow. Built with by-value setters:
 ///
@@ -37,6 +37,7 @@ pub struct RunConfig {
     pub(crate) epoch_interval: Duration,
     pub(crate) pin: bool,
     pub(crate) spin: bool,
+    pub(crate) connect_timeout: Duration,
 }
 
 impl Default for RunConfig {
@@ -45,6 +46,7 @@ impl Default for RunConfig {
             epoch_interval: Duration::from_secs(10),
             pin: true,
             spin: false,
+            connect_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -70,6 +72,13 @@ impl RunConfig {
         self.spin = spin;
         self
     }
+
+    /// How long the processes of a cluster keep trying to reach each other before the
+    /// run fails, naming the ones that never answered (default 30 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
 }
 
 /// Runs `flow` on one worker on the calling thread until every input is exhausted.
@@ -83,8 +92,13 @@ pub fn run_main(flow: &Dataflow) -> Result<()> {
 pub fn run_main_with(flow: &Dataflow, config: &RunConfig) -> Result<()> {
     let plan = Arc::new(flow.plan()?);
     let shared = Arc::new(Shared::new(1));
-    let endpoints = make_endpoints(&plan, 1).pop().expect("one worker");
-    run_worker(plan, 0, 1, endpoints, &shared, config).map_err(|e| match shared.take_error() {
+    let endpoints = make_endpoints(&plan, 1, 0, 1).pop().expect("one worker");
+    let me = WorkerId {
+        local: 0,
+        global: 0,
+        count: 1,
+    };
+    run_worker(plan, me, endpoints, None, &shared, config).map_err(|e| match shared.take_error() {
         Some((_, first)) => first,
         None => e,
     })
@@ -132,12 +146,6 @@ pub fn cluster_main_with(
     if workers_per_proc == 0 {
         return Err(Error::Config("workers_per_proc must be at least 1".into()));
     }
-    if addresses.len() > 1 {
-        return Err(Error::Config(format!(
-            "{} addresses given: multi-process clusters are not available in this version of waxfast yet",
-            addresses.len()
-        )));
-    }
     if proc_id >= addresses.len().max(1) {
         return Err(Error::Config(format!(
             "proc_id {proc_id} is out of range for {} process(es)",
@@ -146,10 +154,47 @@ pub fn cluster_main_with(
     }
     let plan = Arc::new(flow.plan()?);
     let n = workers_per_proc;
-    if n == 1 {
+    let processes = addresses.len().max(1);
+    if n == 1 && processes == 1 {
         return run_main_with(flow, config);
     }
     let shared = Arc::new(Shared::new(n));
+    let (net, ports) = if processes > 1 {
+        let hello = crate::net::hello::Hello {
+            version: crate::net::hello::PROTOCOL_VERSION,
+            processes: processes as u32,
+            workers_per_proc: n as u32,
+            process: proc_id as u32,
+            fingerprint: plan.fingerprint(),
+            flow: plan.name.clone(),
+        };
+        let streams = crate::net::form::form(addresses, proc_id, &hello, config.connect_timeout)?;
+        tracing::debug!(process = proc_id, processes, "cluster formed");
+        let (net, ports) = crate::net::io::start(
+            streams,
+            addresses,
+            proc_id,
+            n,
+            plan.channels.len(),
+            shared.clone(),
+        )
+        .map_err(|e| Error::Cluster(format!("cannot start the network thread: {e}")))?;
+        (Some(net), ports.into_iter().map(Some).collect())
+    } else {
+        (None, (0..n).map(|_| None).collect::<Vec<_>>())
+    };
+    let signal = net.as_ref().map(|n| n.signal());
+    let net_handle = match net {
+        Some(net) => Some(
+            std::thread::Builder::new()
+                .name("waxfast-net".into())
+                .spawn(move || net.run())
+                .map_err(|e| Error::Config(format!("cannot start the network thread: {e}")))?,
+        ),
+        None => None,
+    };
+    let base = proc_id * n;
+    let total = processes * n;
     let cores = if config.pin {
         core_affinity::get_core_ids()
     } else {
@@ -162,12 +207,17 @@ pub fn cluster_main_with(
         "starting workers"
     );
     let mut handles = Vec::new();
-    for (i, endpoints) in make_endpoints(&plan, n).into_iter().enumerate() {
+    for ((i, endpoints), port) in make_endpoints(&plan, n, base, total)
+        .into_iter()
+        .enumerate()
+        .zip(ports)
+    {
         let (plan, shared, config) = (plan.clone(), shared.clone(), config.clone());
+        let signal = signal.clone();
         let core = cores
             .as_ref()
             .filter(|c| !c.is_empty())
-            .map(|c| c[i % c.len()]);
+            .map(|c| c[(base + i) % c.len()]);
         let handle = std::thread::Builder::new()
             .name(format!("waxfast-w{i}"))
             .spawn(move || {
@@ -177,7 +227,16 @@ pub fn cluster_main_with(
                 } else {
                     tracing::debug!(worker = i, "worker not pinned");
                 }
-                run_worker(plan, i, n, endpoints, &shared, &config)
+                let me = WorkerId {
+                    local: i,
+                    global: base + i,
+                    count: total,
+                };
+                let r = run_worker(plan, me, endpoints, port, &shared, &config);
+                if let (Ok(()), Some(signal)) = (&r, &signal) {
+                    signal.worker_finished();
+                }
+                r
             })
             .map_err(|e| Error::Config(format!("cannot start worker thread {i}: {e}")))?;
         handles.push(handle);
@@ -186,9 +245,23 @@ pub fn cluster_main_with(
     for (i, h) in handles.into_iter().enumerate() {
         if let Err(payload) = h.join() {
             unexpected.get_or_insert(Error::Worker {
-                worker: i,
+                worker: base + i,
                 message: panic_message(payload.as_ref()),
             });
+            if let Some(e) = unexpected.take() {
+                shared.fail(i, e);
+            }
+        }
+    }
+    if let Some(h) = net_handle {
+        if let Err(payload) = h.join() {
+            shared.fail(
+                usize::MAX,
+                Error::Cluster(format!(
+                    "the network thread stopped unexpectedly: {}",
+                    panic_message(payload.as_ref())
+                )),
+            );
         }
     }
     match shared.take_error() {
@@ -197,39 +270,54 @@ pub fn cluster_main_with(
     }
 }
 
-/// Builds every channel's rings and deals out one endpoint per channel to each worker.
-fn make_endpoints(plan: &Plan, workers: usize) -> Vec<Vec<Box<dyn Any + Send>>> {
+/// Builds every channel's rings among this process's `workers` (global indices from
+/// `base`, of `total`) and deals out one endpoint per channel to each worker.
+fn make_endpoints(
+    plan: &Plan,
+    workers: usize,
+    base: usize,
+    total: usize,
+) -> Vec<Vec<Box<dyn Any + Send>>> {
     let mut per_worker: Vec<Vec<Box<dyn Any + Send>>> = (0..workers).map(|_| Vec::new()).collect();
-    for make in &plan.channels {
-        for (w, ep) in (make.0)(workers).into_iter().enumerate() {
+    for (c, make) in plan.channels.iter().enumerate() {
+        for (w, ep) in (make.0)(workers, base, total, c as u32)
+            .into_iter()
+            .enumerate()
+        {
             per_worker[w].push(ep);
         }
     }
     per_worker
 }
 
-/// Builds and runs worker `index` of `count`, turning a panic into an [`Error`] and
-/// reporting a failure to the other workers.
+/// Which worker a thread runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WorkerId {
+    /// Index within this process.
+    pub(crate) local: usize,
+    /// Index within the cluster.
+    pub(crate) global: usize,
+    /// Workers in the cluster.
+    pub(crate) count: usize,
+}
+
+/// Builds and runs a worker, turning a panic into an [`Error`] and reporting a failure
+/// to the other workers.
 fn run_worker(
     plan: Arc<Plan>,
-    index: usize,
-    count: usize,
+    me: WorkerId,
     endpoints: Vec<Box<dyn Any + Send>>,
+    port: Option<crate::net::io::NetPort>,
     shared: &Arc<Shared>,
     config: &RunConfig,
 ) -> Result<()> {
     step_guard::reset();
-    shared.register(index);
-    tracing::debug!(flow = %plan.name, worker = index, workers = count, "worker starting");
+    shared.register(me.local);
+    let index = me.global;
+    tracing::debug!(flow = %plan.name, worker = index, workers = me.count, "worker starting");
     let result = catch_unwind(AssertUnwindSafe(|| {
-        let mut worker = worker::Worker::build(
-            plan.clone(),
-            index,
-            count,
-            endpoints,
-            shared.clone(),
-            config,
-        )?;
+        let mut worker =
+            worker::Worker::build(plan.clone(), me, endpoints, port, shared.clone(), config)?;
         worker.run()
     }));
     let outcome = match result {
@@ -242,7 +330,7 @@ fn run_worker(
             tracing::debug!(worker = index, error = %e, "worker failed");
             // The first cause goes to the shared slot, where the entry point reports it
             // exactly once; this worker's own result is just "aborted".
-            shared.fail(index, e);
+            shared.fail(me.local, e);
             Err(Error::Aborted)
         }
         other => other,

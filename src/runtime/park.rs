@@ -87,6 +87,21 @@ impl Shared {
         }
     }
 
+    /// The first error's message, leaving it in place.
+    pub(crate) fn error_message(&self) -> Option<String> {
+        let first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
+        first.as_ref().map(|(_, e)| e.to_string())
+    }
+
+    /// True if the first error came from another process (lost or failed).
+    pub(crate) fn error_is_from_peer(&self) -> bool {
+        let first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
+        matches!(
+            first.as_ref(),
+            Some((_, Error::PeerLost { .. } | Error::PeerFailed { .. }))
+        )
+    }
+
     /// The first error recorded, if any.
     pub(crate) fn take_error(&self) -> Option<(usize, Error)> {
         self.first_error

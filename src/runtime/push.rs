@@ -13,6 +13,13 @@ use crate::runtime::step_guard::StepGuard;
 pub trait Data: Clone + Send + 'static {}
 impl<T: Clone + Send + 'static> Data for T {}
 
+/// Items that can cross an exchange: [`Data`] that serde can encode, because an exchange
+/// may lead to a worker in another process (timely calls this `ExchangeData`). Values
+/// of keyed steps, `redistribute`d items and items of fixed-partitioned sinks are
+/// exchanged; derive `serde::Serialize` and `serde::Deserialize` for your own types.
+pub trait ExchangeData: Data + serde::Serialize + serde::de::DeserializeOwned {}
+impl<T: Data + serde::Serialize + serde::de::DeserializeOwned> ExchangeData for T {}
+
 /// A consumer of batches. The callee must consume the batch's contents; the caller clears
 /// whatever is left and reuses the allocation.
 pub trait Push<T> {

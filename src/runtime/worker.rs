@@ -9,12 +9,16 @@ use std::time::{Duration, Instant};
 
 use crate::dataflow::{Plan, Role};
 use crate::error::{Error, Result};
-use crate::exchange::ChannelIo;
+use crate::exchange::{ChannelIo, StepChannel};
+use crate::net::io::NetPort;
 use crate::runtime::build::{Activation, BuildCtx, DriveSource, SinkHandle};
 use crate::runtime::park::Shared;
 use crate::runtime::progress::{Epoch, EpochClock, EOF_EPOCH, FIRST_EPOCH};
 use crate::runtime::step_guard::StepGuard;
-use crate::runtime::RunConfig;
+use crate::runtime::{RunConfig, WorkerId};
+
+/// Frames taken from the network port per round.
+const NET_BUDGET: usize = 64;
 
 /// Idle rounds spent spinning before yielding, and yielding before parking.
 const SPIN_ROUNDS: u32 = 64;
@@ -34,6 +38,9 @@ pub(crate) struct Worker {
     activation_of_step: Vec<Option<usize>>,
     channels: Vec<(usize, Rc<RefCell<dyn ChannelIo>>)>,
     channel_of_step: Vec<Option<usize>>,
+    /// Each exchange channel by its index in the flow, with its step (for frames).
+    channel_by_id: Vec<Option<StepChannel>>,
+    net: Option<Rc<RefCell<NetPort>>>,
     sinks: Vec<(usize, Rc<RefCell<dyn SinkHandle>>)>,
     stream_frontier: Vec<Epoch>,
     step_frontier: Vec<Epoch>,
@@ -51,16 +58,24 @@ fn index_by_step<T>(n: usize, items: &[(usize, T)]) -> Vec<Option<usize>> {
 }
 
 impl Worker {
-    /// Builds every step of `plan` for worker `index` of `count`.
+    /// Builds every step of `plan` for worker `me`.
     pub(crate) fn build(
         plan: Arc<Plan>,
-        index: usize,
-        count: usize,
+        me: WorkerId,
         endpoints: Vec<Box<dyn Any + Send>>,
+        port: Option<NetPort>,
         shared: Arc<Shared>,
         config: &RunConfig,
     ) -> Result<Worker> {
-        let mut ctx = BuildCtx::new(index, count, plan.streams, endpoints, shared.clone());
+        let net = port.map(|p| Rc::new(RefCell::new(p)));
+        let mut ctx = BuildCtx::new(
+            me.global,
+            me.count,
+            plan.streams,
+            endpoints,
+            net.clone(),
+            shared.clone(),
+        );
         for (i, step) in plan.steps.iter().enumerate().rev() {
             ctx.set_step(i, step.id.clone());
             let _g = StepGuard::enter(i);
@@ -79,8 +94,10 @@ impl Worker {
             source_of_step: index_by_step(n, &ctx.sources),
             activation_of_step: index_by_step(n, &ctx.activations),
             channel_of_step: index_by_step(n, &ctx.channels),
+            channel_by_id: std::mem::take(&mut ctx.channel_by_id),
+            net,
             plan,
-            index,
+            index: me.local,
             shared,
             sources: ctx.sources,
             activations: ctx.activations,
@@ -118,11 +135,16 @@ impl Worker {
                 let _g = StepGuard::enter(*step);
                 progressed |= ch.borrow_mut().drain();
             }
+            progressed |= self.drain_net()?;
 
             let backpressured = self
                 .channels
                 .iter()
-                .any(|(_, c)| c.borrow().is_backlogged());
+                .any(|(_, c)| c.borrow().is_backlogged())
+                || self
+                    .net
+                    .as_ref()
+                    .is_some_and(|p| p.borrow().is_backlogged());
             read_input = false;
             if !backpressured {
                 for (step, src) in self.sources.iter_mut() {
@@ -155,8 +177,12 @@ impl Worker {
                 let _g = StepGuard::enter(*step);
                 progressed |= ch.borrow_mut().flush();
             }
+            if let Some(port) = &self.net {
+                progressed |= port.borrow_mut().flush();
+            }
 
-            let overflow = self.channels.iter().any(|(_, c)| c.borrow().has_overflow());
+            let overflow = self.channels.iter().any(|(_, c)| c.borrow().has_overflow())
+                || self.net.as_ref().is_some_and(|p| p.borrow().has_overflow());
             if !overflow && self.step_frontier.iter().all(|&f| f == EOF_EPOCH) {
                 break;
             }
@@ -182,6 +208,38 @@ impl Worker {
             r.map_err(|e| self.step_error(*step, e))?;
         }
         Ok(())
+    }
+
+    /// Hands frames from other processes to their channels; true if any came.
+    fn drain_net(&mut self) -> Result<bool> {
+        let Some(port) = &self.net else {
+            return Ok(false);
+        };
+        let mut got = false;
+        for _ in 0..NET_BUDGET {
+            let Some(frame) = port.borrow_mut().recv() else {
+                break;
+            };
+            got = true;
+            let h = &frame.header;
+            let id = h.channel.get() as usize;
+            let Some((step, ch)) = self.channel_by_id.get(id).and_then(|c| c.as_ref()) else {
+                return Err(Error::Cluster(format!(
+                    "worker {} sent a frame for channel {id}, which this worker does not have",
+                    h.from.get()
+                )));
+            };
+            let _g = StepGuard::enter(*step);
+            ch.borrow_mut().recv_frame(&frame).map_err(|e| {
+                Error::Cluster(format!(
+                    "a frame from worker {} on channel {id} (step {:?}) is invalid: {e}",
+                    h.from.get(),
+                    self.plan.steps[*step].id
+                ))
+            })?;
+            port.borrow_mut().recycle(frame.payload);
+        }
+        Ok(got)
     }
 
     /// Recomputes every stream's frontier in step (topological) order, sends progress
@@ -268,8 +326,10 @@ impl Worker {
             return;
         }
         let channels = &self.channels;
+        let net = &self.net;
         self.shared.park(self.index, wake - now, || {
             channels.iter().any(|(_, c)| c.borrow().has_inbound())
+                || net.as_ref().is_some_and(|p| p.borrow().has_inbound())
         });
     }
 }

@@ -16,6 +16,8 @@ pub fn waxfast() -> Command {
         "WAXFAST_SNAPSHOT_INTERVAL",
         "WAXFAST_BACKUP_INTERVAL",
         "WAXFAST_NO_PIN",
+        "WAXFAST_PROCESSES",
+        "WAXFAST_CONNECT_TIMEOUT",
         "WAXFAST_LOG",
     ] {
         cmd.env_remove(var);

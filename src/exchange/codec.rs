@@ -1,0 +1,258 @@
+//! How a batch crosses a process boundary: its bytes in a frame's payload.
+//!
+//! Within a process batches move by pointer and are never encoded. Only a batch bound
+//! for a worker in another process is encoded, once, by the sending worker, into the
+//! frame that the network thread writes as is; the receiving worker decodes it.
+//!
+//! * `Vec<T>` (redistribute, sinks): the items in postcard (serde, varint integers).
+//! * [`KeyBatch`]: `count: u32 LE`, `count` key end offsets (`u32 LE`), the keys'
+//!   canonical bytes ([`Key::encode`]), then the values as a postcard sequence. Keys
+//!   therefore arrive exactly in the layout a keyed exchange uses for byte-shipped keys,
+//!   and the receiver rehashes those bytes (the stable hash is defined on them).
+
+use super::keyed::KeyBatch;
+use crate::dataflow::Key;
+use crate::runtime::push::ExchangeData;
+
+/// Encodes a batch, appending to a buffer.
+pub(crate) type EncodeFn<B> = fn(&B, &mut Vec<u8>) -> Result<(), String>;
+/// Decodes a batch from exactly the bytes its encoder wrote, into an empty batch.
+pub(crate) type DecodeFn<B> = fn(&[u8], &mut B) -> Result<(), String>;
+
+/// The encoder and decoder of one channel's batch type.
+pub(crate) struct Codec<B> {
+    pub(crate) encode: EncodeFn<B>,
+    pub(crate) decode: DecodeFn<B>,
+}
+
+impl<B> Clone for Codec<B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B> Copy for Codec<B> {}
+
+impl<B> std::fmt::Debug for Codec<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Codec")
+    }
+}
+
+/// Batch types that can cross processes.
+pub(crate) trait Wire: Sized {
+    fn codec() -> Codec<Self>;
+}
+
+impl<T: ExchangeData> Wire for Vec<T> {
+    fn codec() -> Codec<Self> {
+        Codec {
+            encode: |batch, out| {
+                let buf = std::mem::take(out);
+                *out = postcard::to_extend(batch, buf).map_err(|e| e.to_string())?;
+                Ok(())
+            },
+            decode: |bytes, batch| {
+                *batch = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
+                Ok(())
+            },
+        }
+    }
+}
+
+impl<K: Key, V: ExchangeData> Wire for KeyBatch<K, V> {
+    fn codec() -> Codec<Self> {
+        Codec {
+            encode: encode_keyed::<K, V>,
+            decode: decode_keyed::<K, V>,
+        }
+    }
+}
+
+/// The codec of keyed items `(K, V)` as whole items (fixed-partitioned sinks): the same
+/// layout as a [`KeyBatch`], since keys need not implement serde.
+pub(crate) fn keyed_items<K: Key, V: ExchangeData>() -> Codec<Vec<(K, V)>> {
+    Codec {
+        encode: |items, out| {
+            let n = items.len();
+            out.extend_from_slice(&(n as u32).to_le_bytes());
+            let ends_at = out.len();
+            out.resize(ends_at + 4 * n, 0);
+            let start = out.len();
+            for (i, (k, _)) in items.iter().enumerate() {
+                k.encode(out);
+                let end = (out.len() - start) as u32;
+                out[ends_at + 4 * i..ends_at + 4 * i + 4].copy_from_slice(&end.to_le_bytes());
+            }
+            let values: Vec<&V> = items.iter().map(|(_, v)| v).collect();
+            let buf = std::mem::take(out);
+            *out = postcard::to_extend(&values, buf).map_err(|e| e.to_string())?;
+            Ok(())
+        },
+        decode: |bytes, items| {
+            let mut b = KeyBatch::<K, V>::new();
+            decode_keyed_into::<K, V>(bytes, &mut b, true)?;
+            let mut start = 0;
+            for (end, v) in b.ends.iter().zip(b.values.drain(..)) {
+                let kb = &b.bytes[start..*end as usize];
+                start = *end as usize;
+                let k = K::decode(kb).ok_or_else(|| format!("invalid key bytes {kb:?}"))?;
+                items.push((k, v));
+            }
+            Ok(())
+        },
+    }
+}
+
+fn encode_keyed<K: Key, V: ExchangeData>(
+    b: &KeyBatch<K, V>,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let n = b.values.len();
+    out.extend_from_slice(&(n as u32).to_le_bytes());
+    if K::SHIP_BYTES {
+        for e in &b.ends {
+            out.extend_from_slice(&e.to_le_bytes());
+        }
+        out.extend_from_slice(&b.bytes);
+    } else {
+        let ends_at = out.len();
+        out.resize(ends_at + 4 * n, 0);
+        let start = out.len();
+        for (i, k) in b.keys.iter().enumerate() {
+            k.encode(out);
+            let end = (out.len() - start) as u32;
+            out[ends_at + 4 * i..ends_at + 4 * i + 4].copy_from_slice(&end.to_le_bytes());
+        }
+    }
+    let buf = std::mem::take(out);
+    *out = postcard::to_extend(&b.values, buf).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn decode_keyed<K: Key, V: ExchangeData>(
+    bytes: &[u8],
+    b: &mut KeyBatch<K, V>,
+) -> Result<(), String> {
+    decode_keyed_into(bytes, b, K::SHIP_BYTES)
+}
+
+/// Decodes the keyed layout into `b`, keeping keys as bytes (`as_bytes`) or decoding them.
+fn decode_keyed_into<K: Key, V: ExchangeData>(
+    bytes: &[u8],
+    b: &mut KeyBatch<K, V>,
+    as_bytes: bool,
+) -> Result<(), String> {
+    let short = || format!("keyed batch truncated ({} bytes)", bytes.len());
+    let n = u32::from_le_bytes(
+        bytes
+            .get(..4)
+            .ok_or_else(short)?
+            .try_into()
+            .expect("4 bytes"),
+    ) as usize;
+    let ends_len = n.checked_mul(4).ok_or_else(short)?;
+    let ends = bytes.get(4..4 + ends_len).ok_or_else(short)?;
+    let keys_start = 4 + ends_len;
+    let mut prev = 0usize;
+    let mut key_ends = Vec::with_capacity(n);
+    for c in ends.chunks_exact(4) {
+        let e = u32::from_le_bytes(c.try_into().expect("4 bytes")) as usize;
+        if e < prev || keys_start + e > bytes.len() {
+            return Err(format!(
+                "keyed batch: key end offset {e} out of order or out of range"
+            ));
+        }
+        key_ends.push(e);
+        prev = e;
+    }
+    let key_bytes = &bytes[keys_start..keys_start + prev];
+    let values: Vec<V> =
+        postcard::from_bytes(&bytes[keys_start + prev..]).map_err(|e| e.to_string())?;
+    if values.len() != n {
+        return Err(format!("keyed batch: {n} keys but {} values", values.len()));
+    }
+    if as_bytes {
+        b.ends.extend(key_ends.iter().map(|&e| e as u32));
+        b.bytes.extend_from_slice(key_bytes);
+    } else {
+        let mut start = 0;
+        for e in key_ends {
+            let kb = &key_bytes[start..e];
+            start = e;
+            let k =
+                K::decode(kb).ok_or_else(|| format!("keyed batch: invalid key bytes {kb:?}"))?;
+            b.hashes.push(k.stable_hash());
+            b.keys.push(k);
+        }
+    }
+    b.values = values;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::Batch;
+
+    fn round_trip<K: Key, V: ExchangeData + PartialEq + std::fmt::Debug>(items: Vec<(K, V)>) {
+        let mut b = KeyBatch::<K, V>::fresh();
+        for (k, v) in items.clone() {
+            b.push(k.stable_hash(), k, v);
+        }
+        let mut bytes = Vec::new();
+        (KeyBatch::<K, V>::codec().encode)(&b, &mut bytes).unwrap();
+        let mut back = KeyBatch::<K, V>::fresh();
+        (KeyBatch::<K, V>::codec().decode)(&bytes, &mut back).unwrap();
+        assert_eq!(back.values.len(), items.len());
+        let mut start = 0;
+        for (i, (k, v)) in items.iter().enumerate() {
+            if K::SHIP_BYTES {
+                let e = back.ends[i] as usize;
+                assert_eq!(K::decode(&back.bytes[start..e]).as_ref(), Some(k));
+                start = e;
+            } else {
+                assert_eq!(&back.keys[i], k);
+                assert_eq!(back.hashes[i], k.stable_hash());
+            }
+            assert_eq!(&back.values[i], v);
+        }
+        // Truncations are errors, never panics.
+        for cut in 0..bytes.len() {
+            let mut junk = KeyBatch::<K, V>::fresh();
+            let _ = (KeyBatch::<K, V>::codec().decode)(&bytes[..cut], &mut junk);
+        }
+    }
+
+    #[test]
+    fn keyed_batches_round_trip() {
+        round_trip::<String, u64>((0..50).map(|i| (format!("k{i}"), i * 1000)).collect());
+        round_trip::<u32, String>((0..50).map(|i| (i, format!("v{i}"))).collect());
+        round_trip::<(String, u8), Option<i64>>(vec![
+            (("a".into(), 1), Some(-5)),
+            (("".into(), 0), None),
+        ]);
+        round_trip::<&'static str, ()>(vec![("x", ()), ("y", ())]);
+        round_trip::<String, u8>(vec![]);
+    }
+
+    #[test]
+    fn keyed_items_round_trip() {
+        let items: Vec<(u32, String)> = (0..20).map(|i| (i, format!("v{i}"))).collect();
+        let codec = keyed_items::<u32, String>();
+        let mut bytes = Vec::new();
+        (codec.encode)(&items, &mut bytes).unwrap();
+        let mut back = Vec::new();
+        (codec.decode)(&bytes, &mut back).unwrap();
+        assert_eq!(back, items);
+    }
+
+    #[test]
+    fn item_batches_round_trip() {
+        let v: Vec<(String, f64)> = vec![("a".into(), 1.5), ("b".into(), -0.0)];
+        let mut bytes = Vec::new();
+        (Vec::codec().encode)(&v, &mut bytes).unwrap();
+        let mut back = Vec::new();
+        (Vec::<(String, f64)>::codec().decode)(&bytes, &mut back).unwrap();
+        assert_eq!(back, v);
+    }
+}
