@@ -506,16 +506,17 @@ impl<K: Key, V: Data> Stream<(K, V)> {
     /// let at = move |s| t0 + TimeDelta::seconds(s);
     /// let flow = Dataflow::new("f");
     /// let (sink, out) = TestingSink::new();
-    /// let inp = flow.input("inp", TestingSource::new(vec![("k", (at(1), 4)), ("k", (at(2), 9)), ("k", (at(3), 2))]));
+    /// let inp = flow.input("inp", TestingSource::new(vec![("k", (4, at(1))), ("k", (9, at(2))), ("k", (2, at(3)))]));
+    /// // Tuples compare by their first field: the value.
     /// inp.max_window(
     ///     "max",
-    ///     EventClock::new(|v: &(DateTime<Utc>, i32)| v.0, TimeDelta::zero()),
+    ///     EventClock::new(|v: &(i32, DateTime<Utc>)| v.1, TimeDelta::zero()),
     ///     TumblingWindower::new(TimeDelta::seconds(10), t0),
     /// )
     /// .down
     /// .output("out", sink);
     /// run_main(&flow).unwrap();
-    /// assert_eq!(out.take(), vec![("k", (0, (at(2), 9)))]);
+    /// assert_eq!(out.take(), vec![("k", (0, (9, at(2))))]);
     /// ```
     pub fn max_window<C: Clock<V>, Wr: Windower>(
         &self,
