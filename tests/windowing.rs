@@ -237,12 +237,7 @@ fn session_window_lines(workers: usize) -> Vec<String> {
     let inp = flow.input("inp", TestingSource::new(events));
     let keyed = inp.key_on("key", |e: &Event| e.0);
     let clock = EventClock::new(|e: &Event| e.1, secs(30)).with_time(frozen());
-    let sess = keyed.collect_window(
-        "sess",
-        clock.clone(),
-        SessionWindower::new(secs(5)),
-        true,
-    );
+    let sess = keyed.collect_window("sess", clock.clone(), SessionWindower::new(secs(5)), true);
     let since = |d: DateTime<Utc>| d.signed_duration_since(t(0)).num_seconds();
     let lines = Arc::new(Mutex::new(Vec::new()));
     let (l1, l2, l3) = (lines.clone(), lines.clone(), lines.clone());
@@ -418,7 +413,10 @@ fn a_late_item_goes_to_late_for_every_window_it_would_have_been_in() {
             false,
         )
     });
-    assert_eq!(late, vec![("k", (1, ("k", t(25)))), ("k", (2, ("k", t(25))))]);
+    assert_eq!(
+        late,
+        vec![("k", (1, ("k", t(25)))), ("k", (2, ("k", t(25))))]
+    );
     assert_eq!(down, vec![("k", (2, 2)), ("k", (3, 2))]);
 }
 
@@ -451,7 +449,13 @@ fn a_late_item_for_a_session_gets_the_late_session_id() {
 #[test]
 fn a_session_merge_joins_three_sessions() {
     // Sessions 0 [0], 1 [20], 2 [10]; 5 bridges 0 and 2, then 15 bridges that and 1.
-    let events = vec![ev("u", 0), ev("u", 20), ev("u", 10), ev("u", 5), ev("u", 15)];
+    let events = vec![
+        ev("u", 0),
+        ev("u", 20),
+        ev("u", 10),
+        ev("u", 5),
+        ev("u", 15),
+    ];
     let (down, late, meta) = through(events, |s| {
         s.collect_window("s", event_clock(60), SessionWindower::new(secs(5)), false)
     });
@@ -462,7 +466,10 @@ fn a_session_merge_joins_three_sessions() {
             .collect()
     };
     assert_eq!(down.len(), 1, "{down:?}");
-    assert_eq!(down[0].1 .0, 0, "the merged session keeps the earliest one's id");
+    assert_eq!(
+        down[0].1 .0, 0,
+        "the merged session keeps the earliest one's id"
+    );
     // Arrival order, merged windows appended to the target.
     assert_eq!(secs_of(&down[0].1 .1), vec![0, 5, 10, 15, 20]);
     let mut expected = WindowMetadata::new(t(0), t(20));
@@ -495,7 +502,13 @@ fn ordered_applies_values_in_timestamp_order_and_unordered_in_arrival_order() {
 #[test]
 fn end_of_stream_closes_every_open_window() {
     // A wait of a day: nothing closes before the end.
-    let events = vec![ev("a", 1), ev("b", 15), ev("a", 25), ev("a", -5), ev("c", 0)];
+    let events = vec![
+        ev("a", 1),
+        ev("b", 15),
+        ev("a", 25),
+        ev("a", -5),
+        ev("c", 0),
+    ];
     let flow = Dataflow::new("f");
     let inp = flow.input("inp", TestingSource::new(events));
     let out = inp.fold_window(
@@ -538,7 +551,11 @@ fn join_window_modes() {
         let flow = Dataflow::new("f");
         let left = flow.input(
             "l",
-            TestingSource::new(vec![("k", (t(1), "a1")), ("k", (t(3), "a2")), ("k", (t(12), "a3"))]),
+            TestingSource::new(vec![
+                ("k", (t(1), "a1")),
+                ("k", (t(3), "a2")),
+                ("k", (t(12), "a3")),
+            ]),
         );
         let right = flow.input("r", TestingSource::new(vec![("k", (t(2), "b1"))]));
         let ts = |s: &waxfast::operators::window::JoinSide<Side, Side>| match s {
@@ -555,8 +572,9 @@ fn join_window_modes() {
             true,
         );
         let got = collect(
-            &out.down
-                .map("names", |(k, (w, (l, r)))| (k, w, l.map(|v| v.1), r.map(|v| v.1))),
+            &out.down.map("names", |(k, (w, (l, r)))| {
+                (k, w, l.map(|v| v.1), r.map(|v| v.1))
+            }),
             "out",
         );
         run_main(&flow).expect("flow runs");
@@ -622,7 +640,9 @@ fn reduce_max_and_min_windows() {
 
 #[test]
 fn a_zero_length_window_or_gap_is_refused_naming_the_step_and_parameter() {
-    fn refused(build: impl FnOnce(&Stream<(&'static str, Val)>) -> Stream<(&'static str, (i64, u64))>) -> String {
+    fn refused(
+        build: impl FnOnce(&Stream<(&'static str, Val)>) -> Stream<(&'static str, (i64, u64))>,
+    ) -> String {
         let flow = Dataflow::new("f");
         let inp = flow.input("inp", TestingSource::new(vec![ev("k", 1)]));
         let (sink, out) = TestingSink::new();
@@ -637,23 +657,58 @@ fn a_zero_length_window_or_gap_is_refused_naming_the_step_and_parameter() {
     }
     let count = |n: u64, _: Val| n + 1;
     let e = refused(|s| {
-        s.fold_window("w", event_clock(0), TumblingWindower::new(secs(0), t(0)), || 0, count, |a, b| a + b, false)
-            .down
+        s.fold_window(
+            "w",
+            event_clock(0),
+            TumblingWindower::new(secs(0), t(0)),
+            || 0,
+            count,
+            |a, b| a + b,
+            false,
+        )
+        .down
     });
-    assert!(e.contains("TumblingWindower") && e.contains("`length`"), "{e}");
+    assert!(
+        e.contains("TumblingWindower") && e.contains("`length`"),
+        "{e}"
+    );
     let e = refused(|s| {
-        s.fold_window("w", event_clock(0), SessionWindower::new(secs(0)), || 0, count, |a, b| a + b, false)
-            .down
+        s.fold_window(
+            "w",
+            event_clock(0),
+            SessionWindower::new(secs(0)),
+            || 0,
+            count,
+            |a, b| a + b,
+            false,
+        )
+        .down
     });
     assert!(e.contains("SessionWindower") && e.contains("`gap`"), "{e}");
     let e = refused(|s| {
-        s.fold_window("w", event_clock(0), SlidingWindower::new(secs(5), secs(6), t(0)), || 0, count, |a, b| a + b, false)
-            .down
+        s.fold_window(
+            "w",
+            event_clock(0),
+            SlidingWindower::new(secs(5), secs(6), t(0)),
+            || 0,
+            count,
+            |a, b| a + b,
+            false,
+        )
+        .down
     });
     assert!(e.contains("`offset`"), "{e}");
     let e = refused(|s| {
-        s.fold_window("w", event_clock(-1), TumblingWindower::new(secs(1), t(0)), || 0, count, |a, b| a + b, false)
-            .down
+        s.fold_window(
+            "w",
+            event_clock(-1),
+            TumblingWindower::new(secs(1), t(0)),
+            || 0,
+            count,
+            |a, b| a + b,
+            false,
+        )
+        .down
     });
     assert!(e.contains("wait_for_system_duration"), "{e}");
 }
@@ -860,8 +915,14 @@ fn many_short_sessions_keep_live_state_bounded() {
     run_main(&flow).expect("flow runs");
     let down = down.take();
     assert_eq!(down.len() as i64, PHASES * KEYS * SESSIONS);
-    assert!(down.iter().all(|(_, (_, n))| *n == 2), "two items per session");
-    assert_eq!(down.iter().map(|(_, (_, n))| *n as usize).sum::<usize>(), total);
+    assert!(
+        down.iter().all(|(_, (_, n))| *n == 2),
+        "two items per session"
+    );
+    assert_eq!(
+        down.iter().map(|(_, (_, n))| *n as usize).sum::<usize>(),
+        total
+    );
     let stats = &out.stats;
     // At most the keys of two phases at once (a phase's last sessions close while the
     // next one starts), against 1000 keys over the run.
@@ -871,7 +932,11 @@ fn many_short_sessions_keep_live_state_bounded() {
         stats.peak_keys(),
         PHASES * KEYS
     );
-    assert!(stats.peak_windows() <= 2 * KEYS as usize, "peak windows {}", stats.peak_windows());
+    assert!(
+        stats.peak_windows() <= 2 * KEYS as usize,
+        "peak windows {}",
+        stats.peak_windows()
+    );
     assert_eq!((stats.keys(), stats.windows(), stats.queued()), (0, 0, 0));
 }
 
@@ -892,7 +957,11 @@ fn tumbling_windows_free_their_state_when_they_close() {
     let down = collect(&out.down, "out");
     run_main(&flow).expect("flow runs");
     assert_eq!(down.len(), 10_000);
-    assert!(out.stats.peak_windows() <= 2, "{}", out.stats.peak_windows());
+    assert!(
+        out.stats.peak_windows() <= 2,
+        "{}",
+        out.stats.peak_windows()
+    );
     assert!(out.stats.peak_queued() <= 1, "{}", out.stats.peak_queued());
 }
 

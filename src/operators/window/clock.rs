@@ -145,9 +145,15 @@ pub trait ClockLogic<V>: Send + 'static {
         UTC_MAX
     }
 
-    /// When the watermark will have reached `watermark` without new items, as a runtime
-    /// timer; `None` if it never will by itself.
-    fn wake_at(&self, watermark: DateTime<Utc>) -> Option<Instant>;
+    /// The system time at which the watermark will have reached `watermark` without new
+    /// items (Bytewax's `to_system_utc`); `None` if it never will by itself.
+    fn to_system_utc(&self, watermark: DateTime<Utc>) -> Option<DateTime<Utc>>;
+
+    /// The runtime timer for system time `at` (the window step is woken then). The
+    /// default reads the real clock; clocks with a [`TimeSource`] ask it.
+    fn instant_at(&self, at: DateTime<Utc>) -> Option<Instant> {
+        WallClock.instant_at(at)
+    }
 
     /// The state to save at the end of an epoch.
     fn snapshot(&self) -> Self::State;
@@ -220,8 +226,12 @@ impl<V, S: TimeSource> ClockLogic<V> for SystemClockLogic<S> {
         self.now()
     }
 
-    fn wake_at(&self, watermark: DateTime<Utc>) -> Option<Instant> {
-        self.time.instant_at(watermark)
+    fn to_system_utc(&self, watermark: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        Some(watermark)
+    }
+
+    fn instant_at(&self, at: DateTime<Utc>) -> Option<Instant> {
+        self.time.instant_at(at)
     }
 
     fn snapshot(&self) {}
@@ -404,14 +414,17 @@ where
         self.watermark()
     }
 
-    fn wake_at(&self, watermark: DateTime<Utc>) -> Option<Instant> {
+    fn to_system_utc(&self, watermark: DateTime<Utc>) -> Option<DateTime<Utc>> {
         // The watermark grows with system time from `watermark_base` at
-        // `system_time_of_max_event`.
+        // `system_time_of_max_event`. (Bytewax's default passes the event time through
+        // unchanged, which wakes at the wrong time unless event time is system time.)
         let ahead = watermark.signed_duration_since(self.state.watermark_base);
-        let at = self
-            .state
+        self.state
             .system_time_of_max_event
-            .checked_add_signed(ahead)?;
+            .checked_add_signed(ahead)
+    }
+
+    fn instant_at(&self, at: DateTime<Utc>) -> Option<Instant> {
         self.time.instant_at(at)
     }
 
@@ -431,8 +444,8 @@ mod tests {
     #[test]
     fn event_clock_watermark_trails_the_max_and_advances_with_system_time() {
         let sys = TestingClock::new(t(1000));
-        let clock = EventClock::new(|x: &DateTime<Utc>| *x, TimeDelta::seconds(2))
-            .with_time(sys.clone());
+        let clock =
+            EventClock::new(|x: &DateTime<Utc>| *x, TimeDelta::seconds(2)).with_time(sys.clone());
         let mut logic = Clock::<DateTime<Utc>>::build(&clock, None);
         assert_eq!(logic.on_item(&t(10)), (t(10), t(8)));
         // An older item does not move it back.
@@ -446,30 +459,35 @@ mod tests {
     }
 
     #[test]
-    fn event_clock_wakes_when_the_watermark_reaches_a_time() {
+    fn event_clock_maps_a_watermark_to_the_system_time_it_is_reached() {
         let sys = TestingClock::new(t(1000));
         let clock =
             EventClock::new(|x: &DateTime<Utc>| *x, TimeDelta::seconds(2)).with_time(sys.clone());
         let mut logic = Clock::<DateTime<Utc>>::build(&clock, None);
         logic.on_item(&t(10));
+        // Watermark 8 reaches 9 one second of system time after the item was seen.
+        let sys_at = ClockLogic::<DateTime<Utc>>::to_system_utc(&logic, t(9)).expect("a time");
+        assert_eq!(sys_at, t(1001));
         // A testing clock asks to be looked at again at once, due or not.
-        let due = ClockLogic::<DateTime<Utc>>::wake_at(&logic, t(9)).expect("a time");
+        let due = ClockLogic::<DateTime<Utc>>::instant_at(&logic, sys_at).expect("a time");
         assert!(due <= Instant::now());
-        // The wall clock: watermark 8 reaches 9 one second after the item was seen.
-        let wall = EventClock::new(|x: &DateTime<Utc>| *x, TimeDelta::seconds(2));
-        let mut logic = Clock::<DateTime<Utc>>::build(&wall, None);
+        // The wall clock: a second from now is about a second from now.
         let before = Instant::now();
-        logic.on_item(&t(10));
-        let at = ClockLogic::<DateTime<Utc>>::wake_at(&logic, t(9)).expect("a time");
-        assert!(at > before + std::time::Duration::from_millis(500), "about 1 s ahead");
-        assert!(at < Instant::now() + std::time::Duration::from_secs(2), "about 1 s ahead");
+        let at = WallClock
+            .instant_at(Utc::now() + TimeDelta::seconds(1))
+            .expect("a time");
+        assert!(at > before + std::time::Duration::from_millis(500));
+        assert!(at < Instant::now() + std::time::Duration::from_secs(2));
     }
 
     #[test]
     fn negative_wait_is_refused() {
         let clock = EventClock::new(|x: &DateTime<Utc>| *x, TimeDelta::seconds(-1));
         let err = Clock::<DateTime<Utc>>::validate(&clock).unwrap_err();
-        assert!(err.to_string().contains("wait_for_system_duration"), "{err}");
+        assert!(
+            err.to_string().contains("wait_for_system_duration"),
+            "{err}"
+        );
     }
 
     #[test]

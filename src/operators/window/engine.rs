@@ -152,6 +152,9 @@ pub(crate) struct KeyWindows<CL, WL, Acc, V> {
     queue: BTreeMap<(DateTime<Utc>, u64), V>,
     seq: u64,
     watermark: DateTime<Utc>,
+    /// The last timer asked for: its system time and instant. Reused while the system
+    /// time is unchanged, so the runtime does not re-arm the key's timer per item.
+    armed: Cell<Option<(DateTime<Utc>, Instant)>>,
     counts: Arc<Counts>,
 }
 
@@ -280,6 +283,7 @@ where
             queue: BTreeMap::new(),
             seq: 0,
             watermark: UTC_MIN,
+            armed: Cell::new(None),
             counts: self.stats.0.clone(),
         }
     }
@@ -307,6 +311,8 @@ where
     }
 
     fn on_notify(&self, state: &mut Self::State, emit: &mut Vec<Self::Out>) -> Retention {
+        // The timer fired: the next one is computed afresh from the time now.
+        state.armed.set(None);
         let watermark = state.clock.on_notify();
         state.watermark = state.watermark.max(watermark);
         self.flush(state, emit);
@@ -331,6 +337,14 @@ where
             (Some(a), Some(b)) => a.min(b),
             (a, b) => a.or(b)?,
         };
-        state.clock.wake_at(at)
+        let system = state.clock.to_system_utc(at)?;
+        if let Some((armed, instant)) = state.armed.get() {
+            if armed == system {
+                return Some(instant);
+            }
+        }
+        let instant = state.clock.instant_at(system)?;
+        state.armed.set(Some((system, instant)));
+        Some(instant)
     }
 }

@@ -65,8 +65,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crate::dataflow::Stream;
 
 pub use clock::{
-    Clock, ClockLogic, EventClock, EventClockLogic, EventClockState, SystemClock,
-    SystemClockLogic, TestingClock, TimeSource, WallClock, UTC_MAX, UTC_MIN,
+    Clock, ClockLogic, EventClock, EventClockLogic, EventClockState, SystemClock, SystemClockLogic,
+    TestingClock, TimeSource, WallClock, UTC_MAX, UTC_MIN,
 };
 pub use engine::WindowLogic;
 pub use ops::JoinSide;

@@ -259,20 +259,18 @@ impl<K: Key, V: Data> Stream<(K, V)> {
                 let (mut d, mut l, mut m) = (Vec::new(), Vec::new(), Vec::new());
                 ctx.consume(
                     ins[0],
-                    PushFn(
-                        move |epoch, batch: &mut Vec<(K, WindowEvent<V, A::Out>)>| {
-                            for (k, event) in batch.drain(..) {
-                                match event {
-                                    WindowEvent::Down(w, x) => d.push((k, (w, x))),
-                                    WindowEvent::Late(w, x) => l.push((k, (w, x))),
-                                    WindowEvent::Meta(w, x) => m.push((k, (w, x))),
-                                }
+                    PushFn(move |epoch, batch: &mut Vec<(K, WindowEvent<V, A::Out>)>| {
+                        for (k, event) in batch.drain(..) {
+                            match event {
+                                WindowEvent::Down(w, x) => d.push((k, (w, x))),
+                                WindowEvent::Late(w, x) => l.push((k, (w, x))),
+                                WindowEvent::Meta(w, x) => m.push((k, (w, x))),
                             }
-                            down.push(epoch, &mut d);
-                            late.push(epoch, &mut l);
-                            meta.push(epoch, &mut m);
-                        },
-                    ),
+                        }
+                        down.push(epoch, &mut d);
+                        late.push(epoch, &mut l);
+                        meta.push(epoch, &mut m);
+                    }),
                 );
                 Ok(())
             },

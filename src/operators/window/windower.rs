@@ -249,6 +249,8 @@ pub struct SlidingWindowerLogic {
     offset: i128,
     align: i128,
     opened: BTreeSet<i64>,
+    /// The first open window and its close time (asked after every item).
+    next_close: std::cell::Cell<Option<(i64, DateTime<Utc>)>>,
 }
 
 impl SlidingWindowerLogic {
@@ -263,6 +265,7 @@ impl SlidingWindowerLogic {
             offset: delta_nanos(offset),
             align: nanos(align_to),
             opened: resume.unwrap_or_default(),
+            next_close: std::cell::Cell::new(None),
         }
     }
 
@@ -316,7 +319,14 @@ impl WindowerLogic for SlidingWindowerLogic {
 
     fn notify_at(&self) -> Option<DateTime<Utc>> {
         let id = *self.opened.first()?;
-        Some(from_nanos(self.open_nanos(id) + self.length))
+        match self.next_close.get() {
+            Some((cached, close)) if cached == id => Some(close),
+            _ => {
+                let close = from_nanos(self.open_nanos(id) + self.length);
+                self.next_close.set(Some((id, close)));
+                Some(close)
+            }
+        }
     }
 
     fn is_empty(&self) -> bool {
@@ -611,7 +621,9 @@ mod tests {
         let z = TimeDelta::zero();
         let e = TumblingWindower::new(z, t(0)).validate().unwrap_err();
         assert!(e.to_string().contains("`length`"), "{e}");
-        let e = SlidingWindower::new(secs(10), z, t(0)).validate().unwrap_err();
+        let e = SlidingWindower::new(secs(10), z, t(0))
+            .validate()
+            .unwrap_err();
         assert!(e.to_string().contains("`offset`"), "{e}");
         let e = SlidingWindower::new(secs(10), secs(11), t(0))
             .validate()
