@@ -1011,3 +1011,26 @@ proptest! {
         prop_assert_eq!(sorted(&late.take()), sorted(&lates));
     }
 }
+
+// ---- the built-in benchmark flow -------------------------------------------------------
+
+#[test]
+fn bench_window_flow_counts_every_key_and_window() {
+    // 30 000 records at 100 µs: event time 0-3 s, so 3 windows for each of 7 keys.
+    for workers in ["1", "2"] {
+        let out = util::run_with_timeout(util::waxfast().args([
+            "bench_window:30000,7",
+            "-w",
+            workers,
+            "--no-pin",
+        ]));
+        let stderr = util::stderr(&out);
+        assert!(out.status.success(), "{stderr}");
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with("bench_window: records=30000 "))
+            .unwrap_or_else(|| panic!("no summary line in {stderr:?}"));
+        assert!(line.contains(&format!(" workers={workers} ")), "{line}");
+        assert!(line.contains(" outputs=21 "), "{line}");
+    }
+}
