@@ -547,6 +547,7 @@ fn example_keeps_the_builtins_and_the_command_line() {
             "bench_pipe",
             "bench_wordcount",
             "bench_exchange",
+            "bench_window",
             "squares",
             "parity"
         ]
