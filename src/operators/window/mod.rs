@@ -20,6 +20,13 @@
 //! emits, `(key, (window_id, value))`), `late` (`(key, (window_id, item))`) and `meta`
 //! (`(key, (window_id, WindowMetadata))`, once per window when it closes).
 //!
+//! Each operator is a composite step: `step.window` (the keyed window step) and
+//! `step.split` (into the three streams); `count_window` keys the items first
+//! (`step.key`), `join_window` tags and merges its two inputs (`step.left`,
+//! `step.right`, `step.merge`). A configuration that cannot work (a zero window length
+//! or gap, say) fails the run before any item, with an error naming `step` and the
+//! parameter ([`WindowConfigError`]).
+//!
 //! Unlike Bytewax, a window's state is freed when it closes for every windower
 //! (Bytewax keeps session state forever, their issue #577), and a key with no open
 //! window and nothing buffered keeps no state at all. [`WindowOut::stats`] counts the
