@@ -549,6 +549,7 @@ fn example_keeps_the_builtins_and_the_command_line() {
             "bench_pipe",
             "bench_wordcount",
             "bench_exchange",
+            "bench_window",
             "squares",
             "parity"
         ]

@@ -17,14 +17,14 @@ use crate::io::{
 use crate::runtime::push::Data;
 
 /// Items a generator partition emits per batch.
-const GEN_BATCH: usize = 1024;
+pub(super) const GEN_BATCH: usize = 1024;
 
 /// Shared by a benchmark's source and sink: when it started and how much arrived.
 #[derive(Debug)]
-struct Stats {
+pub(super) struct Stats {
     name: &'static str,
     records: u64,
-    started: OnceLock<Instant>,
+    pub(super) started: OnceLock<Instant>,
     received: AtomicU64,
     /// Sink partitions built and closed in this process: the last to close reports
     /// (every local partition is built before any closes, since closing needs every
@@ -34,7 +34,7 @@ struct Stats {
 }
 
 impl Stats {
-    fn new(name: &'static str, records: u64) -> Arc<Stats> {
+    pub(super) fn new(name: &'static str, records: u64) -> Arc<Stats> {
         Arc::new(Stats {
             name,
             records,
@@ -178,7 +178,7 @@ impl<T: Data> Sink<T> for CountingSink<T> {
     }
 }
 
-fn counting<T>(stats: &Arc<Stats>) -> CountingSink<T> {
+pub(super) fn counting<T: Data>(stats: &Arc<Stats>) -> impl Sink<T> {
     CountingSink {
         stats: stats.clone(),
         _t: std::marker::PhantomData,
@@ -192,7 +192,11 @@ fn generator<T, F: Fn(u64) -> T>(stats: &Arc<Stats>, make: F) -> Generator<F> {
     }
 }
 
-fn parse_args(args: Option<&str>, usage: &str, defaults: &[u64]) -> Result<Vec<u64>, String> {
+pub(super) fn parse_args(
+    args: Option<&str>,
+    usage: &str,
+    defaults: &[u64],
+) -> Result<Vec<u64>, String> {
     let mut vals = defaults.to_vec();
     if let Some(a) = args.filter(|a| !a.is_empty()) {
         for (i, part) in a.split(',').enumerate() {

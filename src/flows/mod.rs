@@ -1,6 +1,7 @@
 //! Built-in flows, runnable as `waxfast NAME[:ARGS]`.
 
 pub mod bench;
+pub mod bench_window;
 
 use crate::cli::FlowRegistry;
 use crate::connectors::files::{DirSource, FileSource};
@@ -74,4 +75,5 @@ pub fn register_builtins(registry: FlowRegistry) -> FlowRegistry {
             "bench_exchange:N,BYTES  redistribute N records of 16 or 64 bytes (default 50000000,16)",
             bench::bench_exchange,
         )
+        .register("bench_window", "bench_window:N,K  count N generated events per key (K keys) in 1 s event-time tumbling windows (default 5000000,1000)", bench_window::bench_window)
 }

@@ -8,11 +8,16 @@
 //!   `stateful_map`, `stateful_flat_map`, `fold_final`, `reduce_final`, `count_final`,
 //!   `max_final`, `min_final`, `collect`, `join`.
 //! * [`enrich`]: `enrich_cached`, a per-worker TTL cache in front of a lookup.
+//! * [`window`]: time windows per key (Bytewax's windowing): `window`, `fold_window`,
+//!   `collect_window`, `count_window`, `reduce_window`, `max_window`, `min_window`,
+//!   `join_window`, with clocks (system or event time) and windowers (tumbling,
+//!   sliding, session).
 //! * [`output`](crate::Stream::output): writes a stream to a sink.
 
 pub mod enrich;
 pub mod stateful;
 pub mod stateless;
+pub mod window;
 
 pub use enrich::TtlCache;
 pub use stateful::{JoinEmit, JoinInsert, Joined, Retention, StatefulLogic};

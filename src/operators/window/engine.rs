@@ -1,0 +1,350 @@
+//! The window step: per key, a clock, a windower, one accumulator per open window, and
+//! (for ordered operators) the items waiting for the watermark. It runs on the keyed
+//! engine of [`stateful`](crate::operators::stateful) as one more `KeyedLogic`, so it
+//! gets per-key routing, system-time notifications and end-of-stream handling from
+//! there; a second step splits what it emits into the `down`, `late` and `meta`
+//! streams.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+
+use super::clock::{Clock, ClockLogic, UTC_MIN};
+use super::windower::{Windower, WindowerLogic};
+use super::{Counts, WindowMetadata, WindowStats};
+use crate::operators::stateful::{KeyedLogic, Retention};
+use crate::runtime::push::Data;
+
+/// Per-window logic for the generic [`window`](crate::Stream::window) operator
+/// (Bytewax's `WindowLogic`): one instance per open window of each key.
+///
+/// ```
+/// use waxfast::operators::window::WindowLogic;
+///
+/// /// Emits the running maximum on every value, and the number of values at close.
+/// #[derive(Default)]
+/// struct Peaks { max: Option<i64>, seen: u64 }
+///
+/// impl WindowLogic<i64> for Peaks {
+///     type Out = String;
+///     type State = (Option<i64>, u64);
+///     fn on_value(&mut self, v: i64, emit: &mut Vec<String>) {
+///         self.seen += 1;
+///         if self.max.is_none_or(|m| v > m) {
+///             self.max = Some(v);
+///             emit.push(format!("new max {v}"));
+///         }
+///     }
+///     fn on_merge(&mut self, original: Self, _emit: &mut Vec<String>) {
+///         self.max = self.max.max(original.max);
+///         self.seen += original.seen;
+///     }
+///     fn on_close(self, emit: &mut Vec<String>) {
+///         emit.push(format!("{} values", self.seen));
+///     }
+///     fn snapshot(&self) -> (Option<i64>, u64) { (self.max, self.seen) }
+/// }
+/// ```
+pub trait WindowLogic<V>: Send + Sized + 'static {
+    /// What the logic emits (downstream items are `(key, (window_id, Out))`).
+    type Out: Data;
+    /// What [`snapshot`](Self::snapshot) returns and the builder is given on resume.
+    type State: Clone + Send + 'static;
+
+    /// Applies one value of the window (in timestamp order if the operator is
+    /// `ordered`, else in arrival order).
+    fn on_value(&mut self, value: V, emit: &mut Vec<Self::Out>);
+
+    /// Absorbs the window `original`, merged into this one (sessions only).
+    fn on_merge(&mut self, original: Self, emit: &mut Vec<Self::Out>);
+
+    /// The window closed.
+    fn on_close(self, emit: &mut Vec<Self::Out>);
+
+    /// The state to save at the end of an epoch.
+    fn snapshot(&self) -> Self::State;
+}
+
+/// The engine's view of what a window computes: shared logic over per-window
+/// accumulators (so the built-in operators carry no per-window pointer to their
+/// closures).
+pub(crate) trait WindowAgg<V>: Send + Sync + 'static {
+    type Acc: Send + 'static;
+    type Out: Data;
+    fn build(&self) -> Self::Acc;
+    fn on_value(&self, acc: &mut Self::Acc, value: V, emit: &mut Vec<Self::Out>);
+    fn on_merge(&self, into: &mut Self::Acc, original: Self::Acc, emit: &mut Vec<Self::Out>);
+    fn on_close(&self, acc: Self::Acc, emit: &mut Vec<Self::Out>);
+}
+
+/// A user's [`WindowLogic`] as a [`WindowAgg`].
+pub(crate) struct UserWindow<B, L>(pub(crate) B, pub(crate) PhantomData<fn() -> L>);
+
+impl<V, L, B> WindowAgg<V> for UserWindow<B, L>
+where
+    L: WindowLogic<V>,
+    B: Fn(Option<L::State>) -> L + Send + Sync + 'static,
+{
+    type Acc = L;
+    type Out = L::Out;
+
+    fn build(&self) -> L {
+        (self.0)(None)
+    }
+    fn on_value(&self, acc: &mut L, value: V, emit: &mut Vec<L::Out>) {
+        acc.on_value(value, emit)
+    }
+    fn on_merge(&self, into: &mut L, original: L, emit: &mut Vec<L::Out>) {
+        into.on_merge(original, emit)
+    }
+    fn on_close(&self, acc: L, emit: &mut Vec<L::Out>) {
+        acc.on_close(emit)
+    }
+}
+
+/// What the window step emits, before the split into three streams.
+#[derive(Debug, Clone)]
+pub(crate) enum WindowEvent<V, W> {
+    Down(i64, W),
+    Late(i64, V),
+    Meta(i64, WindowMetadata),
+}
+
+thread_local! {
+    // Scratch lists, taken out while in use (a nested use just starts a new one).
+    static IDS: Cell<Vec<i64>> = const { Cell::new(Vec::new()) };
+    static MERGES: Cell<Vec<(i64, i64)>> = const { Cell::new(Vec::new()) };
+    static CLOSED: Cell<Vec<(i64, WindowMetadata)>> = const { Cell::new(Vec::new()) };
+}
+
+fn with_scratch<T, R>(
+    slot: &'static std::thread::LocalKey<Cell<Vec<T>>>,
+    f: impl FnOnce(&mut Vec<T>) -> R,
+) -> R {
+    let mut v = slot.take();
+    v.clear();
+    let r = f(&mut v);
+    v.clear();
+    slot.set(v);
+    r
+}
+
+/// The window step's logic, shared by the keys of a worker.
+pub(crate) struct WindowStep<C, Wr, A> {
+    pub(crate) clock: C,
+    pub(crate) windower: Wr,
+    pub(crate) agg: A,
+    pub(crate) ordered: bool,
+    pub(crate) stats: WindowStats,
+}
+
+/// One key's windows.
+pub(crate) struct KeyWindows<CL, WL, Acc, V> {
+    clock: CL,
+    windower: WL,
+    /// Open windows' accumulators, by window id.
+    accs: BTreeMap<i64, Acc>,
+    /// Ordered operators: items waiting for the watermark, by (timestamp, arrival).
+    queue: BTreeMap<(DateTime<Utc>, u64), V>,
+    seq: u64,
+    watermark: DateTime<Utc>,
+    /// The last timer asked for: its system time and instant. Reused while the system
+    /// time is unchanged, so the runtime does not re-arm the key's timer per item.
+    armed: Cell<Option<(DateTime<Utc>, Instant)>>,
+    counts: Arc<Counts>,
+}
+
+impl<CL, WL, Acc, V> Drop for KeyWindows<CL, WL, Acc, V> {
+    fn drop(&mut self) {
+        self.counts.keys.add(-1);
+        self.counts.windows.add(-(self.accs.len() as i64));
+        self.counts.queued.add(-(self.queue.len() as i64));
+    }
+}
+
+impl<C, Wr, A> WindowStep<C, Wr, A> {
+    /// Adds an on-time item to the windows it is in.
+    fn insert<V: Data>(
+        &self,
+        state: &mut KeyWindows<C::Logic, Wr::Logic, A::Acc, V>,
+        ts: DateTime<Utc>,
+        value: V,
+        emit: &mut Vec<WindowEvent<V, A::Out>>,
+    ) where
+        C: Clock<V>,
+        Wr: Windower,
+        A: WindowAgg<V>,
+    {
+        with_scratch(&IDS, |ids| {
+            state.windower.open_for(ts, ids);
+            let mut value = Some(value);
+            let mut out = Vec::new();
+            for (i, &id) in ids.iter().enumerate() {
+                let acc = state.accs.entry(id).or_insert_with(|| {
+                    state.counts.windows.add(1);
+                    self.agg.build()
+                });
+                let v = if i + 1 == ids.len() {
+                    value.take().expect("taken only by the last window")
+                } else {
+                    value.clone().expect("taken only by the last window")
+                };
+                self.agg.on_value(acc, v, &mut out);
+                emit.extend(out.drain(..).map(|w| WindowEvent::Down(id, w)));
+            }
+        });
+    }
+
+    /// Applies what the watermark lets through, then merges and closes windows.
+    fn flush<V: Data>(
+        &self,
+        state: &mut KeyWindows<C::Logic, Wr::Logic, A::Acc, V>,
+        emit: &mut Vec<WindowEvent<V, A::Out>>,
+    ) where
+        C: Clock<V>,
+        Wr: Windower,
+        A: WindowAgg<V>,
+    {
+        while let Some(entry) = state.queue.first_entry() {
+            if entry.key().0 > state.watermark {
+                break;
+            }
+            let ((ts, _), value) = entry.remove_entry();
+            state.counts.queued.add(-1);
+            self.insert(state, ts, value, emit);
+        }
+        let mut out = Vec::new();
+        with_scratch(&MERGES, |merges| {
+            state.windower.merged(merges);
+            for &(original, target) in merges.iter() {
+                if original == target {
+                    continue;
+                }
+                let Some(orig) = state.accs.remove(&original) else {
+                    continue;
+                };
+                state.counts.windows.add(-1);
+                let into = state.accs.entry(target).or_insert_with(|| {
+                    state.counts.windows.add(1);
+                    self.agg.build()
+                });
+                self.agg.on_merge(into, orig, &mut out);
+                emit.extend(out.drain(..).map(|w| WindowEvent::Down(target, w)));
+            }
+        });
+        with_scratch(&CLOSED, |closed| {
+            state.windower.close_for(state.watermark, closed);
+            for (id, meta) in closed.drain(..) {
+                if let Some(acc) = state.accs.remove(&id) {
+                    state.counts.windows.add(-1);
+                    self.agg.on_close(acc, &mut out);
+                    emit.extend(out.drain(..).map(|w| WindowEvent::Down(id, w)));
+                }
+                emit.push(WindowEvent::Meta(id, meta));
+            }
+        });
+    }
+
+    fn retention<V>(&self, state: &KeyWindows<C::Logic, Wr::Logic, A::Acc, V>) -> Retention
+    where
+        C: Clock<V>,
+        Wr: Windower,
+        A: WindowAgg<V>,
+    {
+        if state.accs.is_empty() && state.queue.is_empty() && state.windower.is_empty() {
+            Retention::Discard
+        } else {
+            Retention::Retain
+        }
+    }
+}
+
+impl<V, C, Wr, A> KeyedLogic<V> for WindowStep<C, Wr, A>
+where
+    V: Data,
+    C: Clock<V>,
+    Wr: Windower,
+    A: WindowAgg<V>,
+{
+    type State = KeyWindows<C::Logic, Wr::Logic, A::Acc, V>;
+    type Out = WindowEvent<V, A::Out>;
+    const TIMERS: bool = true;
+
+    fn build(&self) -> Self::State {
+        self.stats.0.keys.add(1);
+        KeyWindows {
+            clock: self.clock.build(None),
+            windower: self.windower.build(None),
+            accs: BTreeMap::new(),
+            queue: BTreeMap::new(),
+            seq: 0,
+            watermark: UTC_MIN,
+            armed: Cell::new(None),
+            counts: self.stats.0.clone(),
+        }
+    }
+
+    fn on_item(&self, state: &mut Self::State, value: V, emit: &mut Vec<Self::Out>) -> Retention {
+        let (ts, watermark) = state.clock.on_item(&value);
+        state.watermark = state.watermark.max(watermark);
+        if ts < state.watermark {
+            with_scratch(&IDS, |ids| {
+                state.windower.late_for(ts, ids);
+                if let Some((&last, rest)) = ids.split_last() {
+                    emit.extend(rest.iter().map(|&id| WindowEvent::Late(id, value.clone())));
+                    emit.push(WindowEvent::Late(last, value));
+                }
+            });
+        } else if self.ordered {
+            state.queue.insert((ts, state.seq), value);
+            state.seq += 1;
+            state.counts.queued.add(1);
+        } else {
+            self.insert(state, ts, value, emit);
+        }
+        self.flush(state, emit);
+        self.retention(state)
+    }
+
+    fn on_notify(&self, state: &mut Self::State, emit: &mut Vec<Self::Out>) -> Retention {
+        // The timer fired: the next one is computed afresh from the time now.
+        state.armed.set(None);
+        let watermark = state.clock.on_notify();
+        state.watermark = state.watermark.max(watermark);
+        self.flush(state, emit);
+        self.retention(state)
+    }
+
+    fn on_eof(&self, state: &mut Self::State, emit: &mut Vec<Self::Out>) -> Retention {
+        let watermark = state.clock.on_eof();
+        state.watermark = state.watermark.max(watermark);
+        self.flush(state, emit);
+        Retention::Discard
+    }
+
+    fn notify_at(&self, state: &Self::State) -> Option<Instant> {
+        let window = state.windower.notify_at();
+        let queued = if self.ordered {
+            state.queue.first_key_value().map(|((ts, _), _)| *ts)
+        } else {
+            None
+        };
+        let at = match (window, queued) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        let system = state.clock.to_system_utc(at)?;
+        if let Some((armed, instant)) = state.armed.get() {
+            if armed == system {
+                return Some(instant);
+            }
+        }
+        let instant = state.clock.instant_at(system)?;
+        state.armed.set(Some((system, instant)));
+        Some(instant)
+    }
+}
