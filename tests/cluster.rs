@@ -114,6 +114,38 @@ fn build(name: &str, arg: &str) -> (Dataflow, Option<TestingOutput<String>>) {
             }
             debug(&sums.merge("m", [&maxes]), "out")
         }
+        // window_count.py: a tumbling event-time count with one late item, on a system
+        // clock that stands still.
+        "window_count" => {
+            use waxfast::operators::window::chrono::{DateTime, TimeDelta, Utc};
+            use waxfast::operators::window::{EventClock, TestingClock, TumblingWindower};
+            type Event = (String, DateTime<Utc>);
+            let t = |s: i64| DateTime::from_timestamp(1_704_067_200 + s, 0).unwrap();
+            let events: Vec<Event> = [
+                ("a", 1),
+                ("b", 2),
+                ("a", 4),
+                ("a", 11),
+                ("b", 13),
+                ("a", 25),
+                ("b", 5),
+                ("b", 26),
+            ]
+            .into_iter()
+            .map(|(k, s)| (k.to_string(), t(s)))
+            .collect();
+            let frozen = TestingClock::new(DateTime::from_timestamp(1_900_000_000, 0).unwrap());
+            let wo = flow.input("inp", TestingSource::new(events)).count_window(
+                "count",
+                EventClock::new(|e: &Event| e.1, TimeDelta::seconds(2)).with_time(frozen),
+                TumblingWindower::new(TimeDelta::seconds(10), t(0)),
+                |e: &Event| e.0.clone(),
+            );
+            let down = wo.down.map("d", |x| format!("DOWN {x:?}"));
+            let late = wo.late.map("l", |x| format!("LATE {x:?}"));
+            let meta = wo.meta.map("m", |x| format!("META {x:?}"));
+            debug(&down.merge("all", [&late, &meta]), "out")
+        }
         // Fails on the zero: `10 / x` (Bytewax's error_demo).
         "error_demo" => debug(
             &flow
@@ -314,6 +346,13 @@ fn reference_stateful_map_sum_across_processes() {
 #[test]
 fn reference_join_modes_across_processes() {
     assert_cluster_matches_one_worker("join_modes");
+}
+
+#[test]
+fn reference_window_count_across_processes() {
+    let expected = one_worker("window_count", "");
+    assert_eq!(expected.iter().filter(|l| l.contains("LATE")).count(), 1);
+    assert_cluster_matches_one_worker("window_count");
 }
 
 #[test]
@@ -544,6 +583,42 @@ fn fake_process_0(
 fn as_process_0(mut h: Hello) -> Hello {
     h.process = 0;
     h
+}
+
+#[test]
+fn a_duplicate_process_id_is_refused() {
+    let addrs = free_addresses(3);
+    let p0 = spawn_child("wordcount", 0, &addrs, 1, "");
+    let (flow, _) = build("wordcount", "");
+    let hello = Hello {
+        version: waxfast::net::hello::PROTOCOL_VERSION,
+        processes: 3,
+        workers_per_proc: 1,
+        process: 1,
+        fingerprint: flow.fingerprint().unwrap(),
+        flow: "wordcount".into(),
+    };
+    // Two connections that both say they are process 1.
+    let connect = || {
+        let start = Instant::now();
+        loop {
+            match TcpStream::connect(&addrs[0]) {
+                Ok(mut s) => {
+                    hello.write_to(&mut s).unwrap();
+                    break s;
+                }
+                Err(_) if start.elapsed() < Duration::from_secs(10) => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(e) => panic!("process 0 never listened: {e}"),
+            }
+        }
+    };
+    let (a, b) = (connect(), connect());
+    let (ok, _, err) = finish(p0, Duration::from_secs(20));
+    assert!(!ok);
+    assert!(err.contains("duplicate process id 1"), "{err}");
+    drop((a, b));
 }
 
 #[test]

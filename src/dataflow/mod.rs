@@ -242,6 +242,13 @@ impl Dataflow {
             .collect()
     }
 
+    /// The fingerprint of this flow's step graph that the processes of a cluster
+    /// compare in their handshake (XXH3 of the flow name, step ids, kinds, wiring and
+    /// channel count). Fails as a run would if the flow is invalid.
+    pub fn fingerprint(&self) -> Result<u64> {
+        Ok(self.plan()?.fingerprint())
+    }
+
     pub(crate) fn plan(&self) -> Result<Plan> {
         let g = lock(&self.graph);
         if let Some(problem) = &g.error {
