@@ -357,3 +357,65 @@ fn random_metric_emits_count_items_at_the_interval_deterministically() {
     r.unwrap();
     assert_ne!(readings, other_seed);
 }
+
+/// Runs the waxfast binary as an unprivileged user when the tests run as root (where
+/// `chmod 000` denies nothing), directly otherwise; `None` if neither is possible here.
+fn unprivileged_waxfast() -> Option<std::process::Command> {
+    let uid = std::process::Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Some(util::waxfast());
+    }
+    let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())?;
+    let plain = util::waxfast();
+    let mut cmd = std::process::Command::new(setpriv);
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(plain.get_program());
+    for (k, v) in plain.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    Some(cmd)
+}
+
+#[test]
+fn permission_denied_on_a_file_or_a_directory_names_the_path() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(_) = unprivileged_waxfast() else {
+        eprintln!("skipped: running as root without setpriv, so permissions deny nothing");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // The unprivileged user must reach the directory, not the file.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(&secret, "a b c\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let o = util::run_with_timeout(
+        unprivileged_waxfast()
+            .unwrap()
+            .arg(format!("wordcount:{}", secret.display())),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", util::stderr(&o));
+    let err = util::stderr(&o);
+    assert!(err.contains(&secret.display().to_string()), "{err}");
+    assert!(err.contains("Permission denied"), "{err}");
+    assert!(util::stdout(&o).is_empty(), "no output before the error");
+    // A directory the user may read but not list.
+    let locked = dir.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::write(locked.join("a.txt"), "x\n").unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o311)).unwrap();
+    let o = util::run_with_timeout(
+        unprivileged_waxfast()
+            .unwrap()
+            .arg(format!("wordcount:{}", locked.display())),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", util::stderr(&o));
+    let err = util::stderr(&o);
+    assert!(err.contains(&locked.display().to_string()), "{err}");
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
