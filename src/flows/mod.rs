@@ -1,6 +1,7 @@
 //! Built-in flows, runnable as `waxfast NAME[:ARGS]`.
 
 pub mod bench;
+pub mod latency;
 
 use crate::cli::FlowRegistry;
 use crate::connectors::files::{DirSource, FileSource};
@@ -73,5 +74,15 @@ pub fn register_builtins(registry: FlowRegistry) -> FlowRegistry {
             "bench_exchange",
             "bench_exchange:N,BYTES  redistribute N records of 16 or 64 bytes (default 50000000,16)",
             bench::bench_exchange,
+        )
+        .register(
+            "bench_window_fold",
+            "bench_window_fold:N,K  count N events per key and 1M-event tumbling window with fold_final (stand-in for bench_window; default 5000000,10000)",
+            bench::bench_window_fold,
+        )
+        .register(
+            "bench_fanout",
+            "bench_fanout:N,STEPS  N u64 through STEPS chained keyed steps, an exchange at each (default 5000000,4)",
+            bench::bench_fanout,
         )
 }
