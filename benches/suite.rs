@@ -143,9 +143,47 @@ fn main() {
         note.as_deref(),
     );
     println!("{report}");
+    if smoke {
+        latency_tool_smoke();
+    }
     if has("--write") {
         write_section(&report);
     }
+}
+
+/// Checks that `waxfast-latency` still runs, writes its `.hgrm` and plots it (latency
+/// figures themselves come from `scripts/compare`).
+fn latency_tool_smoke() {
+    let dir = env!("CARGO_TARGET_TMPDIR");
+    let (hgrm, svg) = (format!("{dir}/smoke.hgrm"), format!("{dir}/smoke.svg"));
+    let tool = env!("CARGO_BIN_EXE_waxfast-latency");
+    for args in [
+        vec![
+            "-w2",
+            "--rate",
+            "20000",
+            "--duration",
+            "0.1",
+            "--warmup",
+            "0.05",
+            "--hgrm",
+            &hgrm,
+        ],
+        vec!["--plot", &hgrm, "--svg", &svg],
+    ] {
+        let out = Command::new(tool)
+            .args(&args)
+            .output()
+            .expect("run waxfast-latency");
+        assert!(
+            out.status.success(),
+            "waxfast-latency {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+    }
+    let text = std::fs::read_to_string(&svg).expect("the plot was written");
+    assert!(text.starts_with("<svg"), "an SVG document");
 }
 
 /// The flows the binary registers (`waxfast --list`).
@@ -161,6 +199,9 @@ fn listed_flows() -> Vec<String> {
 }
 
 /// Runs one configuration in a fresh process.
+// The child is reaped by `wait4` in `wait_with_cpu`, which std's `wait` cannot replace
+// (it returns no CPU time).
+#[allow(clippy::zombie_processes)]
 fn run(c: &Config) -> Run {
     let t0 = Instant::now();
     let mut child = Command::new(BIN)

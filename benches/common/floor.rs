@@ -102,6 +102,8 @@ pub fn round_trip(n: u64) -> Duration {
     samples[samples.len() / 2]
 }
 
+// Used by floor.rs; suite.rs has its own statistics.
+#[allow(dead_code)]
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]

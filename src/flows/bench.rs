@@ -317,3 +317,32 @@ pub fn bench_fanout(args: Option<&str>) -> Result<Dataflow, String> {
     s.output("out", counting(&stats));
     Ok(flow)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{cluster_main_with, RunConfig};
+
+    #[test]
+    fn bench_flows_run_on_one_and_several_workers() {
+        let config = RunConfig::default().pin(false);
+        for w in [1, 3] {
+            for flow in [
+                bench_pipe(Some("1000")),
+                bench_wordcount(Some("1000,10")),
+                bench_exchange(Some("1000,64")),
+                bench_window_fold(Some("1000,10")),
+                bench_fanout(Some("1000,3")),
+            ] {
+                cluster_main_with(&flow.unwrap(), &[], 0, w, &config).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn fanout_keys_spread_over_the_key_space() {
+        let keys: std::collections::HashSet<u64> = (0..100_000).map(|x| fanout_key(x, 1)).collect();
+        assert_eq!(keys.len() as u64, FANOUT_KEYS);
+        assert_ne!(fanout_key(5, 0), fanout_key(5, 1));
+    }
+}

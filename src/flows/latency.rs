@@ -528,3 +528,54 @@ pub fn write_hgrm(h: &Histogram<u64>, scale: f64, out: &mut impl Write) -> std::
         (2 * 10u64.pow(u32::from(h.sigfig()))).next_power_of_two()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quick() -> LoadConfig {
+        LoadConfig::new(20_000.0)
+            .duration(Duration::from_millis(100))
+            .warmup(Duration::from_millis(20))
+    }
+
+    #[test]
+    fn probes_return_to_their_origin_through_every_hop() {
+        // The recording sink fails the run if a probe reaches the wrong worker.
+        for workers in [1, 2, 3] {
+            let r = measure(
+                "t",
+                &quick(),
+                workers,
+                &RunConfig::default().pin(false),
+                |i| i,
+                hops::<u64>(2),
+            )
+            .unwrap();
+            assert_eq!(r.workers, workers);
+            assert!(r.count() > 0 && r.count() <= r.sent, "{r:?}");
+        }
+    }
+
+    #[test]
+    fn hgrm_has_the_header_rows_and_footer_of_the_format() {
+        let mut h = new_histogram();
+        for v in 1..=1000u64 {
+            h.record(v * 1000).unwrap();
+        }
+        let mut out = Vec::new();
+        write_hgrm(&h, 1e3, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "       Value     Percentile TotalCount 1/(1-Percentile)"
+        );
+        assert_eq!(lines[1], "");
+        assert!(lines[2].starts_with("       1.000 0.000000000000          1"));
+        let last_row = lines.iter().rev().find(|l| !l.starts_with('#')).unwrap();
+        assert!(last_row.contains("1.000000000000       1000"), "{last_row}");
+        assert!(text.contains("#[Max     =     1000.447, Total count    =         1000]"));
+        assert!(text.ends_with("SubBuckets     =         2048]\n"));
+    }
+}

@@ -37,7 +37,7 @@ pub fn parse_hgrm(label: &str, text: &str) -> Result<Series, String> {
 const W: f64 = 760.0;
 const H: f64 = 440.0;
 const LEFT: f64 = 70.0;
-const RIGHT: f64 = 20.0;
+const RIGHT: f64 = 45.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 50.0;
 /// Nines shown on the x axis: 0% .. 99.9999%.
