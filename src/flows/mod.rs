@@ -1,4 +1,5 @@
-//! Built-in flows, runnable as `waxfast NAME[:ARGS]`.
+//! Built-in flows, runnable as `waxfast NAME[:ARGS]`, and [`latency`], the harness that
+//! measures round trips through your own steps.
 
 pub mod bench;
 pub mod latency;

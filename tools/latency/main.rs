@@ -14,6 +14,7 @@
 
 mod plot;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -122,7 +123,8 @@ fn run(args: &Args) -> Result<(), String> {
         let p99_us = report.quantile(0.99).as_secs_f64() * 1e6;
         let keeps_up = report.achieved_rate() >= 0.95 * rate;
         let ok = p99_us <= args.p99_bound_us && keeps_up;
-        println!(
+        let _ = writeln!(
+            std::io::stdout(),
             "waxfast_latency_sweep: {mode} {} sustainable={ok}",
             report.summary_line()
         );
@@ -136,16 +138,15 @@ fn run(args: &Args) -> Result<(), String> {
         best = Some(rate);
         rate *= args.sweep_factor;
     }
-    match best {
-        Some(r) => println!(
-            "waxfast_latency_sweep_result: {mode} workers={} highest_sustainable_per_sec={r:.0} p99_bound_us={}",
-            args.workers, args.p99_bound_us
-        ),
-        None => println!(
-            "waxfast_latency_sweep_result: {mode} workers={} highest_sustainable_per_sec=none p99_bound_us={} (the first rate already broke the bound)",
-            args.workers, args.p99_bound_us
-        ),
-    }
+    let best = best.map_or_else(
+        || "none (the first rate already broke the bound)".to_string(),
+        |r| format!("{r:.0}"),
+    );
+    let _ = writeln!(
+        std::io::stdout(),
+        "waxfast_latency_sweep_result: {mode} workers={} highest_sustainable_per_sec={best} p99_bound_us={}",
+        args.workers, args.p99_bound_us
+    );
     if let Some(path) = &args.svg {
         write_svg(args, &series, path)?;
     }
@@ -168,20 +169,20 @@ fn once(args: &Args, rate: f64, config: &RunConfig) -> Result<LatencyReport, Str
 }
 
 fn print_report(r: &LatencyReport, mode: &str) {
-    println!("waxfast_latency: {mode} {}", r.summary_line());
-    println!(
+    // A closed stdout (`| head -1`) is not an error of the measurement.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "waxfast_latency: {mode} {}", r.summary_line());
+    let _ = writeln!(
+        out,
         "round trips through {mode}: {} recorded at {:.0}/s offered",
         r.count(),
         r.offered_rate
     );
     for p in PERCENTILES {
-        println!(
-            "  p{:<6} {:>10.3} us",
-            p,
-            r.quantile(p / 100.0).as_secs_f64() * 1e6
-        );
+        let us = r.quantile(p / 100.0).as_secs_f64() * 1e6;
+        let _ = writeln!(out, "  p{p:<6} {us:>10.3} us");
     }
-    println!("  max     {:>10.3} us", r.max().as_secs_f64() * 1e6);
+    let _ = writeln!(out, "  max     {:>10.3} us", r.max().as_secs_f64() * 1e6);
 }
 
 fn hgrm_text(r: &LatencyReport) -> Result<String, String> {

@@ -83,7 +83,11 @@ pub fn write_hgrm(h: &Histogram<u64>, out: &mut impl Write) -> std::io::Result<(
         let q = v.quantile_iterated_to();
         let value = h.highest_equivalent(v.value_iterated_to()) as f64 / scale;
         if q < 1.0 {
-            writeln!(out, "{value:>12.3} {q:>2.12} {total:>10} {:>14.2}", 1.0 / (1.0 - q))?;
+            writeln!(
+                out,
+                "{value:>12.3} {q:>2.12} {total:>10} {:>14.2}",
+                1.0 / (1.0 - q)
+            )?;
         } else {
             writeln!(out, "{value:>12.3} {q:>2.12} {total:>10}")?;
         }

@@ -152,7 +152,9 @@ fn main() {
                 }
                 count(&s, &out);
             }
-            other => panic!("unknown workload {other:?}: pipe, wordcount, exchange, window, fanout"),
+            other => {
+                panic!("unknown workload {other:?}: pipe, wordcount, exchange, window, fanout")
+            }
         });
     })
     .expect("timely runs");
