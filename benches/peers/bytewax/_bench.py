@@ -3,6 +3,7 @@ and a counting sink that prints waxfast's summary line on stderr when the last w
 closes. Mirrors waxfast's `flows::bench` (input generated inside the flow, 1024 items per
 batch, time from the source's build to the last sink's close)."""
 
+import os
 import sys
 import threading
 import time
@@ -28,17 +29,20 @@ class Stats:
                 self.started = time.monotonic()
 
     def close(self, count, workers):
+        # Under `python -m bytewax.testing -p P` each of the P processes prints its own
+        # line once its own workers are done; scripts/compare takes the slowest.
+        local = max(1, workers // int(os.environ.get("WAXFAST_BENCH_PROCESSES", "1")))
         with self.lock:
             self.received += count
             self.closed += 1
-            if self.closed == workers:
+            if self.closed == local:
                 secs = time.monotonic() - self.started
                 rss = "unknown"
                 for line in open("/proc/self/status"):
                     if line.startswith("VmHWM:"):
                         rss = line.split()[1]
                 print(
-                    f"{self.name}: records={self.records} workers={workers} seconds={secs:.4f} "
+                    f"{self.name}: records={self.records} workers={workers} processes={workers // local} seconds={secs:.4f} "
                     f"records_per_sec={self.records / secs:.0f} outputs={self.received} peak_rss_kb={rss}",
                     file=sys.stderr,
                     flush=True,
