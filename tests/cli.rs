@@ -547,6 +547,8 @@ fn example_keeps_the_builtins_and_the_command_line() {
             "bench_pipe",
             "bench_wordcount",
             "bench_exchange",
+            "bench_window_fold",
+            "bench_fanout",
             "squares",
             "parity"
         ]
