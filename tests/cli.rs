@@ -550,6 +550,8 @@ fn example_keeps_the_builtins_and_the_command_line() {
             "bench_wordcount",
             "bench_exchange",
             "bench_window",
+            "bench_window_fold",
+            "bench_fanout",
             "squares",
             "parity"
         ]

@@ -299,3 +299,88 @@ pub fn bench_exchange(args: Option<&str>) -> Result<Dataflow, String> {
     }
     Ok(flow)
 }
+
+/// Events per tumbling window in [`bench_window_fold`].
+pub const WINDOW_FOLD_EVENTS: u64 = 1_000_000;
+
+/// `bench_window_fold:N,K`: N events over K keys (`(i*7919) % K`), event time `i`,
+/// counted per key and tumbling window of [`WINDOW_FOLD_EVENTS`] event-time units with
+/// `fold_final` keyed on `(key, window)`.
+///
+/// A stand-in for a real event-time window (`bench_window`, which closes windows as the
+/// watermark passes them): it does the same per-record work (key, assign a window,
+/// count) but emits every window at end of stream. `scripts/bench` uses `bench_window`
+/// when the binary has it (`waxfast --list`).
+pub fn bench_window_fold(args: Option<&str>) -> Result<Dataflow, String> {
+    let v = parse_args(args, "bench_window_fold:N,K", &[5_000_000, 10_000])?;
+    let (n, k) = (v[0], v[1].max(1));
+    let stats = Stats::new("bench_window_fold", n);
+    let flow = Dataflow::new("bench_window_fold");
+    flow.input("inp", generator(&stats, move |i| ((i * 7919) % k, i)))
+        .key_on("window", |&(key, time): &(u64, u64)| {
+            (key, time / WINDOW_FOLD_EVENTS)
+        })
+        .fold_final("count", || 0u64, |n, _| n + 1)
+        .output("out", counting(&stats));
+    Ok(flow)
+}
+
+/// Keys per step in [`bench_fanout`].
+pub const FANOUT_KEYS: u64 = 1024;
+
+/// The key of item `x` at step `s` of [`bench_fanout`]: a different key (and so, mostly,
+/// a different worker) at every step.
+pub fn fanout_key(x: u64, s: u64) -> u64 {
+    (x ^ s.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_mul(0xBF58_476D_1CE4_E5B9) >> 54
+}
+
+/// `bench_fanout:N,STEPS`: N u64 through STEPS chained keyed steps. Each step keys the
+/// item anew ([`fanout_key`], [`FANOUT_KEYS`] keys), counts it in its key's state with
+/// `stateful_map` and passes it on: with W workers, (W-1)/W of the items cross to
+/// another worker at every step.
+pub fn bench_fanout(args: Option<&str>) -> Result<Dataflow, String> {
+    let v = parse_args(args, "bench_fanout:N,STEPS", &[5_000_000, 4])?;
+    let (n, steps) = (v[0], v[1]);
+    let stats = Stats::new("bench_fanout", n);
+    let flow = Dataflow::new("bench_fanout");
+    let mut s = flow.input("inp", generator(&stats, |i| i));
+    for step in 0..steps {
+        s = s
+            .key_on(&format!("key{step}"), move |&x: &u64| fanout_key(x, step))
+            .stateful_map(&format!("step{step}"), |seen: Option<u64>, x: u64| {
+                (Some(seen.unwrap_or(0) + 1), x)
+            })
+            .key_rm(&format!("unkey{step}"));
+    }
+    s.output("out", counting(&stats));
+    Ok(flow)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{cluster_main_with, RunConfig};
+
+    #[test]
+    fn bench_flows_run_on_one_and_several_workers() {
+        let config = RunConfig::default().pin(false);
+        for w in [1, 3] {
+            for flow in [
+                bench_pipe(Some("1000")),
+                bench_wordcount(Some("1000,10")),
+                bench_exchange(Some("1000,64")),
+                bench_window_fold(Some("1000,10")),
+                bench_fanout(Some("1000,3")),
+            ] {
+                cluster_main_with(&flow.unwrap(), &[], 0, w, &config).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn fanout_keys_spread_over_the_key_space() {
+        let keys: std::collections::HashSet<u64> = (0..100_000).map(|x| fanout_key(x, 1)).collect();
+        assert_eq!(keys.len() as u64, FANOUT_KEYS);
+        assert_ne!(fanout_key(5, 0), fanout_key(5, 1));
+    }
+}

@@ -1,7 +1,9 @@
-//! Built-in flows, runnable as `waxfast NAME[:ARGS]`.
+//! Built-in flows, runnable as `waxfast NAME[:ARGS]`, and [`latency`], the harness that
+//! measures round trips through your own steps.
 
 pub mod bench;
 pub mod bench_window;
+pub mod latency;
 
 use crate::cli::FlowRegistry;
 use crate::connectors::files::{DirSource, FileSource};
@@ -102,4 +104,14 @@ pub fn register_builtins(registry: FlowRegistry) -> FlowRegistry {
             bench::bench_exchange,
         )
         .register("bench_window", "bench_window:N,K  count N generated events per key (K keys) in 1 s event-time tumbling windows (default 5000000,1000)", bench_window::bench_window)
+        .register(
+            "bench_window_fold",
+            "bench_window_fold:N,K  count N events per key and 1M-event tumbling window with fold_final (stand-in for bench_window; default 5000000,10000)",
+            bench::bench_window_fold,
+        )
+        .register(
+            "bench_fanout",
+            "bench_fanout:N,STEPS  N u64 through STEPS chained keyed steps, an exchange at each (default 5000000,4)",
+            bench::bench_fanout,
+        )
 }

@@ -1,0 +1,221 @@
+//! `waxfast-latency`: round-trip latency through H exchange hops under open-loop load.
+//!
+//! A source on every worker sends probes at a fixed offered rate (split over the
+//! workers), each stamped with the time it was due; every probe goes through `--hops`
+//! exchange steps (hop k to worker `origin + k`) and back to its origin worker, where
+//! `arrival - due` goes into an HdrHistogram (coordinated omission corrected by the due
+//! stamp). See `waxfast::flows::latency` to measure your own steps the same way.
+//!
+//! ```sh
+//! waxfast-latency -w2 --hops 1 --rate 100000 --spin --hgrm out.hgrm --svg out.svg
+//! waxfast-latency -w2 --sweep --p99-bound-us 50           # highest sustainable rate
+//! waxfast-latency --plot waxfast=a.hgrm timely=b.hgrm --svg both.svg
+//! ```
+
+mod plot;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use waxfast::flows::latency::{hops, measure, LatencyReport, LoadConfig, PERCENTILES};
+use waxfast::RunConfig;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Round-trip latency of waxfast's exchange under a fixed offered load.
+#[derive(Debug, Parser)]
+#[command(name = "waxfast-latency", version, about)]
+struct Args {
+    /// Worker threads.
+    #[arg(short = 'w', long, default_value_t = 2)]
+    workers: usize,
+    /// Exchange hops before the probe returns to its origin worker.
+    #[arg(long, default_value_t = 1)]
+    hops: usize,
+    /// Offered probes per second, all workers together (the first rate of a sweep).
+    #[arg(long, default_value_t = 100_000.0)]
+    rate: f64,
+    /// Seconds measured (per rate when sweeping).
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Seconds of load before measuring.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Idle workers spin instead of parking (lowest latency; burns every worker's core).
+    #[arg(long)]
+    spin: bool,
+    /// Do not pin worker threads to cores.
+    #[arg(long)]
+    no_pin: bool,
+    /// Write the percentile distribution (.hgrm text, microseconds) here.
+    #[arg(long, value_name = "PATH")]
+    hgrm: Option<PathBuf>,
+    /// Draw the percentile plot (SVG) here.
+    #[arg(long, value_name = "PATH")]
+    svg: Option<PathBuf>,
+    /// Step the offered rate up (x --sweep-factor) and report the highest rate whose p99
+    /// stays below --p99-bound-us and whose achieved rate keeps up with the offered one.
+    #[arg(long)]
+    sweep: bool,
+    /// The sweep's p99 bound in microseconds.
+    #[arg(long, default_value_t = 100.0)]
+    p99_bound_us: f64,
+    /// The sweep's rate multiplier per step.
+    #[arg(long, default_value_t = 2.0)]
+    sweep_factor: f64,
+    /// The sweep's highest rate.
+    #[arg(long, default_value_t = 50_000_000.0)]
+    sweep_max: f64,
+    /// Do not run anything: plot these .hgrm files (`LABEL=PATH` or `PATH`) into --svg.
+    #[arg(long, num_args = 1.., value_name = "HGRM")]
+    plot: Vec<String>,
+    /// The plot's title.
+    #[arg(long)]
+    title: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    if !args.plot.is_empty() {
+        return plot_files(args);
+    }
+    if args.workers == 0 || args.rate <= 0.0 || args.duration <= 0.0 || args.warmup < 0.0 {
+        return Err("--workers, --rate and --duration must be above 0, --warmup at least 0".into());
+    }
+    let config = RunConfig::default().pin(!args.no_pin).spin(args.spin);
+    let mode = format!(
+        "hops={} spin={} pinned={}",
+        args.hops, args.spin, !args.no_pin
+    );
+    if !args.sweep {
+        let report = once(args, args.rate, &config)?;
+        print_report(&report, &mode);
+        if let Some(path) = &args.hgrm {
+            write_hgrm(&report, path)?;
+        }
+        if let Some(path) = &args.svg {
+            let label = format!("waxfast -w{} {} ({} /s)", args.workers, mode, args.rate);
+            let series = plot::parse_hgrm(&label, &hgrm_text(&report)?)?;
+            write_svg(args, &[series], path)?;
+        }
+        return Ok(());
+    }
+    // Sweep: step the rate up until the p99 bound or the rate itself breaks.
+    let mut rate = args.rate;
+    let mut best: Option<f64> = None;
+    let mut series = Vec::new();
+    while rate <= args.sweep_max {
+        let report = once(args, rate, &config)?;
+        let p99_us = report.quantile(0.99).as_secs_f64() * 1e6;
+        let keeps_up = report.achieved_rate() >= 0.95 * rate;
+        let ok = p99_us <= args.p99_bound_us && keeps_up;
+        let _ = writeln!(
+            std::io::stdout(),
+            "waxfast_latency_sweep: {mode} {} sustainable={ok}",
+            report.summary_line()
+        );
+        series.push(plot::parse_hgrm(
+            &format!("{rate:.0} /s"),
+            &hgrm_text(&report)?,
+        )?);
+        if !ok {
+            break;
+        }
+        best = Some(rate);
+        rate *= args.sweep_factor;
+    }
+    let best = best.map_or_else(
+        || "none (the first rate already broke the bound)".to_string(),
+        |r| format!("{r:.0}"),
+    );
+    let _ = writeln!(
+        std::io::stdout(),
+        "waxfast_latency_sweep_result: {mode} workers={} highest_sustainable_per_sec={best} p99_bound_us={}",
+        args.workers, args.p99_bound_us
+    );
+    if let Some(path) = &args.svg {
+        write_svg(args, &series, path)?;
+    }
+    Ok(())
+}
+
+fn once(args: &Args, rate: f64, config: &RunConfig) -> Result<LatencyReport, String> {
+    let load = LoadConfig::new(rate)
+        .duration(Duration::from_secs_f64(args.duration))
+        .warmup(Duration::from_secs_f64(args.warmup));
+    measure(
+        "latency",
+        &load,
+        args.workers,
+        config,
+        |i| i,
+        hops::<u64>(args.hops),
+    )
+    .map_err(|e| e.to_string())
+}
+
+fn print_report(r: &LatencyReport, mode: &str) {
+    // A closed stdout (`| head -1`) is not an error of the measurement.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "waxfast_latency: {mode} {}", r.summary_line());
+    let _ = writeln!(
+        out,
+        "round trips through {mode}: {} recorded at {:.0}/s offered",
+        r.count(),
+        r.offered_rate
+    );
+    for p in PERCENTILES {
+        let us = r.quantile(p / 100.0).as_secs_f64() * 1e6;
+        let _ = writeln!(out, "  p{p:<6} {us:>10.3} us");
+    }
+    let _ = writeln!(out, "  max     {:>10.3} us", r.max().as_secs_f64() * 1e6);
+}
+
+fn hgrm_text(r: &LatencyReport) -> Result<String, String> {
+    let mut buf = Vec::new();
+    r.write_hgrm(&mut buf).map_err(|e| e.to_string())?;
+    String::from_utf8(buf).map_err(|e| e.to_string())
+}
+
+fn write_hgrm(r: &LatencyReport, path: &PathBuf) -> Result<(), String> {
+    std::fs::write(path, hgrm_text(r)?).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn write_svg(args: &Args, series: &[plot::Series], path: &PathBuf) -> Result<(), String> {
+    let title = args.title.clone().unwrap_or_else(|| {
+        format!(
+            "round trip through {} hop(s), {} workers",
+            args.hops, args.workers
+        )
+    });
+    std::fs::write(path, plot::svg(&title, series)).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn plot_files(args: &Args) -> Result<(), String> {
+    let path = args.svg.as_ref().ok_or("--plot needs --svg PATH")?;
+    let mut series = Vec::new();
+    for spec in &args.plot {
+        let (label, file) = spec.split_once('=').unwrap_or((spec, spec));
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+        series.push(plot::parse_hgrm(label, &text)?);
+    }
+    let title = args
+        .title
+        .clone()
+        .unwrap_or_else(|| "round-trip latency".to_string());
+    std::fs::write(path, plot::svg(&title, &series)).map_err(|e| format!("{}: {e}", path.display()))
+}
