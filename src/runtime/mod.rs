@@ -313,6 +313,7 @@ fn run_worker(
 ) -> Result<()> {
     step_guard::reset();
     shared.register(me.local);
+    tighten_timer_slack();
     let index = me.global;
     tracing::debug!(flow = %plan.name, worker = index, workers = me.count, "worker starting");
     let result = catch_unwind(AssertUnwindSafe(|| {
@@ -334,6 +335,21 @@ fn run_worker(
             Err(Error::Aborted)
         }
         other => other,
+    }
+}
+
+/// Asks the kernel to wake this thread within 1 µs of a timed park instead of Linux's
+/// default 50 µs of timer slack: a parked worker's timeout is a scheduled wake-up (a
+/// source's next poll, a timer, the epoch end), and slack delays it.
+fn tighten_timer_slack() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: PR_SET_TIMERSLACK takes one integer argument and only changes the
+        // calling thread's timer slack; no memory is passed.
+        let rc = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong) };
+        if rc != 0 {
+            tracing::debug!("PR_SET_TIMERSLACK failed; keeping the default timer slack");
+        }
     }
 }
 
