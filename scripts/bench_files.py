@@ -7,7 +7,12 @@ Generates a text file (1 GiB; 4 MiB with --smoke) of words drawn from 10 000 key
 (`w{(i*7919) % 10000}`, 10 per line) once under target/bench-data, then runs, interleaved
 round by round so drift of the machine hits all alike:
   waxfast wordcount:FILE -w1, -w2;  wc -w FILE;  tr -s ' ' '\\n' < FILE | sort | uniq -c
-Reports the median wall time and GB/s (file bytes / wall) with the spread.
+and the peers (skipped with a message when unavailable): the same program in
+timely-dataflow 0.12 (benches/peers/timely, `timely-wordcount-file FILE -wW`) on the same
+file, and Bytewax 0.21.1's wordcount (benches/peers/bytewax/wordcount_file.py, from the
+`.venv-bench` that scripts/compare creates) on the file's first 64 MiB (4 MiB with
+--smoke), since it reads about 10 MB/s. Reports the median wall time and GB/s (file
+bytes / wall) with the spread.
 """
 import os
 import statistics
@@ -45,6 +50,32 @@ def make_file():
     return path
 
 
+PEERS_TARGET = os.path.join(ROOT, "target", "peers")
+TIMELY = os.path.join(PEERS_TARGET, "release", "timely-wordcount-file")
+BYTEWAX_PY = os.path.join(ROOT, ".venv-bench", "bin", "python")
+
+
+def build_timely():
+    try:
+        subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "timely-wordcount-file"],
+                       cwd=os.path.join(ROOT, "benches", "peers", "timely"), check=True,
+                       env=dict(os.environ, CARGO_TARGET_DIR=PEERS_TARGET))
+        return True
+    except (subprocess.CalledProcessError, OSError) as e:
+        print(f"skipping timely: cannot build it ({e})", file=sys.stderr)
+        return False
+
+
+def head_file(path, size):
+    small = f"{path}.head{size}"
+    if not os.path.exists(small):
+        with open(path, "rb") as f, open(small + ".tmp", "wb") as out:
+            data = f.read(size)
+            out.write(data[: data.rfind(b"\n") + 1])
+        os.rename(small + ".tmp", small)
+    return small
+
+
 def timed(cmd, shell=False):
     t0 = time.monotonic()
     subprocess.run(cmd, shell=shell, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -70,6 +101,21 @@ def main():
         ("wc -w (counts words only)", ["wc", "-w", path], False),
         ("tr -s ' ' '\\n' | sort | uniq -c", f"tr -s ' ' '\\n' < {path} | LC_ALL=C sort | uniq -c", True),
     ]
+    if build_timely():
+        configs += [
+            ("timely wordcount -w1", [TIMELY, path, "-w1"], False),
+            ("timely wordcount -w2", [TIMELY, path, "-w2"], False),
+        ]
+    sizes = {name: size for name, _, _ in configs}
+    if os.path.exists(BYTEWAX_PY):
+        small = head_file(path, (4 << 20) if SMOKE else (64 << 20))
+        flow = f"{ROOT}/benches/peers/bytewax/wordcount_file.py:flow('{small}')"
+        for w in (1, 2):
+            name = f"bytewax wordcount -w{w} (first {os.path.getsize(small) >> 20} MiB)"
+            configs.append((name, [BYTEWAX_PY, "-m", "bytewax.run", flow, "-w", str(w)], False))
+            sizes[name] = os.path.getsize(small)
+    else:
+        print(f"skipping Bytewax: {BYTEWAX_PY} is missing (scripts/compare creates it)", file=sys.stderr)
     times = {name: [] for name, _, _ in configs}
     for _ in range(RUNS):
         for name, cmd, shell in configs:
@@ -83,7 +129,7 @@ def main():
         t = times[name]
         med = statistics.median(t)
         cell = name.replace("|", "\\|")
-        print(f"| `{cell}` | {med:.2f} s (±{max(t)-min(t):.2f}) | {size/med/1e9:.3f} |")
+        print(f"| `{cell}` | {med:.2f} s (±{max(t)-min(t):.2f}) | {sizes[name]/med/1e9:.3f} |")
     w1 = times["waxfast wordcount -w1"]
     w2 = times["waxfast wordcount -w2"]
     wc = times["wc -w (counts words only)"]
@@ -91,6 +137,12 @@ def main():
     vs_wc = statistics.median(c / b for c, b in zip(wc, w2))
     print(f"\n`-w2` over `-w1`: **{ratio:.2f}x**; `-w2` vs `wc -w`: **{vs_wc:.2f}x** of its speed "
           "(medians of per-round ratios).")
+    rate = lambda name: sizes[name] / statistics.median(times[name])
+    best = max(rate("waxfast wordcount -w1"), rate("waxfast wordcount -w2"))
+    for peer in ("timely", "bytewax"):
+        rows = [n for n in times if n.startswith(peer)]
+        if rows:
+            print(f"waxfast's best GB/s over {peer}'s best: **{best / max(rate(n) for n in rows):.2f}x**.")
 
 
 if __name__ == "__main__":
