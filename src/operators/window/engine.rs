@@ -288,6 +288,13 @@ where
         }
     }
 
+    fn encode(&self, _state: &Self::State, _out: &mut Vec<u8>) -> Result<(), String> {
+        Err("window operators cannot be snapshotted yet: run this flow without a recovery directory".into())
+    }
+    fn decode(&self, _bytes: &[u8]) -> Result<Self::State, String> {
+        Err("window operators cannot be resumed yet".into())
+    }
+
     fn on_item(&self, state: &mut Self::State, value: V, emit: &mut Vec<Self::Out>) -> Retention {
         let (ts, watermark) = state.clock.on_item(&value);
         state.watermark = state.watermark.max(watermark);
