@@ -96,6 +96,9 @@ pub(crate) trait KeyedLogic<V>: Send + Sync + 'static {
     type Out: Data;
     /// Whether `notify_at` can ever return a time (skips timer bookkeeping if not).
     const TIMERS: bool;
+    /// Why this logic cannot be snapshotted, if it cannot (a run with recovery refuses
+    /// it before any item).
+    const NO_SNAPSHOTS: Option<&'static str> = None;
 
     fn build(&self) -> Self::State;
     /// Appends a key's state, encoded, for a snapshot.
@@ -472,6 +475,9 @@ fn build_keyed<K: Key, V: ExchangeData, L: KeyedLogic<V>>(
     inp: StreamId,
     out: StreamId,
 ) -> crate::error::Result<()> {
+    if let (Some(why), Some(_)) = (L::NO_SNAPSHOTS, ctx.snapshot_rows()) {
+        return Err(Error::in_step(ctx.step_id().to_string(), why));
+    }
     let snaps = ctx.snapshot_rows().map(|rows| Snapshots {
         step_id: ctx.step_id_arc(),
         rows,

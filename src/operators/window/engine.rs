@@ -273,6 +273,9 @@ where
     type State = KeyWindows<C::Logic, Wr::Logic, A::Acc, V>;
     type Out = WindowEvent<V, A::Out>;
     const TIMERS: bool = true;
+    const NO_SNAPSHOTS: Option<&'static str> = Some(
+        "window operators cannot be snapshotted yet: run this flow without a recovery directory",
+    );
 
     fn build(&self) -> Self::State {
         self.stats.0.keys.add(1);
@@ -289,10 +292,10 @@ where
     }
 
     fn encode(&self, _state: &Self::State, _out: &mut Vec<u8>) -> Result<(), String> {
-        Err("window operators cannot be snapshotted yet: run this flow without a recovery directory".into())
+        Err(Self::NO_SNAPSHOTS.unwrap_or_default().into())
     }
     fn decode(&self, _bytes: &[u8]) -> Result<Self::State, String> {
-        Err("window operators cannot be resumed yet".into())
+        Err(Self::NO_SNAPSHOTS.unwrap_or_default().into())
     }
 
     fn on_item(&self, state: &mut Self::State, value: V, emit: &mut Vec<Self::Out>) -> Retention {
