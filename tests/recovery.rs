@@ -360,7 +360,6 @@ impl Case {
         args_of: impl Fn(usize) -> Vec<String>,
         delay_of: impl Fn(usize) -> Duration,
     ) -> usize {
-        let mut kills = 0;
         for attempt in 0.. {
             // Bounded: after 60 kills, let the run finish.
             let delay = if attempt < 60 {
@@ -370,9 +369,8 @@ impl Case {
             };
             let mut child = spawn(&args_of(attempt));
             if wait_or_kill(&mut child, delay) {
-                return kills;
+                return attempt;
             }
-            kills += 1;
             eprintln!("killed run {attempt} after {delay:?}");
         }
         unreachable!()
