@@ -99,6 +99,9 @@ pub(crate) trait KeyedLogic<V>: Send + Sync + 'static {
     /// Why this logic cannot be snapshotted, if it cannot (a run with recovery refuses
     /// it before any item).
     const NO_SNAPSHOTS: Option<&'static str> = None;
+    /// True if `on_eof` never changes nor discards a state (then end of stream writes
+    /// no snapshot rows: the keys' last rows stand).
+    const EOF_KEEPS_STATE: bool = false;
 
     fn build(&self) -> Self::State;
     /// Appends a key's state, encoded, for a snapshot.
@@ -225,7 +228,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
             for w in self.emit.drain(..) {
                 self.out_buf.push((slot.key.clone(), w));
             }
-            if let Some(snaps) = &self.snaps {
+            if let Some(snaps) = self.snaps.as_ref().filter(|_| !L::EOF_KEEPS_STATE) {
                 // The state after end of stream, so that a run resumed after it does
                 // not apply `on_eof` twice.
                 let state = (retention == Retention::Retain).then_some(&slot.state);
@@ -591,6 +594,7 @@ where
     type State = Option<S>;
     type Out = W;
     const TIMERS: bool = false;
+    const EOF_KEEPS_STATE: bool = true;
 
     fn build(&self) -> Option<S> {
         None

@@ -305,17 +305,7 @@ pub(crate) fn prepare(
     execs.dedup_by_key(|e| e.ex);
     let (ex, resume_from) = match execs.last() {
         None => (0, 0),
-        Some(last) => {
-            let mut fronts: HashMap<usize, Epoch> = HashMap::new();
-            for p in &parts {
-                fronts.extend(p.fronts(last.ex)?);
-            }
-            let r = (0..last.worker_count)
-                .map(|w| fronts.get(&w).copied().unwrap_or(last.resume_from))
-                .min()
-                .unwrap_or(last.resume_from);
-            (last.ex + 1, r)
-        }
+        Some(last) => (last.ex + 1, fronts_min(&parts, last)?),
     };
     let mut resume = Resume::default();
     let mut keys = 0usize;
@@ -363,6 +353,21 @@ pub(crate) fn prepare(
         fingerprint,
         backup: config.backup_interval,
     })
+}
+
+/// The last epoch every worker of execution `exec` completed: the minimum of every
+/// worker's front over every partition (each partition holds a worker's rows up to the
+/// front it holds for that worker). A missing front is the execution's `resume_from`:
+/// that worker had committed nothing there.
+fn fronts_min(parts: &[Partition], exec: &Execution) -> Result<Epoch> {
+    let mut min = EOF_EPOCH;
+    for p in parts {
+        let fronts: HashMap<usize, Epoch> = p.fronts(exec.ex)?.into_iter().collect();
+        for w in 0..exec.worker_count {
+            min = min.min(fronts.get(&w).copied().unwrap_or(exec.resume_from));
+        }
+    }
+    Ok(min)
 }
 
 /// How many batches workers may queue for the writer before they wait for it.
@@ -416,6 +421,7 @@ impl Prepared {
             backup: self.backup,
             seen: VecDeque::new(),
             last_gc: Instant::now(),
+            last_pass: Some(Instant::now()),
             collected: 0,
             committed: self.exec.resume_from,
             shared,
@@ -444,8 +450,11 @@ impl Running {
     }
 }
 
-/// How often the writer looks at garbage collection.
+/// How often the writer reads the committed epoch (for garbage collection).
 const GC_EVERY: Duration = Duration::from_secs(1);
+/// How often, at most, it collects garbage while the run goes on (a pass reads the
+/// whole partition; the last one comes when the run ends).
+const GC_PASS_EVERY: Duration = Duration::from_secs(10);
 
 struct Writer {
     parts: Vec<Partition>,
@@ -455,6 +464,8 @@ struct Writer {
     /// Values of the committed epoch, with when each was first seen.
     seen: VecDeque<(Epoch, Instant)>,
     last_gc: Instant,
+    /// When the last garbage collection pass ran.
+    last_pass: Option<Instant>,
     /// Garbage is collected up to this epoch.
     collected: Epoch,
     committed: Epoch,
@@ -479,6 +490,7 @@ impl Writer {
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => {
+                    self.last_pass = None;
                     self.maybe_collect()?;
                     return Ok(());
                 }
@@ -497,35 +509,28 @@ impl Writer {
         }
     }
 
-    /// Writes a batch of messages: first every row, into the partition of its
-    /// (step, key), then the workers' fronts, each in the partition of its worker. A
-    /// front is therefore never committed before the rows it covers, whatever file
-    /// they are in.
+    /// Writes a batch of messages: into each partition, in one transaction, the rows of
+    /// the (step, key)s that live there and the fronts of every worker of the batch. A
+    /// partition thus never holds a worker's front without that worker's rows up to it,
+    /// whatever happens to the other files (see `fronts_min`).
     fn commit(&mut self, batch: &[Msg]) -> Result<()> {
         let n = self.parts.len();
         let mut routed: Vec<Vec<RowRef<'_>>> = (0..n).map(|_| Vec::new()).collect();
+        let mut fronts: Vec<(usize, Epoch)> = Vec::new();
         for m in batch {
             for r in m.rows.iter() {
                 routed[partition_of(r.step, r.key, n)].push(r);
             }
-        }
-        for (part, rows) in self.parts.iter_mut().zip(&routed) {
-            if !rows.is_empty() {
-                part.write_rows(self.exec.ex, rows)?;
-            }
-        }
-        for (p, part) in self.parts.iter_mut().enumerate() {
-            let mut fronts: Vec<(usize, Epoch)> = Vec::new();
-            for m in batch.iter().filter(|m| m.worker % n == p) {
-                if let Some(f) = m.front {
-                    match fronts.iter_mut().find(|(w, _)| *w == m.worker) {
-                        Some(slot) => slot.1 = slot.1.max(f),
-                        None => fronts.push((m.worker, f)),
-                    }
+            if let Some(f) = m.front {
+                match fronts.iter_mut().find(|(w, _)| *w == m.worker) {
+                    Some(slot) => slot.1 = slot.1.max(f),
+                    None => fronts.push((m.worker, f)),
                 }
             }
-            if !fronts.is_empty() {
-                part.write_fronts(self.exec.ex, &fronts)?;
+        }
+        for (part, rows) in self.parts.iter_mut().zip(&routed) {
+            if !rows.is_empty() || !fronts.is_empty() {
+                part.write(self.exec.ex, rows, &fronts)?;
             }
         }
         Ok(())
@@ -533,14 +538,7 @@ impl Writer {
 
     /// The epoch every worker of this execution has committed.
     fn committed(&self) -> Result<Epoch> {
-        let mut fronts: HashMap<usize, Epoch> = HashMap::new();
-        for p in &self.parts {
-            fronts.extend(p.fronts(self.exec.ex)?);
-        }
-        Ok((0..self.exec.worker_count)
-            .map(|w| fronts.get(&w).copied().unwrap_or(self.exec.resume_from))
-            .min()
-            .unwrap_or(self.exec.resume_from))
+        fronts_min(&self.parts, &self.exec)
     }
 
     fn maybe_collect(&mut self) -> Result<()> {
@@ -551,17 +549,21 @@ impl Writer {
             self.committed = c;
             self.seen.push_back((c, now));
         }
-        // The newest committed epoch that has been committed for the backup interval.
-        let mut target = None;
-        while let Some(&(e, t)) = self.seen.front() {
-            if now.duration_since(t) >= self.backup {
-                target = Some(e);
-                self.seen.pop_front();
-            } else {
-                break;
-            }
+        if self.last_pass.is_some_and(|t| t.elapsed() < GC_PASS_EVERY) {
+            return Ok(());
         }
-        if let Some(upto) = target.filter(|&e| e > self.collected) {
+        // The newest committed epoch that has been committed for the backup interval.
+        let old_enough = self
+            .seen
+            .iter()
+            .take_while(|(_, t)| now.duration_since(*t) >= self.backup)
+            .count();
+        let Some(&(upto, _)) = old_enough.checked_sub(1).and_then(|i| self.seen.get(i)) else {
+            return Ok(());
+        };
+        self.seen.drain(..old_enough - 1);
+        if upto > self.collected {
+            self.last_pass = Some(now);
             for &i in &self.gc_parts {
                 let n = self.parts[i].collect_garbage(upto)?;
                 tracing::debug!(

@@ -381,8 +381,13 @@ impl Partition {
         Ok(n)
     }
 
-    /// Writes snapshot rows of execution `ex` in one transaction.
-    pub(crate) fn write_rows(&mut self, ex: u64, rows: &[super::RowRef<'_>]) -> Result<(), Error> {
+    /// Writes snapshot rows and workers' fronts of execution `ex` in one transaction.
+    pub(crate) fn write(
+        &mut self,
+        ex: u64,
+        rows: &[super::RowRef<'_>],
+        fronts: &[(usize, Epoch)],
+    ) -> Result<(), Error> {
         let tx = self
             .conn
             .transaction()
@@ -402,17 +407,6 @@ impl Partition {
                 ])
                 .map_err(|e| err(&self.path, "cannot write", e))?;
             }
-        }
-        tx.commit().map_err(|e| err(&self.path, "cannot write", e))
-    }
-
-    /// Writes the fronts of workers of execution `ex` in one transaction.
-    pub(crate) fn write_fronts(&mut self, ex: u64, fronts: &[(usize, Epoch)]) -> Result<(), Error> {
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(|e| err(&self.path, "cannot write", e))?;
-        {
             let mut front = tx
                 .prepare_cached("INSERT OR REPLACE INTO fronts VALUES (?1, ?2, ?3)")
                 .map_err(|e| err(&self.path, "cannot write", e))?;
@@ -425,12 +419,12 @@ impl Partition {
         tx.commit().map_err(|e| err(&self.path, "cannot write", e))
     }
 
-    /// Every commit is durable when it returns (an fsync of the WAL): a worker's front
-    /// is committed after the rows it covers, maybe in another file, and must not
-    /// survive a power loss that they do not.
+    /// WAL with `synchronous=NORMAL`: a commit survives a crash of the process; a power
+    /// loss may lose the last commits of a file, which only moves the resume point back
+    /// (each file holds a worker's front with the rows it covers).
     pub(crate) fn tune_for_writing(&self) -> Result<(), Error> {
         self.conn
-            .pragma_update(None, "synchronous", "FULL")
+            .pragma_update(None, "synchronous", "NORMAL")
             .map_err(|e| err(&self.path, "cannot configure", e))
     }
 }
