@@ -236,35 +236,64 @@ fn garbage_collection_keeps_only_the_latest_snapshots() {
     assert_eq!(per_key.get("dropped"), None, "{per_key:?}");
 }
 
-/// A window step cannot be snapshotted yet: a run with recovery refuses it before any
-/// item, naming the step.
-#[test]
-fn window_steps_are_refused_with_recovery() {
+fn window_flow(abort: bool, sink: TestingSink<(String, (i64, u64))>) -> Dataflow {
     use waxfast::operators::window::{chrono, EventClock, TumblingWindower};
-    let dir = tempfile::tempdir().unwrap();
-    init(dir.path(), 1).unwrap();
-    let flow = Dataflow::new("w");
-    let (sink, out) = TestingSink::new();
     let t0 = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
-    flow.input("inp", TestingSource::new(vec![t0]))
+    let at = |s: i64| t0 + chrono::TimeDelta::seconds(s);
+    let mut events: Vec<TestEvent<(String, chrono::DateTime<chrono::Utc>)>> = Vec::new();
+    for s in [1, 2, 11, 3, 12, 25] {
+        events.push(TestEvent::Item(("k".to_string(), at(s))));
+        events.push(TestEvent::Item(("j".to_string(), at(s + 1))));
+        if s == 11 && abort {
+            events.push(TestEvent::Abort);
+        }
+    }
+    let flow = Dataflow::new("win");
+    flow.input("inp", TestingSource::events(events))
         .count_window(
             "count",
             EventClock::new(
-                |t: &chrono::DateTime<chrono::Utc>| *t,
-                chrono::TimeDelta::zero(),
+                |e: &(String, chrono::DateTime<chrono::Utc>)| e.1,
+                chrono::TimeDelta::seconds(10),
             ),
-            TumblingWindower::new(chrono::TimeDelta::seconds(1), t0),
-            |_| "k".to_string(),
+            TumblingWindower::new(chrono::TimeDelta::seconds(10), t0),
+            |e| e.0.clone(),
         )
         .down
         .output("out", sink);
-    let config = RunConfig::default().recovery(RecoveryConfig::new(dir.path()));
-    let err = run_main_with(&flow, &config).unwrap_err().to_string();
+    flow
+}
+
+/// A window step's state (clock, windower, open windows' accumulators) is snapshotted
+/// and resumed: windows open when the run failed are counted in full by the resumed run.
+#[test]
+fn windows_open_at_a_failure_are_completed_by_the_resumed_run() {
+    let (sink, out) = TestingSink::new();
+    run_main_with(&window_flow(false, sink), &RunConfig::default()).unwrap();
+    let expected = sorted(out.take());
     assert!(
-        err.contains("w.count.window") && err.contains("recovery"),
-        "{err}"
+        expected.contains(&("k".to_string(), (0, 3))),
+        "{expected:?}"
     );
-    assert!(out.is_empty());
+
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path(), 2).unwrap();
+    let (sink, out) = TestingSink::new();
+    let flow = window_flow(true, sink);
+    let config = RunConfig::default()
+        .pin(false)
+        .epoch_interval(Duration::ZERO)
+        .recovery(RecoveryConfig::new(dir.path()));
+    assert!(cluster_main_with(&flow, &[], 0, 2, &config).is_err());
+    let mut got = out.take();
+    assert!(
+        !got.contains(&("k".to_string(), (0, 3))),
+        "window 0 of k was still open at the failure"
+    );
+    // Resumed with another worker count: the keys' windows move with them.
+    run_main_with(&flow, &config).unwrap();
+    got.extend(out.take());
+    assert_eq!(sorted(got), expected);
 }
 
 // ---- crashes of the CLI -----------------------------------------------------------
