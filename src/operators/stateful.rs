@@ -130,6 +130,9 @@ struct Slot<K, S> {
     state: S,
     /// Changed since the last snapshot (and listed in `Snapshots::dirty`).
     dirty: bool,
+    /// Has a saved state (it was resumed, or a snapshot wrote it): a discard of a key
+    /// that never had one needs no row.
+    saved: bool,
 }
 
 /// A keyed step's part in recovery: the epoch gate and the keys to snapshot.
@@ -191,6 +194,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
                 },
                 state: self.logic.build(),
                 dirty: false,
+                saved: false,
             }),
         };
         let slot = entry.get_mut();
@@ -231,8 +235,15 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
             if let Some(snaps) = self.snaps.as_ref().filter(|_| !L::EOF_KEEPS_STATE) {
                 // The state after end of stream, so that a run resumed after it does
                 // not apply `on_eof` twice.
-                let state = (retention == Retention::Retain).then_some(&slot.state);
-                snaps.write(&*self.logic, epoch, &slot.key, state);
+                match retention {
+                    Retention::Retain => {
+                        snaps.write(&*self.logic, epoch, &slot.key, Some(&slot.state))
+                    }
+                    Retention::Discard if slot.saved => {
+                        snaps.write::<L>(&*self.logic, epoch, &slot.key, None)
+                    }
+                    Retention::Discard => {}
+                }
             }
             if self.out_buf.len() >= EMIT_CHUNK {
                 self.out.push(epoch, &mut self.out_buf);
@@ -261,6 +272,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
             match self.table.find_mut(h, |s| s.key == *k) {
                 Some(slot) => {
                     slot.dirty = false;
+                    slot.saved = true;
                     snaps.write(&*self.logic, epoch, k, Some(&slot.state));
                 }
                 None => snaps.write::<L>(&*self.logic, epoch, k, None),
@@ -293,6 +305,21 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
     /// The input frontier moved from `old` to `new` with recovery on: snapshot what
     /// epoch `old` changed, then apply and snapshot the epochs that waited, in order.
     fn advance(&mut self, old: Epoch, new: Epoch) {
+        let snaps = self.snaps.as_mut().expect("advance only with recovery");
+        if new == EOF_EPOCH && snaps.pending.is_empty() && !L::EOF_KEEPS_STATE {
+            // End of stream right after `old`: `eof` writes every live key, tagged `old`
+            // too; only the keys discarded during `old` need rows here.
+            let dirty = std::mem::take(&mut snaps.dirty);
+            for k in &dirty {
+                let h = k.stable_hash();
+                if self.table.find(h, |s| s.key == *k).is_none() {
+                    snaps.write::<L>(&*self.logic, old, k, None);
+                }
+            }
+            snaps.frontier = new;
+            self.eof(old);
+            return;
+        }
         self.snapshot(old);
         let mut last = old;
         loop {
@@ -536,6 +563,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
                     key,
                     state,
                     dirty: false,
+                    saved: true,
                 },
                 |s| s.hash,
             );

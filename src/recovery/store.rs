@@ -394,7 +394,11 @@ impl Partition {
             .map_err(|e| err(&self.path, "cannot write", e))?;
         {
             let mut snap = tx
-                .prepare_cached("INSERT OR REPLACE INTO snaps VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+                .prepare_cached(
+                    "INSERT INTO snaps VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT DO UPDATE SET ex = excluded.ex, kind = excluded.kind,
+                     state = excluded.state",
+                )
                 .map_err(|e| err(&self.path, "cannot write", e))?;
             for r in rows {
                 snap.execute(params![
@@ -425,6 +429,7 @@ impl Partition {
     pub(crate) fn tune_for_writing(&self) -> Result<(), Error> {
         self.conn
             .pragma_update(None, "synchronous", "NORMAL")
+            .and_then(|_| self.conn.pragma_update(None, "cache_size", -32768))
             .map_err(|e| err(&self.path, "cannot configure", e))
     }
 }
