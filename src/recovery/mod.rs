@@ -397,6 +397,13 @@ pub(crate) struct Running {
 }
 
 impl Prepared {
+    /// A hash of where this process resumes, for the cluster handshake (never 0).
+    pub(crate) fn token(&self) -> u32 {
+        let e = &self.exec;
+        let text = format!("{}:{}:{}", e.ex, e.resume_from, e.first_epoch);
+        (xxhash_rust::xxh3::xxh3_64(text.as_bytes()) as u32).max(1)
+    }
+
     /// Records the new execution (in every partition, before any worker writes) and
     /// starts the writer thread. Process `proc_id` of `processes` collects the garbage
     /// of the partitions `i` with `i % processes == proc_id`.

@@ -234,6 +234,7 @@ pub fn cluster_main_with(
             process: proc_id as u32,
             fingerprint: plan.fingerprint(),
             flow: plan.name.clone(),
+            recovery: prepared.as_ref().map_or(0, |p| p.token()),
         };
         let streams = crate::net::form::form(addresses, proc_id, &hello, config.connect_timeout)?;
         tracing::debug!(process = proc_id, processes, "cluster formed");
