@@ -69,6 +69,10 @@ pub enum Error {
         /// Its error.
         message: String,
     },
+    /// The recovery directory or one of its partitions cannot be used: missing, not
+    /// initialised, corrupt, or made for another flow. The message names the path.
+    #[error("recovery: {0}")]
+    Recovery(String),
     /// A worker thread died without reporting an error of its own.
     #[error("worker {worker} stopped unexpectedly: {message}")]
     Worker {

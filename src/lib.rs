@@ -34,6 +34,7 @@ pub mod flows;
 pub mod io;
 pub mod net;
 pub mod operators;
+pub mod recovery;
 pub mod runtime;
 
 pub use dataflow::{Dataflow, Key, Stream};

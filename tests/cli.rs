@@ -398,20 +398,96 @@ fn unknown_flag_is_named() {
 // Options whose machinery is not built yet are refused, never ignored.
 
 #[test]
-fn recovery_is_refused_naming_the_flag() {
+fn recovery_init_then_a_run_snapshots_and_a_rerun_resumes() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().display().to_string();
+    let st = dir.path().join("state");
+    let st = st.display().to_string();
+    let o = run(&["recovery", "init", &st, "3"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for i in 0..3 {
+        assert!(dir.path().join(format!("state/part-{i}.sqlite3")).is_file());
+    }
+    // A second init of the same directory is refused: it would hide the snapshots.
+    let o = run(&["recovery", "init", &st, "2"]);
+    assert_run_failure(&o, &[&st, "already holds recovery partitions"]);
+    // `simple` has no stateful step; its input position is saved, so a rerun with the
+    // same directory continues after the end and prints nothing.
+    assert_success(&run(&["simple", "-r", &st, "-s", "0"]), "1\n2\n3\n");
+    assert_success(&run(&["simple", "-r", &st, "-s", "0"]), "");
+    // The environment variable works too.
+    let o = run_env(&["simple"], &[("WAXFAST_RECOVERY_DIRECTORY", &st)]);
+    assert_success(&o, "");
+}
+
+#[test]
+fn recovery_usage_errors_exit_2() {
+    assert_usage_error(&run(&["recovery"]), &["recovery init DIR COUNT"]);
+    assert_usage_error(&run(&["recovery", "init", "x"]), &["DIR and COUNT"]);
+    assert_usage_error(&run(&["recovery", "init", "x", "0"]), &["COUNT", "\"0\""]);
+    assert_usage_error(&run(&["recovery", "init", "x", "many"]), &["COUNT"]);
+    assert_usage_error(&run(&["recovery", "list"]), &["unknown recovery command"]);
     assert_usage_error(
-        &run(&["-r", &path, "simple"]),
-        &["-r/--recovery-directory", "recovery"],
+        &run(&["simple", "-b", "5"]),
+        &["-b/--backup-interval", "-r"],
     );
-    let o = run_env(&["simple"], &[("WAXFAST_RECOVERY_DIRECTORY", &path)]);
-    assert_usage_error(&o, &["WAXFAST_RECOVERY_DIRECTORY"]);
-    assert_eq!(
-        std::fs::read_dir(dir.path()).unwrap().count(),
-        0,
-        "a refused run writes nothing to the recovery directory"
+    assert_usage_error(&run(&["simple", "-r", " "]), &["-r/--recovery-directory"]);
+    assert_usage_error(
+        &run(&["simple", "-r", "/tmp", "-b", "soon"]),
+        &["-b/--backup-interval", "soon"],
     );
+}
+
+#[test]
+fn a_bad_recovery_directory_is_a_clear_error_never_a_fresh_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing").display().to_string();
+    let o = run(&["simple", "-r", &missing]);
+    assert_run_failure(&o, &[&missing, "recovery init"]);
+    assert_eq!(stdout(&o), "", "nothing runs");
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let empty = empty.display().to_string();
+    assert_run_failure(
+        &run(&["simple", "-r", &empty]),
+        &[&empty, "not initialised"],
+    );
+
+    let file = dir.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    let file = file.display().to_string();
+    assert_run_failure(&run(&["simple", "-r", &file]), &[&file, "not a directory"]);
+
+    // Partitions used by another flow.
+    let st = dir.path().join("st").display().to_string();
+    assert_eq!(run(&["recovery", "init", &st, "2"]).status.code(), Some(0));
+    assert_success(&run(&["simple", "-r", &st]), "1\n2\n3\n");
+    let words = dir.path().join("words.txt");
+    std::fs::write(&words, "a b\n").unwrap();
+    let o = run(&[
+        "wordcount:".to_string() + &words.display().to_string(),
+        "-r".into(),
+        st.clone(),
+    ]
+    .iter()
+    .map(String::as_str)
+    .collect::<Vec<_>>());
+    assert_run_failure(&o, &["part-", "\"simple\"", "\"wordcount\""]);
+
+    // A missing partition.
+    let p1 = dir.path().join("st/part-1.sqlite3");
+    std::fs::rename(&p1, dir.path().join("aside")).unwrap();
+    let o = run(&["simple", "-r", &st]);
+    assert_run_failure(&o, &["partition 1 of 2 is missing", "part-1.sqlite3"]);
+
+    // A corrupt partition.
+    std::fs::write(
+        &p1,
+        b"this is not a database, just bytes that say so. ".repeat(100),
+    )
+    .unwrap();
+    let o = run(&["simple", "-r", &st]);
+    assert_run_failure(&o, &["part-1.sqlite3", "corrupt"]);
 }
 
 #[test]

@@ -597,6 +597,7 @@ fn a_duplicate_process_id_is_refused() {
         process: 1,
         fingerprint: flow.fingerprint().unwrap(),
         flow: "wordcount".into(),
+        recovery: 0,
     };
     // Two connections that both say they are process 1.
     let connect = || {

@@ -7,7 +7,7 @@ mod util;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use waxfast::connectors::testing::{TestEvent, TestingOutput, TestingSink, TestingSource};
 use waxfast::operators::{Retention, StatefulLogic};
@@ -777,7 +777,8 @@ fn reference_stateful_logic_debounce() {
     }
     impl StatefulLogic<i32> for Debounce {
         type Out = Out;
-        type State = (Vec<i32>, Option<Instant>);
+        // The deadline as wall-clock time: an `Instant` cannot be saved.
+        type State = (Vec<i32>, Option<SystemTime>);
         fn on_item(&mut self, value: i32, _emit: &mut Vec<Out>) -> Retention {
             self.buf.push(value);
             self.due = Some(Instant::now() + Duration::from_millis(300));
@@ -794,8 +795,9 @@ fn reference_stateful_logic_debounce() {
             emit.push(Out::Eof(std::mem::take(&mut self.buf)));
             Retention::Discard
         }
-        fn snapshot(&self) -> (Vec<i32>, Option<Instant>) {
-            (self.buf.clone(), self.due)
+        fn snapshot(&self) -> (Vec<i32>, Option<SystemTime>) {
+            let wall = |d: Instant| SystemTime::now() + d.saturating_duration_since(Instant::now());
+            (self.buf.clone(), self.due.map(wall))
         }
     }
     let flow = Dataflow::new("stateful_logic_demo");
@@ -810,10 +812,16 @@ fn reference_stateful_logic_debounce() {
         ]),
     );
     let out = collect(
-        &inp.stateful("debounce", |state: Option<(Vec<i32>, Option<Instant>)>| {
-            let (buf, due) = state.unwrap_or_default();
-            Debounce { buf, due }
-        }),
+        &inp.stateful(
+            "debounce",
+            |state: Option<(Vec<i32>, Option<SystemTime>)>| {
+                let (buf, due) = state.unwrap_or_default();
+                let due = due.map(|t| {
+                    Instant::now() + t.duration_since(SystemTime::now()).unwrap_or_default()
+                });
+                Debounce { buf, due }
+            },
+        ),
         "out",
     );
     let start = Instant::now();

@@ -6,7 +6,7 @@ use waxfast::net::hello::Hello;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(h) = Hello::read_from(&mut &data[..]) {
-        // Whatever parsed survives a round trip (the reserved field is not kept).
+        // Whatever parsed survives a round trip.
         let again = Hello::read_from(&mut &h.to_bytes()[..]).expect("re-encoded hello parses");
         assert_eq!(again, h);
     }

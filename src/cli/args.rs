@@ -72,7 +72,7 @@ struct Cli {
     )]
     recovery_directory: Option<String>,
 
-    /// Seconds between snapshots; without -r, the epoch interval (default 10).
+    /// Seconds between snapshots, which is the epoch interval (default 10).
     #[arg(
         short = 's',
         long = "snapshot-interval",
@@ -82,7 +82,8 @@ struct Cli {
     )]
     snapshot_interval: Option<String>,
 
-    /// Seconds to keep old snapshots (needs -r).
+    /// Seconds to keep superseded snapshots, for backups of the partitions (needs -r;
+    /// default 0).
     #[arg(
         short = 'b',
         long = "backup-interval",
@@ -122,6 +123,10 @@ pub struct Settings {
     pub processes: Option<usize>,
     /// How long cluster formation may take.
     pub connect_timeout: Duration,
+    /// `-r`: the recovery directory.
+    pub recovery_directory: Option<std::path::PathBuf>,
+    /// `-b`: how long superseded snapshots are kept.
+    pub backup_interval: Duration,
 }
 
 pub(crate) enum ArgsError {
@@ -274,17 +279,23 @@ fn validate(cli: Cli, m: &ArgMatches) -> Result<Settings, String> {
         Some(text) => parse_secs(text, &s_name)?,
         None => Duration::from_secs(10),
     };
-    if let Some(text) = &cli.backup_interval {
-        parse_secs(text, &b_name)?;
-        if cli.recovery_directory.is_none() {
-            return Err(format!("{b_name} needs -r/--recovery-directory"));
+    let backup_interval = match &cli.backup_interval {
+        Some(text) => {
+            let b = parse_secs(text, &b_name)?;
+            if cli.recovery_directory.is_none() {
+                return Err(format!("{b_name} needs -r/--recovery-directory"));
+            }
+            b
         }
-    }
-
-    // Implemented by later milestones: refused, never silently ignored.
-    if cli.recovery_directory.is_some() {
-        return Err(format!("{r_name}: recovery (snapshots and resume) is not available in this version of waxfast yet"));
-    }
+        None => Duration::ZERO,
+    };
+    let recovery_directory = match &cli.recovery_directory {
+        Some(dir) if dir.trim().is_empty() => {
+            return Err(format!("{r_name} is empty: name the recovery directory"))
+        }
+        Some(dir) => Some(std::path::PathBuf::from(dir)),
+        None => None,
+    };
     let p_name = origin(m, "processes", "-p/--processes", "WAXFAST_PROCESSES");
     let processes = match &cli.processes {
         None => None,
@@ -326,6 +337,8 @@ fn validate(cli: Cli, m: &ArgMatches) -> Result<Settings, String> {
         pin: !cli.no_pin,
         processes,
         connect_timeout,
+        recovery_directory,
+        backup_interval,
     })
 }
 

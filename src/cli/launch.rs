@@ -47,9 +47,18 @@ pub(crate) fn launch(n: usize, s: &Settings) -> u8 {
             .arg(s.connect_timeout.as_secs_f64().to_string())
             .env_remove("WAXFAST_PROCESSES")
             .env_remove("WAXFAST_PROCESS_ID")
-            .env_remove("WAXFAST_ADDRESSES");
+            .env_remove("WAXFAST_ADDRESSES")
+            .env_remove("WAXFAST_RECOVERY_DIRECTORY")
+            .env_remove("WAXFAST_BACKUP_INTERVAL")
+            .env_remove("WAXFAST_SNAPSHOT_INTERVAL");
         if !s.pin {
             cmd.arg("--no-pin");
+        }
+        if let Some(dir) = &s.recovery_directory {
+            cmd.arg("-r")
+                .arg(dir)
+                .arg("-b")
+                .arg(s.backup_interval.as_secs_f64().to_string());
         }
         match cmd.spawn() {
             Ok(c) => children.push((i, c)),

@@ -106,6 +106,10 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    if args.get(1).is_some_and(|a| a == "recovery") {
+        return recovery_command(&args[2..]);
+    }
     let settings = match args::parse(args) {
         Ok(Some(s)) => s,
         Ok(None) => return 0, // --help / --version printed
@@ -142,10 +146,15 @@ where
     if let Some(n) = settings.processes {
         return launch::launch(n, &settings);
     }
-    let config = RunConfig::default()
+    let mut config = RunConfig::default()
         .epoch_interval(settings.epoch_interval)
         .pin(settings.pin)
         .connect_timeout(settings.connect_timeout);
+    if let Some(dir) = &settings.recovery_directory {
+        config = config.recovery(
+            crate::recovery::RecoveryConfig::new(dir).backup_interval(settings.backup_interval),
+        );
+    }
     tracing::info!(flow = name, workers = settings.workers, "starting");
     match cluster_main_with(
         &flow,
@@ -159,6 +168,51 @@ where
             eprintln!("error: {e}");
             1
         }
+    }
+}
+
+const RECOVERY_USAGE: &str = "usage: waxfast recovery init DIR COUNT";
+
+/// `waxfast recovery init DIR COUNT` (Bytewax: `python -m bytewax.recovery DIR COUNT`).
+fn recovery_command(args: &[OsString]) -> u8 {
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    match args.first().map(String::as_str) {
+        Some("-h" | "--help") => {
+            println!("Creates COUNT empty recovery partitions in DIR, for `waxfast FLOW -r DIR`.\n\n{RECOVERY_USAGE}");
+            0
+        }
+        Some("init") => {
+            let [_, dir, count] = args.as_slice() else {
+                return usage_error(&format!(
+                    "recovery init takes DIR and COUNT; {RECOVERY_USAGE}"
+                ));
+            };
+            let count = match count.trim().parse::<usize>() {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    return usage_error(&format!(
+                        "invalid COUNT {count:?}: expected a whole number >= 1; {RECOVERY_USAGE}"
+                    ))
+                }
+            };
+            match crate::recovery::init(std::path::Path::new(dir), count) {
+                Ok(()) => {
+                    println!("created {count} recovery partition(s) in {dir}");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    1
+                }
+            }
+        }
+        Some(other) => usage_error(&format!(
+            "unknown recovery command {other:?}; {RECOVERY_USAGE}"
+        )),
+        None => usage_error(RECOVERY_USAGE),
     }
 }
 

@@ -454,6 +454,28 @@ impl<V> LinePartition<V> {
     fn open(path: &Path, resume: Option<u64>) -> Result<Self, BoxError> {
         let partial = partial_path(path);
         let named = |e: std::io::Error| format!("cannot write {}: {e}", partial.display());
+        if let Some(at) = resume {
+            if !partial.exists() {
+                if path.exists() {
+                    // The run that wrote it completed: continue it (a rerun after the
+                    // end leaves the file as it was).
+                    std::fs::rename(path, &partial).map_err(|e| {
+                        format!(
+                            "cannot resume {}: cannot rename it to {}: {e}",
+                            path.display(),
+                            partial.display()
+                        )
+                    })?;
+                } else if at > 0 {
+                    return Err(format!(
+                        "cannot resume {}: the snapshot says {at} bytes were written, but neither it nor {} exists",
+                        path.display(),
+                        partial.display()
+                    )
+                    .into());
+                }
+            }
+        }
         let file = OpenOptions::new()
             .create(true)
             .write(true)
@@ -462,6 +484,14 @@ impl<V> LinePartition<V> {
             .map_err(named)?;
         let written = match resume {
             Some(at) => {
+                let len = file.metadata().map_err(named)?.len();
+                if len < at {
+                    return Err(format!(
+                        "cannot resume {}: it holds {len} bytes, fewer than the {at} its snapshot recorded (was it changed since?)",
+                        partial.display()
+                    )
+                    .into());
+                }
                 // Exactly once: drop whatever was written after the snapshot.
                 file.set_len(at).map_err(named)?;
                 at
@@ -499,6 +529,13 @@ impl<V: std::fmt::Display + Send + 'static> StatefulSinkPartition for LinePartit
 
     fn snapshot(&self) -> u64 {
         self.written
+    }
+
+    fn sync(&mut self) -> Result<(), BoxError> {
+        let named = |e: std::io::Error| format!("cannot write {}: {e}", self.partial.display());
+        self.out.flush().map_err(named)?;
+        self.out.get_ref().sync_data().map_err(named)?;
+        Ok(())
     }
 
     fn close(&mut self) -> Result<(), BoxError> {

@@ -6,7 +6,7 @@ pub mod bench_window;
 pub mod latency;
 
 use crate::cli::FlowRegistry;
-use crate::connectors::files::{DirSource, FileSource};
+use crate::connectors::files::{DirSource, FileSink, FileSource};
 use crate::connectors::stdio::StdOutSink;
 use crate::connectors::testing::TestingSource;
 use crate::dataflow::Dataflow;
@@ -24,6 +24,12 @@ pub fn simple() -> Dataflow {
 /// line, splits on whitespace, counts per word and prints `word=count` lines (words in
 /// order). A file is read in byte ranges of about 4 MiB, so every worker reads.
 pub fn wordcount(path: &str) -> Dataflow {
+    wordcount_to(path, None)
+}
+
+/// [`wordcount`] writing its `word=count` lines to the file `out` (through
+/// [`FileSink`], exactly once with recovery) instead of stdout.
+pub fn wordcount_to(path: &str, out: Option<&str>) -> Dataflow {
     let flow = Dataflow::new("wordcount");
     let lines = if std::path::Path::new(path).is_dir() {
         flow.input("inp", DirSource::new(path, "*").batch_size(WORDCOUNT_BATCH))
@@ -31,11 +37,17 @@ pub fn wordcount(path: &str) -> Dataflow {
         let file = FileSource::new(path).split_by(4 << 20);
         flow.input("inp", file.batch_size(WORDCOUNT_BATCH))
     };
-    lines
+    let counts = lines
         .flat_map_batch("split", count_words)
-        .reduce_final("count", |a, b| a + b)
-        .map("fmt", |(w, c)| format!("{w}={c}"))
-        .output("out", StdOutSink::new());
+        .reduce_final("count", |a, b| a + b);
+    match out {
+        None => counts
+            .map("fmt", |(w, c)| format!("{w}={c}"))
+            .output("out", StdOutSink::new()),
+        Some(out) => counts
+            .map("fmt", |(w, c)| (w.clone(), format!("{w}={c}")))
+            .output("out", FileSink::new(out)),
+    }
     flow
 }
 
@@ -82,10 +94,12 @@ pub fn register_builtins(registry: FlowRegistry) -> FlowRegistry {
         )
         .register(
             "wordcount",
-            "wordcount:PATH  count the words of a text file (or of every file in a directory), print word=count lines",
-            |args| match args {
-                Some(path) if !path.is_empty() => Ok(wordcount(path)),
-                _ => Err("needs the path of a text file or directory: wordcount:PATH".to_string()),
+            "wordcount:PATH[,OUT]  count the words of a text file (or of every file in a directory), print word=count lines (or write them to the file OUT)",
+            |args| match args.map(|a| a.split_once(',').unwrap_or((a, ""))) {
+                Some((path, out)) if !path.is_empty() => {
+                    Ok(wordcount_to(path, Some(out).filter(|o| !o.is_empty())))
+                }
+                _ => Err("needs the path of a text file or directory: wordcount:PATH[,OUT]".to_string()),
             },
         )
         .register(

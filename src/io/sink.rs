@@ -43,14 +43,23 @@ pub trait DynamicSink: Send + Sync + 'static {
 pub trait StatefulSinkPartition: Send + 'static {
     /// The values it writes (the keys only route).
     type Item;
-    /// Its resume state (what [`snapshot`](Self::snapshot) returns).
-    type State: Send + 'static;
+    /// Its resume state (what [`snapshot`](Self::snapshot) returns). Saved with serde
+    /// (postcard) when the run has a recovery directory.
+    type State: serde::Serialize + serde::de::DeserializeOwned + Send + 'static;
 
     /// Writes (drains) a batch of values.
     fn write_batch(&mut self, items: &mut Vec<Self::Item>) -> Result<(), BoxError>;
 
-    /// The state a resumed run should continue from.
+    /// The state a resumed run should continue from. With recovery, called at the end
+    /// of each epoch right after [`sync`](Self::sync).
     fn snapshot(&self) -> Self::State;
+
+    /// Makes everything written so far durable, before a snapshot records it (only
+    /// with recovery). The default calls [`flush`](Self::flush); a sink writing files
+    /// should also fsync them.
+    fn sync(&mut self) -> Result<(), BoxError> {
+        self.flush()
+    }
 
     /// Pushes buffered output out; called when the worker goes idle, so output of a
     /// slow stream is not held back. The default does nothing.
@@ -159,10 +168,12 @@ pub trait ErasedFixedSink<T>: Send + Sync {
     fn list_parts(&self) -> Vec<String>;
     /// The partition index (< `parts`) of an item.
     fn part_of(&self, item: &T, parts: usize) -> usize;
+    /// `resume` is the partition's saved state, encoded.
     fn build_part(
         &self,
         step_id: &str,
         for_part: &str,
+        resume: Option<&[u8]>,
     ) -> Result<Box<dyn ErasedSinkPart<T>>, BoxError>;
 }
 
@@ -172,6 +183,14 @@ pub trait ErasedSinkPart<T> {
     fn write_batch(&mut self, items: &mut Vec<T>) -> Result<(), BoxError>;
     fn flush(&mut self) -> Result<(), BoxError>;
     fn close(&mut self) -> Result<(), BoxError>;
+    /// Makes what was written durable (before a snapshot).
+    fn sync(&mut self) -> Result<(), BoxError> {
+        self.flush()
+    }
+    /// Appends the encoded resume state; false for a partition without one.
+    fn snapshot(&self, _out: &mut Vec<u8>) -> Result<bool, String> {
+        Ok(false)
+    }
 }
 
 struct DynamicAdapter<S>(S);
@@ -222,8 +241,13 @@ impl<K: Key, V: 'static, S: FixedPartitionedSink<Item = V>> ErasedFixedSink<(K, 
         &self,
         step_id: &str,
         for_part: &str,
+        resume: Option<&[u8]>,
     ) -> Result<Box<dyn ErasedSinkPart<(K, V)>>, BoxError> {
-        let part = self.0.build_part(step_id, for_part, None)?;
+        let resume = resume
+            .map(crate::recovery::decode)
+            .transpose()
+            .map_err(|e| format!("cannot resume partition {for_part:?}: {e}"))?;
+        let part = self.0.build_part(step_id, for_part, resume)?;
         Ok(Box::new(KeyedPart {
             part,
             values: Vec::new(),
@@ -243,5 +267,11 @@ impl<K, V, P: StatefulSinkPartition<Item = V>> ErasedSinkPart<(K, V)> for KeyedP
     }
     fn close(&mut self) -> Result<(), BoxError> {
         self.part.close()
+    }
+    fn sync(&mut self) -> Result<(), BoxError> {
+        self.part.sync()
+    }
+    fn snapshot(&self, out: &mut Vec<u8>) -> Result<bool, String> {
+        crate::recovery::encode_into(&self.part.snapshot(), out).map(|()| true)
     }
 }

@@ -16,8 +16,9 @@ pub enum SourceStatus {
 pub trait StatefulSourcePartition: Send + 'static {
     /// The items this partition produces.
     type Item;
-    /// Its resume position (what [`snapshot`](Self::snapshot) returns).
-    type State: Send + 'static;
+    /// Its resume position (what [`snapshot`](Self::snapshot) returns). Saved with
+    /// serde (postcard) when the run has a recovery directory.
+    type State: serde::Serialize + serde::de::DeserializeOwned + Send + 'static;
 
     /// Appends the next items to `batch`. Must not block: return an empty batch if
     /// nothing is ready yet (and say when to ask again with
@@ -169,10 +170,12 @@ impl<T: 'static> SourceKind<T> {
 #[doc(hidden)]
 pub trait ErasedFixedSource<T>: Send + Sync {
     fn list_parts(&self) -> Vec<String>;
+    /// `resume` is the partition's saved state, encoded.
     fn build_part(
         &self,
         step_id: &str,
         for_part: &str,
+        resume: Option<&[u8]>,
     ) -> Result<Box<dyn ErasedSourcePart<T>>, BoxError>;
 }
 
@@ -193,6 +196,8 @@ pub trait ErasedSourcePart<T> {
     fn next_batch(&mut self, batch: &mut Vec<T>) -> Result<SourceStatus, BoxError>;
     fn next_awake(&self) -> Option<Instant>;
     fn close(&mut self) -> Result<(), BoxError>;
+    /// Appends the encoded resume state; false for a partition without one.
+    fn snapshot(&self, out: &mut Vec<u8>) -> Result<bool, String>;
 }
 
 struct FixedAdapter<S>(S);
@@ -208,8 +213,13 @@ impl<T: 'static, S: FixedPartitionedSource<Item = T>> ErasedFixedSource<T> for F
         &self,
         step_id: &str,
         for_part: &str,
+        resume: Option<&[u8]>,
     ) -> Result<Box<dyn ErasedSourcePart<T>>, BoxError> {
-        let part = self.0.build_part(step_id, for_part, None)?;
+        let resume = resume
+            .map(crate::recovery::decode)
+            .transpose()
+            .map_err(|e| format!("cannot resume partition {for_part:?}: {e}"))?;
+        let part = self.0.build_part(step_id, for_part, resume)?;
         Ok(Box::new(StatefulPart(part)))
     }
 }
@@ -236,6 +246,9 @@ impl<T, P: StatefulSourcePartition<Item = T>> ErasedSourcePart<T> for StatefulPa
     fn close(&mut self) -> Result<(), BoxError> {
         self.0.close()
     }
+    fn snapshot(&self, out: &mut Vec<u8>) -> Result<bool, String> {
+        crate::recovery::encode_into(&self.0.snapshot(), out).map(|()| true)
+    }
 }
 
 impl<T, P: StatelessSourcePartition<Item = T>> ErasedSourcePart<T> for StatelessPart<P> {
@@ -247,5 +260,8 @@ impl<T, P: StatelessSourcePartition<Item = T>> ErasedSourcePart<T> for Stateless
     }
     fn close(&mut self) -> Result<(), BoxError> {
         self.0.close()
+    }
+    fn snapshot(&self, _out: &mut Vec<u8>) -> Result<bool, String> {
+        Ok(false)
     }
 }

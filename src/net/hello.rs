@@ -48,6 +48,10 @@ pub struct Hello {
     pub fingerprint: u64,
     /// The flow's name.
     pub flow: String,
+    /// With recovery, a hash of where this process resumes (execution number, resume
+    /// epoch, first epoch): processes that read different snapshots must not run
+    /// together. 0 without recovery.
+    pub recovery: u32,
 }
 
 /// Why a handshake failed.
@@ -72,7 +76,7 @@ impl Hello {
             process: self.process.into(),
             fingerprint: self.fingerprint.into(),
             name_len: (self.flow.len() as u32).into(),
-            reserved: 0.into(),
+            reserved: self.recovery.into(),
         };
         let mut out = h.as_bytes().to_vec();
         out.extend_from_slice(self.flow.as_bytes());
@@ -108,6 +112,7 @@ impl Hello {
             process: h.process.get(),
             fingerprint: h.fingerprint.get(),
             flow,
+            recovery: h.reserved.get(),
         })
     }
 
@@ -137,6 +142,13 @@ impl Hello {
                 "a different step graph for the flow (fingerprint",
                 format!("{:016x})", self.fingerprint),
                 format!("{:016x})", theirs.fingerprint),
+            );
+        }
+        if theirs.recovery != self.recovery {
+            return differ(
+                "read other recovery snapshots (resume token",
+                format!("{:08x}; did a process of an earlier run still write to the recovery directory?)", self.recovery),
+                format!("{:08x})", theirs.recovery),
             );
         }
         if theirs.processes != self.processes {
@@ -188,6 +200,7 @@ mod tests {
             process: 1,
             fingerprint: 0xabcd,
             flow: "wordcount".into(),
+            recovery: 7,
         }
     }
 
@@ -208,6 +221,13 @@ mod tests {
         let e = h.check(&other, "p").unwrap_err();
         assert!(
             e.contains("\"simple\"") && e.contains("\"wordcount\""),
+            "{e}"
+        );
+        let mut other = h.clone();
+        other.recovery = 8;
+        let e = h.check(&other, "p").unwrap_err();
+        assert!(
+            e.contains("recovery") && e.contains("00000008") && e.contains("00000007"),
             "{e}"
         );
     }

@@ -7,7 +7,7 @@
 //! lookup and one increment per item.
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -18,9 +18,11 @@ use rustc_hash::FxHashMap;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::dataflow::{ChannelId, Key, Stream, StreamId};
+use crate::error::Error;
 use crate::exchange::keyed::{KeyBatch, KeyedInput};
 use crate::operators::stateless::transform;
-use crate::runtime::build::{Activation, BuildCtx};
+use crate::recovery::{encode_into, kind, KeyRows, Rows};
+use crate::runtime::build::{fail, Activation, BuildCtx};
 use crate::runtime::progress::{Epoch, EOF_EPOCH};
 use crate::runtime::push::{Data, ExchangeData, Tee};
 
@@ -63,7 +65,8 @@ pub trait StatefulLogic<V>: Send + 'static {
     /// What the logic emits (downstream items are `(key, Out)`).
     type Out: Data;
     /// What [`snapshot`](Self::snapshot) returns and the builder is given on resume.
-    type State: Clone + Send + 'static;
+    /// Saved with serde (postcard) when the run has a recovery directory.
+    type State: Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static;
 
     /// Applies one value.
     fn on_item(&mut self, value: V, emit: &mut Vec<Self::Out>) -> Retention;
@@ -93,8 +96,18 @@ pub(crate) trait KeyedLogic<V>: Send + Sync + 'static {
     type Out: Data;
     /// Whether `notify_at` can ever return a time (skips timer bookkeeping if not).
     const TIMERS: bool;
+    /// Why this logic cannot be snapshotted, if it cannot (a run with recovery refuses
+    /// it before any item).
+    const NO_SNAPSHOTS: Option<&'static str> = None;
+    /// True if `on_eof` never changes nor discards a state (then end of stream writes
+    /// no snapshot rows: the keys' last rows stand).
+    const EOF_KEEPS_STATE: bool = false;
 
     fn build(&self) -> Self::State;
+    /// Appends a key's state, encoded, for a snapshot.
+    fn encode(&self, state: &Self::State, out: &mut Vec<u8>) -> Result<(), String>;
+    /// Rebuilds a key's state from what [`encode`](Self::encode) wrote.
+    fn decode(&self, bytes: &[u8]) -> Result<Self::State, String>;
     fn on_item(&self, state: &mut Self::State, value: V, emit: &mut Vec<Self::Out>) -> Retention;
     fn on_notify(&self, _state: &mut Self::State, _emit: &mut Vec<Self::Out>) -> Retention {
         Retention::Retain
@@ -115,6 +128,23 @@ struct Slot<K, S> {
     hash: u64,
     key: K,
     state: S,
+    /// Changed since the last snapshot (and listed in `Snapshots::dirty`).
+    dirty: bool,
+    /// Has a saved state (it was resumed, or a snapshot wrote it): a discard of a key
+    /// that never had one needs no row.
+    saved: bool,
+}
+
+/// A keyed step's part in recovery: the epoch gate and the keys to snapshot.
+struct Snapshots<K, V> {
+    step_id: Arc<str>,
+    rows: Rc<RefCell<Rows>>,
+    /// The step's input frontier: items of this epoch are applied at once, later ones
+    /// wait in `pending` until the frontier reaches them.
+    frontier: Epoch,
+    pending: BTreeMap<Epoch, Vec<(u64, K, V)>>,
+    /// Keys changed since the last snapshot (a key may appear twice).
+    dirty: Vec<K>,
 }
 
 /// A key as it reaches a keyed step: a value, or a peer's encoding of it.
@@ -128,6 +158,8 @@ enum KeyRef<'a, K> {
 struct KeyedOp<K, V, L: KeyedLogic<V>> {
     logic: Arc<L>,
     table: HashTable<Slot<K, L::State>>,
+    /// Only with a recovery directory.
+    snaps: Option<Snapshots<K, V>>,
     /// Armed notification per key, and the same ordered by time.
     deadline: FxHashMap<K, Instant>,
     timers: BTreeSet<(Instant, K)>,
@@ -161,10 +193,18 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
                     }
                 },
                 state: self.logic.build(),
+                dirty: false,
+                saved: false,
             }),
         };
         let slot = entry.get_mut();
         let retention = self.logic.on_item(&mut slot.state, value, &mut self.emit);
+        if let Some(snaps) = &mut self.snaps {
+            if !slot.dirty {
+                slot.dirty = true;
+                snaps.dirty.push(slot.key.clone());
+            }
+        }
         for w in self.emit.drain(..) {
             self.out_buf.push((slot.key.clone(), w));
         }
@@ -188,9 +228,22 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
         let mut all: Vec<Slot<K, L::State>> = self.table.drain().collect();
         all.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         for mut slot in all {
-            self.logic.on_eof(&mut slot.state, &mut self.emit);
+            let retention = self.logic.on_eof(&mut slot.state, &mut self.emit);
             for w in self.emit.drain(..) {
                 self.out_buf.push((slot.key.clone(), w));
+            }
+            if let Some(snaps) = self.snaps.as_ref().filter(|_| !L::EOF_KEEPS_STATE) {
+                // The state after end of stream, so that a run resumed after it does
+                // not apply `on_eof` twice.
+                match retention {
+                    Retention::Retain => {
+                        snaps.write(&*self.logic, epoch, &slot.key, Some(&slot.state))
+                    }
+                    Retention::Discard if slot.saved => {
+                        snaps.write::<L>(&*self.logic, epoch, &slot.key, None)
+                    }
+                    Retention::Discard => {}
+                }
             }
             if self.out_buf.len() >= EMIT_CHUNK {
                 self.out.push(epoch, &mut self.out_buf);
@@ -199,11 +252,128 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
         self.out.push(epoch, &mut self.out_buf);
         self.deadline.clear();
         self.timers.clear();
+        if let Some(snaps) = &mut self.snaps {
+            // Keys discarded earlier in the last epoch.
+            let dirty = std::mem::take(&mut snaps.dirty);
+            for k in dirty {
+                snaps.write::<L>(&*self.logic, epoch, &k, None);
+            }
+        }
+    }
+
+    /// Writes the keys changed since the last snapshot, tagged `epoch`.
+    fn snapshot(&mut self, epoch: Epoch) {
+        let Some(snaps) = &mut self.snaps else {
+            return;
+        };
+        let dirty = std::mem::take(&mut snaps.dirty);
+        for k in &dirty {
+            let h = k.stable_hash();
+            match self.table.find_mut(h, |s| s.key == *k) {
+                Some(slot) => {
+                    slot.dirty = false;
+                    slot.saved = true;
+                    snaps.write(&*self.logic, epoch, k, Some(&slot.state));
+                }
+                None => snaps.write::<L>(&*self.logic, epoch, k, None),
+            }
+        }
+        let mut dirty = dirty;
+        dirty.clear();
+        snaps.dirty = dirty;
+    }
+
+    /// Applies the items that waited for epoch `e`.
+    fn apply_pending(&mut self, e: Epoch, items: Vec<(u64, K, V)>) {
+        for (h, k, v) in items {
+            self.apply(e, h, KeyRef::Owned(k), v);
+        }
+        self.out.push(e, &mut self.out_buf);
+    }
+
+    /// True if an item of `epoch` must wait for the frontier (recovery only).
+    #[inline]
+    fn gated(&self, epoch: Epoch) -> bool {
+        self.snaps.as_ref().is_some_and(|s| epoch > s.frontier)
+    }
+
+    fn hold(&mut self, epoch: Epoch) -> &mut Vec<(u64, K, V)> {
+        let snaps = self.snaps.as_mut().expect("gated only with recovery");
+        snaps.pending.entry(epoch).or_default()
+    }
+
+    /// The input frontier moved from `old` to `new` with recovery on: snapshot what
+    /// epoch `old` changed, then apply and snapshot the epochs that waited, in order.
+    fn advance(&mut self, old: Epoch, new: Epoch) {
+        let snaps = self.snaps.as_mut().expect("advance only with recovery");
+        if new == EOF_EPOCH && snaps.pending.is_empty() && !L::EOF_KEEPS_STATE {
+            // End of stream right after `old`: `eof` writes every live key, tagged `old`
+            // too; only the keys discarded during `old` need rows here.
+            let dirty = std::mem::take(&mut snaps.dirty);
+            for k in &dirty {
+                let h = k.stable_hash();
+                if self.table.find(h, |s| s.key == *k).is_none() {
+                    snaps.write::<L>(&*self.logic, old, k, None);
+                }
+            }
+            snaps.frontier = new;
+            self.eof(old);
+            return;
+        }
+        self.snapshot(old);
+        let mut last = old;
+        loop {
+            let snaps = self.snaps.as_mut().expect("advance only with recovery");
+            let Some(entry) = snaps.pending.first_entry() else {
+                break;
+            };
+            let e = *entry.key();
+            if e >= new {
+                break;
+            }
+            let items = entry.remove();
+            snaps.frontier = e;
+            self.apply_pending(e, items);
+            self.snapshot(e);
+            last = e;
+        }
+        let snaps = self.snaps.as_mut().expect("advance only with recovery");
+        snaps.frontier = new;
+        if new == EOF_EPOCH {
+            self.eof(last);
+        } else if let Some(items) = snaps.pending.remove(&new) {
+            self.apply_pending(new, items);
+        }
+    }
+}
+
+impl<K: Key, V> Snapshots<K, V> {
+    fn write<L: KeyedLogic<V>>(&self, logic: &L, epoch: Epoch, key: &K, state: Option<&L::State>) {
+        let r = self.rows.borrow_mut().push(
+            &self.step_id,
+            kind::KEY,
+            epoch,
+            |b| key.encode(b),
+            |b| match state {
+                Some(s) => logic.encode(s, b).map(|()| true),
+                None => Ok(false),
+            },
+        );
+        if let Err(e) = r {
+            fail(Error::in_step(
+                self.step_id.to_string(),
+                format!("cannot snapshot key {key:?}: {e}"),
+            ));
+        }
     }
 }
 
 impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedInput<K, V> for KeyedOp<K, V, L> {
     fn push_local(&mut self, epoch: Epoch, items: &mut Vec<(u64, K, V)>) {
+        if self.gated(epoch) {
+            self.hold(epoch).append(items);
+            return;
+        }
         for (h, k, v) in items.drain(..) {
             self.apply(epoch, h, KeyRef::Owned(k), v);
         }
@@ -218,6 +388,23 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedInput<K, V> for KeyedOp<K, 
             bytes,
             values,
         } = batch;
+        if self.gated(epoch) {
+            let held = self.hold(epoch);
+            if K::SHIP_BYTES {
+                let mut start = 0usize;
+                for (&end, v) in ends.iter().zip(values.drain(..)) {
+                    let kb = &bytes[start..end as usize];
+                    let k = K::decode(kb).expect("a worker of this cluster encoded this key");
+                    held.push((xxh3_64(kb), k, v));
+                    start = end as usize;
+                }
+            } else {
+                for ((&h, k), v) in hashes.iter().zip(keys.drain(..)).zip(values.drain(..)) {
+                    held.push((h, k, v));
+                }
+            }
+            return;
+        }
         if K::SHIP_BYTES {
             let mut start = 0usize;
             for (&end, v) in ends.iter().zip(values.drain(..)) {
@@ -256,7 +443,9 @@ fn rearm<K: Key>(
 
 impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> Activation for KeyedOp<K, V, L> {
     fn on_frontier(&mut self, old: Epoch, new: Epoch) {
-        if new == EOF_EPOCH {
+        if self.snaps.is_some() {
+            self.advance(old, new);
+        } else if new == EOF_EPOCH {
             // Emissions at end of stream carry the last epoch that was still open.
             self.eof(old);
         }
@@ -284,6 +473,13 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> Activation for KeyedOp<K, V, L> 
             let retention = self
                 .logic
                 .on_notify(&mut entry.get_mut().state, &mut self.emit);
+            if let Some(snaps) = &mut self.snaps {
+                let slot = entry.get_mut();
+                if !slot.dirty {
+                    slot.dirty = true;
+                    snaps.dirty.push(k.clone());
+                }
+            }
             for w in self.emit.drain(..) {
                 self.out_buf.push((k.clone(), w));
             }
@@ -308,19 +504,72 @@ fn build_keyed<K: Key, V: ExchangeData, L: KeyedLogic<V>>(
     chan: ChannelId,
     inp: StreamId,
     out: StreamId,
-) {
-    let op = Rc::new(RefCell::new(KeyedOp::<K, V, L> {
+) -> crate::error::Result<()> {
+    if let (Some(why), Some(_)) = (L::NO_SNAPSHOTS, ctx.snapshot_rows()) {
+        return Err(Error::in_step(ctx.step_id().to_string(), why));
+    }
+    let snaps = ctx.snapshot_rows().map(|rows| Snapshots {
+        step_id: ctx.step_id_arc(),
+        rows,
+        frontier: ctx.first_epoch(),
+        pending: BTreeMap::new(),
+        dirty: Vec::new(),
+    });
+    let mut op = KeyedOp::<K, V, L> {
         logic,
         table: HashTable::new(),
+        snaps,
         deadline: FxHashMap::default(),
         timers: BTreeSet::new(),
         out: ctx.take_tee(out),
         emit: Vec::new(),
         out_buf: Vec::new(),
         _v: PhantomData,
-    }));
+    };
+    if let Some(saved) = ctx.resume_keys() {
+        op.resume(ctx.step_id(), &saved)?;
+    }
+    let op = Rc::new(RefCell::new(op));
     ctx.keyed_exchange(inp, chan, op.clone());
     ctx.add_activation(op);
+    Ok(())
+}
+
+impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
+    /// Loads the keys this worker resumes with.
+    fn resume(&mut self, step_id: &str, saved: &KeyRows) -> crate::error::Result<()> {
+        self.table.reserve(saved.len(), |s| s.hash);
+        for (kb, sb) in saved.iter() {
+            let bad = |what: String| Error::in_step(step_id.to_string(), what);
+            let key = K::decode(kb).ok_or_else(|| {
+                bad(format!(
+                    "a saved key ({} bytes) does not decode as this step's key type; was the flow changed?",
+                    kb.len()
+                ))
+            })?;
+            let state = self
+                .logic
+                .decode(sb)
+                .map_err(|e| bad(format!("key {key:?}: {e}")))?;
+            let hash = xxh3_64(kb);
+            if L::TIMERS {
+                let at = self.logic.notify_at(&state);
+                rearm(&mut self.deadline, &mut self.timers, &key, at);
+            }
+            self.table.insert_unique(
+                hash,
+                Slot {
+                    hash,
+                    key,
+                    state,
+                    dirty: false,
+                    saved: true,
+                },
+                |s| s.hash,
+            );
+        }
+        Ok(())
+    }
 }
 
 // ---- the logics ----------------------------------------------------------------------
@@ -339,6 +588,12 @@ where
 
     fn build(&self) -> L {
         (self.0)(None)
+    }
+    fn encode(&self, state: &L, out: &mut Vec<u8>) -> Result<(), String> {
+        encode_into(&state.snapshot(), out)
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<L, String> {
+        Ok((self.0)(Some(crate::recovery::decode(bytes)?)))
     }
     fn on_item(&self, state: &mut L, value: V, emit: &mut Vec<L::Out>) -> Retention {
         state.on_item(value, emit)
@@ -359,7 +614,7 @@ struct FlatMapLogic<F, S, I>(F, PhantomData<fn(S) -> I>);
 impl<V, S, W, I, F> KeyedLogic<V> for FlatMapLogic<F, S, I>
 where
     V: Data,
-    S: Send + 'static,
+    S: Send + serde::Serialize + serde::de::DeserializeOwned + 'static,
     W: Data,
     I: IntoIterator<Item = W> + 'static,
     F: Fn(Option<S>, V) -> (Option<S>, I) + Send + Sync + 'static,
@@ -367,9 +622,16 @@ where
     type State = Option<S>;
     type Out = W;
     const TIMERS: bool = false;
+    const EOF_KEEPS_STATE: bool = true;
 
     fn build(&self) -> Option<S> {
         None
+    }
+    fn encode(&self, state: &Option<S>, out: &mut Vec<u8>) -> Result<(), String> {
+        encode_into(state, out)
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<Option<S>, String> {
+        crate::recovery::decode(bytes)
     }
     fn on_item(&self, state: &mut Option<S>, value: V, emit: &mut Vec<W>) -> Retention {
         let (next, out) = (self.0)(state.take(), value);
@@ -388,7 +650,7 @@ struct FoldLogic<B, F>(B, F);
 impl<V, S, B, F> KeyedLogic<V> for FoldLogic<B, F>
 where
     V: Data,
-    S: Data,
+    S: ExchangeData,
     B: Fn() -> S + Send + Sync + 'static,
     F: Fn(S, V) -> S + Send + Sync + 'static,
 {
@@ -398,6 +660,12 @@ where
 
     fn build(&self) -> Option<S> {
         Some((self.0)())
+    }
+    fn encode(&self, state: &Option<S>, out: &mut Vec<u8>) -> Result<(), String> {
+        encode_into(state, out)
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<Option<S>, String> {
+        crate::recovery::decode(bytes)
     }
     #[inline]
     fn on_item(&self, state: &mut Option<S>, value: V, _emit: &mut Vec<S>) -> Retention {
@@ -423,6 +691,12 @@ impl<V: Data> KeyedLogic<V> for CountLogic {
     fn build(&self) -> u64 {
         0
     }
+    fn encode(&self, state: &u64, out: &mut Vec<u8>) -> Result<(), String> {
+        encode_into(state, out)
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<u64, String> {
+        crate::recovery::decode(bytes)
+    }
     #[inline]
     fn on_item(&self, state: &mut u64, _value: V, _emit: &mut Vec<u64>) -> Retention {
         *state += 1;
@@ -436,13 +710,19 @@ impl<V: Data> KeyedLogic<V> for CountLogic {
 
 struct ReduceLogic<F>(F);
 
-impl<V: Data, F: Fn(V, V) -> V + Send + Sync + 'static> KeyedLogic<V> for ReduceLogic<F> {
+impl<V: ExchangeData, F: Fn(V, V) -> V + Send + Sync + 'static> KeyedLogic<V> for ReduceLogic<F> {
     type State = Option<V>;
     type Out = V;
     const TIMERS: bool = false;
 
     fn build(&self) -> Option<V> {
         None
+    }
+    fn encode(&self, state: &Option<V>, out: &mut Vec<u8>) -> Result<(), String> {
+        encode_into(state, out)
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<Option<V>, String> {
+        crate::recovery::decode(bytes)
     }
     #[inline]
     fn on_item(&self, state: &mut Option<V>, value: V, _emit: &mut Vec<V>) -> Retention {
@@ -470,8 +750,7 @@ impl<K: Key, V: ExchangeData> Stream<(K, V)> {
         let logic = Arc::new(logic);
         let chan = self.new_channel::<KeyBatch<K, V>>();
         self.unary(step, kind, move |ctx, inp, out| {
-            build_keyed::<K, V, L>(ctx, logic.clone(), chan, inp, out);
-            Ok(())
+            build_keyed::<K, V, L>(ctx, logic.clone(), chan, inp, out)
         })
     }
 
@@ -529,7 +808,10 @@ impl<K: Key, V: ExchangeData> Stream<(K, V)> {
     /// run_main(&flow).unwrap();
     /// assert_eq!(out.take(), vec![("a", 1), ("a", 3)]);
     /// ```
-    pub fn stateful_map<S: Send + 'static, W: Data>(
+    pub fn stateful_map<
+        S: Send + serde::Serialize + serde::de::DeserializeOwned + 'static,
+        W: Data,
+    >(
         &self,
         step: &str,
         mapper: impl Fn(Option<S>, V) -> (Option<S>, W) + Send + Sync + 'static,
@@ -549,7 +831,11 @@ impl<K: Key, V: ExchangeData> Stream<(K, V)> {
 
     /// Per key, `mapper(state, value) -> (state, outputs)`: like
     /// [`stateful_map`](Self::stateful_map) but emitting any number of items.
-    pub fn stateful_flat_map<S: Send + 'static, W: Data, I: IntoIterator<Item = W> + 'static>(
+    pub fn stateful_flat_map<
+        S: Send + serde::Serialize + serde::de::DeserializeOwned + 'static,
+        W: Data,
+        I: IntoIterator<Item = W> + 'static,
+    >(
         &self,
         step: &str,
         mapper: impl Fn(Option<S>, V) -> (Option<S>, I) + Send + Sync + 'static,
@@ -570,7 +856,7 @@ impl<K: Key, V: ExchangeData> Stream<(K, V)> {
     /// run_main(&flow).unwrap();
     /// assert_eq!(out.take(), vec![("a", vec![1, 2]), ("b", vec![5])]);
     /// ```
-    pub fn fold_final<S: Data>(
+    pub fn fold_final<S: ExchangeData>(
         &self,
         step: &str,
         builder: impl Fn() -> S + Send + Sync + 'static,
@@ -660,7 +946,7 @@ struct Collecting<V> {
     due: Option<Instant>,
 }
 
-impl<V: Data> KeyedLogic<V> for CollectLogic {
+impl<V: ExchangeData> KeyedLogic<V> for CollectLogic {
     type State = Collecting<V>;
     type Out = Vec<V>;
     const TIMERS: bool = true;
@@ -670,6 +956,31 @@ impl<V: Data> KeyedLogic<V> for CollectLogic {
             items: Vec::new(),
             due: None,
         }
+    }
+    fn encode(&self, state: &Collecting<V>, out: &mut Vec<u8>) -> Result<(), String> {
+        // The timeout as wall-clock time (Unix nanoseconds): an `Instant` means nothing
+        // to another process.
+        let due = state.due.map(|d| {
+            let now = (Instant::now(), std::time::SystemTime::now());
+            let wall = match d.checked_duration_since(now.0) {
+                Some(ahead) => now.1 + ahead,
+                None => now.1 - now.0.duration_since(d),
+            };
+            wall.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |t| t.as_nanos() as u64)
+        });
+        encode_into(&(&state.items, due), out)
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<Collecting<V>, String> {
+        let (items, due): (Vec<V>, Option<u64>) = crate::recovery::decode(bytes)?;
+        let due = due.map(|nanos| {
+            let wall = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(nanos);
+            let ahead = wall
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            Instant::now() + ahead
+        });
+        Ok(Collecting { items, due })
     }
     fn on_item(&self, state: &mut Collecting<V>, value: V, emit: &mut Vec<Vec<V>>) -> Retention {
         if state.items.is_empty() {
@@ -767,13 +1078,19 @@ fn product<A: Clone, B: Clone>(state: &(Vec<A>, Vec<B>), emit: &mut Vec<(Option<
     }
 }
 
-impl<A: Data, B: Data> KeyedLogic<Side<A, B>> for JoinLogic {
+impl<A: ExchangeData, B: ExchangeData> KeyedLogic<Side<A, B>> for JoinLogic {
     type State = (Vec<A>, Vec<B>);
     type Out = (Option<A>, Option<B>);
     const TIMERS: bool = false;
 
     fn build(&self) -> Self::State {
         (Vec::new(), Vec::new())
+    }
+    fn encode(&self, state: &Self::State, out: &mut Vec<u8>) -> Result<(), String> {
+        encode_into(state, out)
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<Self::State, String> {
+        crate::recovery::decode(bytes)
     }
     fn on_item(
         &self,

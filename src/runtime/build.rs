@@ -17,10 +17,12 @@ use crate::exchange::keyed::{KeyBatch, KeyRouter, KeyedInput};
 use crate::exchange::{ChannelIo, Endpoint, Links, StepChannel};
 use crate::io::SourceStatus;
 use crate::io::{assign_partitions, ErasedSinkPart, ErasedSourcePart, SinkKind, SourceKind};
+use crate::recovery::{kind, KeyRows, Rows, WorkerRecovery};
 use crate::runtime::park::Shared;
 use crate::runtime::progress::Epoch;
 use crate::runtime::push::{Data, Guarded, Push, PushFn, Tee};
 use crate::runtime::step_guard::StepGuard;
+use std::collections::BTreeMap;
 
 /// A step's hooks into the worker loop besides receiving batches: told when its input
 /// frontier advances (an epoch is complete, or the stream ended), and woken at times it
@@ -45,6 +47,9 @@ pub(crate) trait DriveSource {
     fn next_awake(&self) -> Option<Instant>;
     /// True once every partition on this worker is at EOF.
     fn is_eof(&self) -> bool;
+    /// With recovery: saves the position of every partition polled since the last
+    /// call, tagged `epoch` (the epoch that just ended).
+    fn snapshot(&mut self, epoch: Epoch) -> Result<(), crate::error::BoxError>;
 }
 
 /// An output step's partitions on this worker.
@@ -69,6 +74,8 @@ pub struct BuildCtx {
     pub(crate) sources: Vec<(usize, Box<dyn DriveSource>)>,
     pub(crate) activations: Vec<(usize, Rc<RefCell<dyn Activation>>)>,
     pub(crate) sinks: Vec<(usize, Rc<RefCell<dyn SinkHandle>>)>,
+    recovery: Option<Rc<WorkerRecovery>>,
+    first_epoch: Epoch,
 }
 
 impl std::fmt::Debug for BuildCtx {
@@ -105,7 +112,47 @@ impl BuildCtx {
             sources: Vec::new(),
             activations: Vec::new(),
             sinks: Vec::new(),
+            recovery: None,
+            first_epoch: crate::runtime::progress::FIRST_EPOCH,
         }
+    }
+
+    pub(crate) fn with_recovery(
+        mut self,
+        rec: Option<Rc<WorkerRecovery>>,
+        first_epoch: Epoch,
+    ) -> Self {
+        self.recovery = rec;
+        self.first_epoch = first_epoch;
+        self
+    }
+
+    /// The first epoch of this run (above every epoch of earlier runs when resuming).
+    pub(crate) fn first_epoch(&self) -> Epoch {
+        self.first_epoch
+    }
+
+    /// Where the step being built writes its snapshot rows; `None` without recovery.
+    pub(crate) fn snapshot_rows(&self) -> Option<Rc<RefCell<Rows>>> {
+        self.recovery.as_ref().map(|r| r.rows.clone())
+    }
+
+    pub(crate) fn step_id_arc(&self) -> Arc<str> {
+        self.step_id.clone()
+    }
+
+    /// The keys this worker resumes with for the step being built.
+    pub(crate) fn resume_keys(&self) -> Option<KeyRows> {
+        self.recovery
+            .as_ref()
+            .and_then(|r| r.take_keyed(&self.step_id))
+    }
+
+    /// The saved state of partition `part` of the step being built.
+    fn resume_part(&self, part: &str) -> Option<Vec<u8>> {
+        self.recovery
+            .as_ref()
+            .and_then(|r| r.part(&self.step_id, part))
     }
 
     pub(crate) fn set_step(&mut self, step: usize, id: Arc<str>) {
@@ -233,7 +280,7 @@ impl BuildCtx {
         let tee = self.take_tee::<T>(out);
         let step_id = self.step_id.clone();
         let wrap = |e| Error::in_step(step_id.to_string(), e);
-        let parts: Vec<Box<dyn ErasedSourcePart<T>>> = match kind {
+        let parts: Vec<(String, Box<dyn ErasedSourcePart<T>>)> = match kind {
             SourceKind::Fixed(src) => {
                 let names = src.list_parts();
                 let visible = vec![(0..self.worker_count).collect::<Vec<_>>(); names.len()];
@@ -241,15 +288,21 @@ impl BuildCtx {
                 let mut parts = Vec::new();
                 for (name, owner) in names.iter().zip(owners) {
                     if owner == self.worker_index {
-                        parts.push(src.build_part(&step_id, name).map_err(wrap)?);
+                        let resume = self.resume_part(name);
+                        let part = src
+                            .build_part(&step_id, name, resume.as_deref())
+                            .map_err(wrap)?;
+                        parts.push((name.clone(), part));
                     }
                 }
                 parts
             }
             SourceKind::Dynamic(src) => {
-                vec![src
-                    .build(&step_id, self.worker_index, self.worker_count)
-                    .map_err(wrap)?]
+                vec![(
+                    String::new(),
+                    src.build(&step_id, self.worker_index, self.worker_count)
+                        .map_err(wrap)?,
+                )]
             }
         };
         let now = Instant::now();
@@ -257,15 +310,18 @@ impl BuildCtx {
             step: self.step,
             parts: parts
                 .into_iter()
-                .map(|part| PartSlot {
+                .map(|(name, part)| PartSlot {
+                    name,
                     part,
                     awake: now,
                     eof: false,
+                    dirty: false,
                 })
                 .collect(),
             next: 0,
             tee,
             batch: Vec::new(),
+            snaps: self.snapshot_rows().map(|rows| (step_id.clone(), rows)),
         };
         self.sources.push((self.step, Box::new(driver)));
         Ok(())
@@ -288,6 +344,7 @@ impl BuildCtx {
                 let handle = Rc::new(RefCell::new(SinkParts {
                     parts: vec![part],
                     bufs: Vec::new(),
+                    gate: None,
                 }));
                 let h = handle.clone();
                 let id = step_id.clone();
@@ -315,37 +372,52 @@ impl BuildCtx {
                 let owner = assign_partitions(&visible, self.worker_count);
                 let mut slot_of_part = vec![usize::MAX; names.len()];
                 let mut parts = Vec::new();
+                let mut local_names = Vec::new();
                 for (p, name) in names.iter().enumerate() {
                     if owner[p] == self.worker_index {
                         slot_of_part[p] = parts.len();
-                        parts.push(sink.build_part(&step_id, name).map_err(wrap)?);
+                        let resume = self.resume_part(name);
+                        parts.push(
+                            sink.build_part(&step_id, name, resume.as_deref())
+                                .map_err(wrap)?,
+                        );
+                        local_names.push(name.clone());
                     }
                 }
                 let n_local = parts.len();
                 let handle = Rc::new(RefCell::new(SinkParts {
                     parts,
                     bufs: (0..n_local).map(|_| Vec::new()).collect(),
+                    gate: self.snapshot_rows().map(|rows| SinkGate {
+                        step_id: step_id.clone(),
+                        rows,
+                        names: local_names,
+                        frontier: self.first_epoch,
+                        pending: BTreeMap::new(),
+                        slot_of_part: slot_of_part.clone(),
+                        part_of: {
+                            let (s, n) = (sink.clone(), names.len());
+                            Box::new(move |item: &T| s.part_of(item, n))
+                        },
+                    }),
                 }));
                 let n_parts = names.len();
                 let h = handle.clone();
                 let id = step_id.clone();
                 let part_sink = sink.clone();
                 let writer: Rc<RefCell<dyn Push<T>>> =
-                    Rc::new(RefCell::new(PushFn(move |_e, batch: &mut Vec<T>| {
+                    Rc::new(RefCell::new(PushFn(move |epoch, batch: &mut Vec<T>| {
                         let mut h = h.borrow_mut();
+                        if let Some(gate) = h.gate.as_mut().filter(|g| epoch > g.frontier) {
+                            gate.pending.entry(epoch).or_default().append(batch);
+                            return;
+                        }
                         let h = &mut *h;
                         for item in batch.drain(..) {
                             let slot = slot_of_part[part_sink.part_of(&item, n_parts)];
                             h.bufs[slot].push(item);
                         }
-                        for (part, buf) in h.parts.iter_mut().zip(h.bufs.iter_mut()) {
-                            if !buf.is_empty() {
-                                if let Err(e) = part.write_batch(buf) {
-                                    fail(Error::in_step(id.to_string(), e));
-                                }
-                                buf.clear();
-                            }
-                        }
+                        h.write_bufs(&id);
                     })));
                 let route_sink = sink.clone();
                 let chan = chan.expect("a fixed-partitioned sink has an exchange channel");
@@ -355,6 +427,9 @@ impl BuildCtx {
                     move |item: &T| owner[route_sink.part_of(item, n_parts)],
                     writer,
                 );
+                if handle.borrow().gate.is_some() {
+                    self.add_activation(handle.clone());
+                }
                 self.sinks.push((self.step, handle));
             }
         }
@@ -369,9 +444,12 @@ pub(crate) fn fail(err: Error) -> ! {
 }
 
 struct PartSlot<T> {
+    name: String,
     part: Box<dyn ErasedSourcePart<T>>,
     awake: Instant,
     eof: bool,
+    /// Polled since its position was last saved.
+    dirty: bool,
 }
 
 struct InputDriver<T: Data> {
@@ -381,6 +459,26 @@ struct InputDriver<T: Data> {
     next: usize,
     tee: Tee<T>,
     batch: Vec<T>,
+    /// With recovery: the step id and where positions are written.
+    snaps: Option<(Arc<str>, Rc<RefCell<Rows>>)>,
+}
+
+impl<T: Data> InputDriver<T> {
+    fn save(&self, i: usize, epoch: Epoch) -> Result<(), crate::error::BoxError> {
+        let Some((step_id, rows)) = &self.snaps else {
+            return Ok(());
+        };
+        let slot = &self.parts[i];
+        rows.borrow_mut()
+            .push(
+                step_id,
+                kind::SOURCE,
+                epoch,
+                |b| b.extend_from_slice(slot.name.as_bytes()),
+                |b| slot.part.snapshot(b),
+            )
+            .map_err(|e| format!("cannot snapshot partition {:?}: {e}", slot.name).into())
+    }
 }
 
 impl<T: Data> DriveSource for InputDriver<T> {
@@ -399,10 +497,15 @@ impl<T: Data> DriveSource for InputDriver<T> {
         self.next = (i + 1) % n;
         let slot = &mut self.parts[i];
         let status = slot.part.next_batch(&mut self.batch)?;
+        slot.dirty = true;
         let had_items = !self.batch.is_empty();
         self.tee.push(epoch, &mut self.batch);
         if status == SourceStatus::Eof {
-            slot.eof = true;
+            self.parts[i].eof = true;
+            // The final position, at once: the worker may finish before the next tick.
+            self.save(i, epoch)?;
+            let slot = &mut self.parts[i];
+            slot.dirty = false;
             slot.part.close()?;
             return Ok(true);
         }
@@ -421,11 +524,121 @@ impl<T: Data> DriveSource for InputDriver<T> {
     fn is_eof(&self) -> bool {
         self.parts.iter().all(|s| s.eof)
     }
+
+    fn snapshot(&mut self, epoch: Epoch) -> Result<(), crate::error::BoxError> {
+        if self.snaps.is_none() {
+            return Ok(());
+        }
+        let _g = StepGuard::enter(self.step);
+        for i in 0..self.parts.len() {
+            if self.parts[i].dirty {
+                self.save(i, epoch)?;
+                self.parts[i].dirty = false;
+            }
+        }
+        Ok(())
+    }
 }
 
 struct SinkParts<T> {
     parts: Vec<Box<dyn ErasedSinkPart<T>>>,
     bufs: Vec<Vec<T>>,
+    /// Fixed-partitioned sinks with recovery.
+    gate: Option<SinkGate<T>>,
+}
+
+/// A fixed sink's epoch gate (see ARCHITECTURE.md, "Recovery"): items of epochs after
+/// the sink's frontier wait, so a partition's snapshot after epoch `e` covers exactly
+/// the items of epochs <= `e`.
+struct SinkGate<T> {
+    step_id: Arc<str>,
+    rows: Rc<RefCell<Rows>>,
+    /// The names of this worker's partitions.
+    names: Vec<String>,
+    frontier: Epoch,
+    pending: BTreeMap<Epoch, Vec<T>>,
+    slot_of_part: Vec<usize>,
+    #[allow(clippy::type_complexity)]
+    part_of: Box<dyn Fn(&T) -> usize>,
+}
+
+impl<T> SinkParts<T> {
+    fn write_bufs(&mut self, step_id: &str) {
+        for (part, buf) in self.parts.iter_mut().zip(self.bufs.iter_mut()) {
+            if !buf.is_empty() {
+                if let Err(e) = part.write_batch(buf) {
+                    fail(Error::in_step(step_id.to_string(), e));
+                }
+                buf.clear();
+            }
+        }
+    }
+
+    /// Writes items that waited for their epoch.
+    fn write_held(&mut self, items: Vec<T>) {
+        let gate = self.gate.as_ref().expect("held only with a gate");
+        for item in items {
+            let slot = gate.slot_of_part[(gate.part_of)(&item)];
+            self.bufs[slot].push(item);
+        }
+        let id = gate.step_id.clone();
+        self.write_bufs(&id);
+    }
+
+    /// Saves every local partition's state, tagged `epoch`.
+    fn save(&mut self, epoch: Epoch) {
+        let gate = self.gate.as_ref().expect("saved only with a gate");
+        for (part, name) in self.parts.iter_mut().zip(&gate.names) {
+            if let Err(e) = part.flush() {
+                fail(Error::in_step(gate.step_id.to_string(), e));
+            }
+            let r = gate.rows.borrow_mut().push(
+                &gate.step_id,
+                kind::SINK,
+                epoch,
+                |b| b.extend_from_slice(name.as_bytes()),
+                |b| part.snapshot(b),
+            );
+            if let Err(e) = r {
+                fail(Error::in_step(
+                    gate.step_id.to_string(),
+                    format!("cannot snapshot partition {name:?}: {e}"),
+                ));
+            }
+        }
+    }
+}
+
+impl<T> Activation for SinkParts<T> {
+    fn on_frontier(&mut self, old: Epoch, new: Epoch) {
+        self.save(old);
+        loop {
+            let gate = self.gate.as_mut().expect("an activation only with a gate");
+            let Some(entry) = gate.pending.first_entry() else {
+                break;
+            };
+            let e = *entry.key();
+            if e >= new {
+                break;
+            }
+            let items = entry.remove();
+            gate.frontier = e;
+            self.write_held(items);
+            self.save(e);
+        }
+        let gate = self.gate.as_mut().expect("an activation only with a gate");
+        gate.frontier = new;
+        let id = gate.step_id.clone();
+        if let Some(items) = gate.pending.remove(&new) {
+            self.write_held(items);
+        }
+        // What the rows just written record must be durable before they are committed.
+        for part in &mut self.parts {
+            if let Err(e) = part.sync() {
+                fail(Error::in_step(id.to_string(), e));
+            }
+        }
+    }
 }
 
 impl<T> SinkHandle for SinkParts<T> {

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use crate::dataflow::{Dataflow, Plan};
 use crate::error::{Error, Result};
+use crate::recovery::RecoveryConfig;
 use park::Shared;
 
 pub use build::BuildCtx;
@@ -38,6 +39,7 @@ pub struct RunConfig {
     pub(crate) pin: bool,
     pub(crate) spin: bool,
     pub(crate) connect_timeout: Duration,
+    pub(crate) recovery: Option<RecoveryConfig>,
 }
 
 impl Default for RunConfig {
@@ -47,8 +49,17 @@ impl Default for RunConfig {
             pin: true,
             spin: false,
             connect_timeout: Duration::from_secs(30),
+            recovery: None,
         }
     }
+}
+
+/// What every worker of a process shares at start: the epoch grid's origin and the
+/// recovery tier.
+#[derive(Debug, Clone)]
+pub(crate) struct RunEnv {
+    pub(crate) start: std::time::Instant,
+    pub(crate) recovery: Option<crate::recovery::Handle>,
 }
 
 impl RunConfig {
@@ -79,6 +90,47 @@ impl RunConfig {
         self.connect_timeout = timeout;
         self
     }
+
+    /// Snapshots into recovery partitions, and resumes from them: at the end of every
+    /// epoch (so the epoch interval is the snapshot interval), stateful steps save the
+    /// keys they changed, inputs their positions, fixed-partitioned sinks their state.
+    /// A run with the same directory continues from the latest snapshot every worker
+    /// completed. See [`crate::recovery`].
+    pub fn recovery(mut self, recovery: RecoveryConfig) -> Self {
+        self.recovery = Some(recovery);
+        self
+    }
+}
+
+/// Starts the recovery tier, if configured: reads the store (before a cluster forms),
+/// then `begin` records the execution and starts the writer (after it formed).
+fn prepare_recovery(
+    config: &RunConfig,
+    plan: &Plan,
+    base: usize,
+    local: usize,
+    total: usize,
+) -> Result<Option<crate::recovery::Prepared>> {
+    config
+        .recovery
+        .as_ref()
+        .map(|rc| crate::recovery::prepare(rc, plan, base, local, total))
+        .transpose()
+}
+
+/// Waits for the snapshot writer after the workers stopped, reporting its failure.
+fn finish_recovery(running: Option<crate::recovery::Running>, shared: &Shared) {
+    if let Some(r) = running {
+        if let Err(payload) = r.finish() {
+            shared.fail(
+                usize::MAX,
+                Error::Recovery(format!(
+                    "the snapshot writer stopped unexpectedly: {}",
+                    panic_message(payload.as_ref())
+                )),
+            );
+        }
+    }
 }
 
 /// Runs `flow` on one worker on the calling thread until every input is exhausted.
@@ -92,16 +144,26 @@ pub fn run_main(flow: &Dataflow) -> Result<()> {
 pub fn run_main_with(flow: &Dataflow, config: &RunConfig) -> Result<()> {
     let plan = Arc::new(flow.plan()?);
     let shared = Arc::new(Shared::new(1));
+    let running = match prepare_recovery(config, &plan, 0, 1, 1)? {
+        Some(p) => Some(p.begin(0, 1, shared.clone())?),
+        None => None,
+    };
+    let env = RunEnv {
+        start: std::time::Instant::now(),
+        recovery: running.as_ref().map(|r| r.handle.clone()),
+    };
     let endpoints = make_endpoints(&plan, 1, 0, 1).pop().expect("one worker");
     let me = WorkerId {
         local: 0,
         global: 0,
         count: 1,
     };
-    run_worker(plan, me, endpoints, None, &shared, config).map_err(|e| match shared.take_error() {
-        Some((_, first)) => first,
-        None => e,
-    })
+    let r = run_worker(plan, me, endpoints, None, &shared, config, env);
+    finish_recovery(running, &shared);
+    match (r, shared.take_error()) {
+        (_, Some((_, first))) => Err(first),
+        (r, None) => r,
+    }
 }
 
 /// Runs one process of a cluster: `workers_per_proc` worker threads. `addresses` lists
@@ -158,6 +220,11 @@ pub fn cluster_main_with(
     if n == 1 && processes == 1 {
         return run_main_with(flow, config);
     }
+    let base = proc_id * n;
+    let total = processes * n;
+    // Every process reads the store before the cluster forms and writes only after:
+    // they all see the same snapshots and agree on where to resume.
+    let prepared = prepare_recovery(config, &plan, base, n, total)?;
     let shared = Arc::new(Shared::new(n));
     let (net, ports) = if processes > 1 {
         let hello = crate::net::hello::Hello {
@@ -167,6 +234,7 @@ pub fn cluster_main_with(
             process: proc_id as u32,
             fingerprint: plan.fingerprint(),
             flow: plan.name.clone(),
+            recovery: prepared.as_ref().map_or(0, |p| p.token()),
         };
         let streams = crate::net::form::form(addresses, proc_id, &hello, config.connect_timeout)?;
         tracing::debug!(process = proc_id, processes, "cluster formed");
@@ -183,6 +251,14 @@ pub fn cluster_main_with(
     } else {
         (None, (0..n).map(|_| None).collect::<Vec<_>>())
     };
+    let running = match prepared {
+        Some(p) => Some(p.begin(proc_id, processes, shared.clone())?),
+        None => None,
+    };
+    let env = RunEnv {
+        start: std::time::Instant::now(),
+        recovery: running.as_ref().map(|r| r.handle.clone()),
+    };
     let signal = net.as_ref().map(|n| n.signal());
     let net_handle = match net {
         Some(net) => Some(
@@ -193,8 +269,6 @@ pub fn cluster_main_with(
         ),
         None => None,
     };
-    let base = proc_id * n;
-    let total = processes * n;
     let cores = if config.pin {
         core_affinity::get_core_ids()
     } else {
@@ -213,6 +287,7 @@ pub fn cluster_main_with(
         .zip(ports)
     {
         let (plan, shared, config) = (plan.clone(), shared.clone(), config.clone());
+        let env = env.clone();
         let signal = signal.clone();
         let core = cores
             .as_ref()
@@ -232,7 +307,7 @@ pub fn cluster_main_with(
                     global: base + i,
                     count: total,
                 };
-                let r = run_worker(plan, me, endpoints, port, &shared, &config);
+                let r = run_worker(plan, me, endpoints, port, &shared, &config, env);
                 if let (Ok(()), Some(signal)) = (&r, &signal) {
                     signal.worker_finished();
                 }
@@ -253,6 +328,8 @@ pub fn cluster_main_with(
             }
         }
     }
+    drop(env);
+    finish_recovery(running, &shared);
     if let Some(h) = net_handle {
         if let Err(payload) = h.join() {
             shared.fail(
@@ -310,6 +387,7 @@ fn run_worker(
     port: Option<crate::net::io::NetPort>,
     shared: &Arc<Shared>,
     config: &RunConfig,
+    env: RunEnv,
 ) -> Result<()> {
     step_guard::reset();
     shared.register(me.local);
@@ -317,8 +395,16 @@ fn run_worker(
     let index = me.global;
     tracing::debug!(flow = %plan.name, worker = index, workers = me.count, "worker starting");
     let result = catch_unwind(AssertUnwindSafe(|| {
-        let mut worker =
-            worker::Worker::build(plan.clone(), me, endpoints, port, shared.clone(), config)?;
+        let mut worker = worker::Worker::build(
+            plan.clone(),
+            me,
+            endpoints,
+            port,
+            shared.clone(),
+            config,
+            &env,
+        )?;
+        drop(env);
         worker.run()
     }));
     let outcome = match result {

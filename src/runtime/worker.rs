@@ -11,11 +11,12 @@ use crate::dataflow::{Plan, Role};
 use crate::error::{Error, Result};
 use crate::exchange::{ChannelIo, StepChannel};
 use crate::net::io::NetPort;
+use crate::recovery::WorkerRecovery;
 use crate::runtime::build::{Activation, BuildCtx, DriveSource, SinkHandle};
 use crate::runtime::park::Shared;
 use crate::runtime::progress::{Epoch, EpochClock, EOF_EPOCH, FIRST_EPOCH};
 use crate::runtime::step_guard::StepGuard;
-use crate::runtime::{RunConfig, WorkerId};
+use crate::runtime::{RunConfig, RunEnv, WorkerId};
 
 /// Frames taken from the network port per round.
 const NET_BUDGET: usize = 64;
@@ -47,6 +48,7 @@ pub(crate) struct Worker {
     clock: EpochClock,
     zero_interval: bool,
     spin: bool,
+    recovery: Option<Rc<WorkerRecovery>>,
 }
 
 fn index_by_step<T>(n: usize, items: &[(usize, T)]) -> Vec<Option<usize>> {
@@ -66,8 +68,14 @@ impl Worker {
         port: Option<NetPort>,
         shared: Arc<Shared>,
         config: &RunConfig,
+        env: &RunEnv,
     ) -> Result<Worker> {
         let net = port.map(|p| Rc::new(RefCell::new(p)));
+        let recovery = env
+            .recovery
+            .as_ref()
+            .map(|h| Rc::new(WorkerRecovery::new(h, me.global, me.local)));
+        let first_epoch = env.recovery.as_ref().map_or(FIRST_EPOCH, |h| h.first_epoch);
         let mut ctx = BuildCtx::new(
             me.global,
             me.count,
@@ -75,7 +83,8 @@ impl Worker {
             endpoints,
             net.clone(),
             shared.clone(),
-        );
+        )
+        .with_recovery(recovery.clone(), first_epoch);
         for (i, step) in plan.steps.iter().enumerate().rev() {
             ctx.set_step(i, step.id.clone());
             let _g = StepGuard::enter(i);
@@ -89,8 +98,8 @@ impl Worker {
         ctx.sinks.sort_by_key(|(step, _)| *step);
         let n = plan.steps.len();
         Ok(Worker {
-            stream_frontier: vec![FIRST_EPOCH; plan.streams],
-            step_frontier: vec![FIRST_EPOCH; n],
+            stream_frontier: vec![first_epoch; plan.streams],
+            step_frontier: vec![first_epoch; n],
             source_of_step: index_by_step(n, &ctx.sources),
             activation_of_step: index_by_step(n, &ctx.activations),
             channel_of_step: index_by_step(n, &ctx.channels),
@@ -103,10 +112,45 @@ impl Worker {
             activations: ctx.activations,
             channels: ctx.channels,
             sinks: ctx.sinks,
-            clock: EpochClock::new(config.epoch_interval, Instant::now()),
+            clock: EpochClock::new(config.epoch_interval, env.start, first_epoch),
             zero_interval: config.epoch_interval.is_zero(),
             spin: config.spin,
+            recovery,
         })
+    }
+
+    /// Advances the epoch clock; when it moves, the inputs save their positions as of
+    /// the end of the epoch that closed.
+    fn tick(&mut self, now: Instant) -> Result<()> {
+        let old = self.clock.epoch();
+        if self.clock.tick(now) && self.recovery.is_some() {
+            for (step, src) in self.sources.iter_mut() {
+                src.snapshot(old)
+                    .map_err(|e| Error::in_step(self.plan.steps[*step].id.to_string(), e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands this round's snapshot rows to the writer, with the worker's front: the
+    /// last epoch every one of its steps has passed (and so written).
+    fn hand_over(&self) -> Result<()> {
+        let Some(rec) = &self.recovery else {
+            return Ok(());
+        };
+        let min = self
+            .step_frontier
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(EOF_EPOCH);
+        let front = if min == EOF_EPOCH { EOF_EPOCH } else { min - 1 };
+        if rec.hand_over(front) {
+            Ok(())
+        } else {
+            // The writer stopped after an error it reported; the run is ending.
+            Err(Error::Aborted)
+        }
     }
 
     fn step_error(&self, step: usize, e: crate::error::BoxError) -> Error {
@@ -117,16 +161,16 @@ impl Worker {
     /// sent, then closes the sinks.
     pub(crate) fn run(&mut self) -> Result<()> {
         let mut idle_rounds: u32 = 0;
-        let mut read_input = false;
         loop {
             if self.shared.aborted() {
                 return Err(Error::Aborted);
             }
             let now = Instant::now();
-            // A zero interval means an epoch per round that read input; idle rounds do
-            // not advance it (each advance sends a progress marker to every peer).
-            if !self.zero_interval || read_input {
-                self.clock.tick(now);
+            // A zero interval means an epoch per round that read input (it ends right
+            // after the input was read, below); idle rounds do not advance it (each
+            // advance sends a progress marker to every peer).
+            if !self.zero_interval {
+                self.tick(now)?;
             }
             let epoch = self.clock.epoch();
             let mut progressed = false;
@@ -145,7 +189,7 @@ impl Worker {
                     .net
                     .as_ref()
                     .is_some_and(|p| p.borrow().is_backlogged());
-            read_input = false;
+            let mut read_input = false;
             if !backpressured {
                 for (step, src) in self.sources.iter_mut() {
                     if !src.is_eof() {
@@ -157,6 +201,9 @@ impl Worker {
                 }
             }
             progressed |= read_input;
+            if self.zero_interval && read_input {
+                self.tick(now)?;
+            }
 
             for (step, act) in &self.activations {
                 let f = self.step_frontier[*step];
@@ -172,6 +219,7 @@ impl Worker {
             }
 
             progressed |= self.propagate();
+            self.hand_over()?;
 
             for (step, ch) in &self.channels {
                 let _g = StepGuard::enter(*step);

@@ -131,7 +131,7 @@ pub trait Clock<V>: Send + Sync + 'static {
 /// A key's sense of time.
 pub trait ClockLogic<V>: Send + 'static {
     /// What [`snapshot`](Self::snapshot) returns.
-    type State: Clone + Send + 'static;
+    type State: Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static;
 
     /// The item's timestamp and the watermark after seeing it. The watermark must never
     /// go back.
@@ -306,7 +306,7 @@ impl<F, S> EventClock<F, S> {
 }
 
 /// What an [`EventClock`] remembers per key (Bytewax's `_EventClockState`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EventClockState {
     /// System time when the watermark last jumped forward on an item.
     pub system_time_of_max_event: DateTime<Utc>,

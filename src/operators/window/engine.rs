@@ -53,7 +53,8 @@ pub trait WindowLogic<V>: Send + Sized + 'static {
     /// What the logic emits (downstream items are `(key, (window_id, Out))`).
     type Out: Data;
     /// What [`snapshot`](Self::snapshot) returns and the builder is given on resume.
-    type State: Clone + Send + 'static;
+    /// Saved with serde (postcard) when the run has a recovery directory.
+    type State: Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static;
 
     /// Applies one value of the window (in timestamp order if the operator is
     /// `ordered`, else in arrival order).
@@ -79,6 +80,10 @@ pub(crate) trait WindowAgg<V>: Send + Sync + 'static {
     fn on_value(&self, acc: &mut Self::Acc, value: V, emit: &mut Vec<Self::Out>);
     fn on_merge(&self, into: &mut Self::Acc, original: Self::Acc, emit: &mut Vec<Self::Out>);
     fn on_close(&self, acc: Self::Acc, emit: &mut Vec<Self::Out>);
+    /// Appends an accumulator, encoded, for a snapshot.
+    fn encode(&self, acc: &Self::Acc, out: &mut Vec<u8>) -> Result<(), String>;
+    /// Rebuilds an accumulator from what [`encode`](Self::encode) wrote.
+    fn decode(&self, bytes: &[u8]) -> Result<Self::Acc, String>;
 }
 
 /// A user's [`WindowLogic`] as a [`WindowAgg`].
@@ -103,6 +108,12 @@ where
     }
     fn on_close(&self, acc: L, emit: &mut Vec<L::Out>) {
         acc.on_close(emit)
+    }
+    fn encode(&self, acc: &L, out: &mut Vec<u8>) -> Result<(), String> {
+        crate::recovery::encode_into(&acc.snapshot(), out)
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<L, String> {
+        Ok((self.0)(Some(crate::recovery::decode(bytes)?)))
     }
 }
 
@@ -263,9 +274,20 @@ impl<C, Wr, A> WindowStep<C, Wr, A> {
     }
 }
 
+/// A key's windows as saved in a snapshot (accumulators encoded by their aggregate).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedWindows<C, W, V> {
+    clock: C,
+    windower: W,
+    accs: Vec<(i64, Vec<u8>)>,
+    queue: Vec<(DateTime<Utc>, u64, V)>,
+    seq: u64,
+    watermark: DateTime<Utc>,
+}
+
 impl<V, C, Wr, A> KeyedLogic<V> for WindowStep<C, Wr, A>
 where
-    V: Data,
+    V: crate::ExchangeData,
     C: Clock<V>,
     Wr: Windower,
     A: WindowAgg<V>,
@@ -286,6 +308,55 @@ where
             armed: Cell::new(None),
             counts: self.stats.0.clone(),
         }
+    }
+
+    fn encode(&self, state: &Self::State, out: &mut Vec<u8>) -> Result<(), String> {
+        let mut accs = Vec::with_capacity(state.accs.len());
+        for (&id, acc) in &state.accs {
+            let mut b = Vec::new();
+            self.agg.encode(acc, &mut b)?;
+            accs.push((id, b));
+        }
+        let saved = SavedWindows {
+            clock: state.clock.snapshot(),
+            windower: state.windower.snapshot(),
+            accs,
+            queue: state.queue.iter().map(|(k, v)| (k.0, k.1, v)).collect(),
+            seq: state.seq,
+            watermark: state.watermark,
+        };
+        crate::recovery::encode_into(&saved, out)
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<Self::State, String> {
+        type Saved<C, W, V> = SavedWindows<C, W, V>;
+        let saved: Saved<
+            <C::Logic as ClockLogic<V>>::State,
+            <Wr::Logic as WindowerLogic>::State,
+            V,
+        > = crate::recovery::decode(bytes)?;
+        let mut accs = BTreeMap::new();
+        for (id, b) in saved.accs {
+            accs.insert(id, self.agg.decode(&b)?);
+        }
+        let queue: BTreeMap<(DateTime<Utc>, u64), V> = saved
+            .queue
+            .into_iter()
+            .map(|(ts, seq, v)| ((ts, seq), v))
+            .collect();
+        let counts = self.stats.0.clone();
+        counts.keys.add(1);
+        counts.windows.add(accs.len() as i64);
+        counts.queued.add(queue.len() as i64);
+        Ok(KeyWindows {
+            clock: self.clock.build(Some(saved.clock)),
+            windower: self.windower.build(Some(saved.windower)),
+            accs,
+            queue,
+            seq: saved.seq,
+            watermark: saved.watermark,
+            armed: Cell::new(None),
+            counts,
+        })
     }
 
     fn on_item(&self, state: &mut Self::State, value: V, emit: &mut Vec<Self::Out>) -> Retention {

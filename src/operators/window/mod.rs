@@ -89,7 +89,9 @@ pub use windower::{
 ///
 /// For tumbling and sliding windows `close_time` is exclusive; for sessions both times
 /// are the first and last item's timestamps.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct WindowMetadata {
     /// When the window opened.
     pub open_time: DateTime<Utc>,

@@ -10,6 +10,7 @@ use super::{WindowConfigError, WindowMetadata, WindowOut, WindowStats};
 use crate::dataflow::{Key, Role, Stream};
 use crate::error::Error;
 use crate::operators::stateful::{JoinEmit, JoinInsert, Joined};
+use crate::recovery::{decode, encode_into};
 use crate::runtime::push::{Data, PushFn};
 
 /// A value on its way into [`join_window`](Stream::join_window): from the left stream
@@ -31,7 +32,7 @@ struct FoldAgg<B, F, M>(B, F, M);
 
 impl<V, S, B, F, M> WindowAgg<V> for FoldAgg<B, F, M>
 where
-    S: Data,
+    S: crate::ExchangeData,
     B: Fn() -> S + Send + Sync + 'static,
     F: Fn(S, V) -> S + Send + Sync + 'static,
     M: Fn(S, S) -> S + Send + Sync + 'static,
@@ -55,6 +56,12 @@ where
     fn on_close(&self, acc: Option<S>, emit: &mut Vec<S>) {
         emit.extend(acc);
     }
+    fn encode(&self, acc: &Option<S>, out: &mut Vec<u8>) -> Result<(), String> {
+        encode_into(acc, out)
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<Option<S>, String> {
+        decode(bytes)
+    }
 }
 
 struct CountAgg;
@@ -76,11 +83,17 @@ impl<V> WindowAgg<V> for CountAgg {
     fn on_close(&self, acc: u64, emit: &mut Vec<u64>) {
         emit.push(acc);
     }
+    fn encode(&self, acc: &u64, out: &mut Vec<u8>) -> Result<(), String> {
+        encode_into(acc, out)
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<u64, String> {
+        decode(bytes)
+    }
 }
 
 struct CollectAgg;
 
-impl<V: Data> WindowAgg<V> for CollectAgg {
+impl<V: crate::ExchangeData> WindowAgg<V> for CollectAgg {
     type Acc = Vec<V>;
     type Out = Vec<V>;
 
@@ -96,11 +109,19 @@ impl<V: Data> WindowAgg<V> for CollectAgg {
     fn on_close(&self, acc: Vec<V>, emit: &mut Vec<Vec<V>>) {
         emit.push(acc);
     }
+    fn encode(&self, acc: &Vec<V>, out: &mut Vec<u8>) -> Result<(), String> {
+        encode_into(acc, out)
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<Vec<V>, String> {
+        decode(bytes)
+    }
 }
 
 struct ReduceAgg<F>(F);
 
-impl<V: Data, F: Fn(V, V) -> V + Send + Sync + 'static> WindowAgg<V> for ReduceAgg<F> {
+impl<V: crate::ExchangeData, F: Fn(V, V) -> V + Send + Sync + 'static> WindowAgg<V>
+    for ReduceAgg<F>
+{
     type Acc = Option<V>;
     type Out = V;
 
@@ -121,6 +142,12 @@ impl<V: Data, F: Fn(V, V) -> V + Send + Sync + 'static> WindowAgg<V> for ReduceA
     }
     fn on_close(&self, acc: Option<V>, emit: &mut Vec<V>) {
         emit.extend(acc);
+    }
+    fn encode(&self, acc: &Option<V>, out: &mut Vec<u8>) -> Result<(), String> {
+        encode_into(acc, out)
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<Option<V>, String> {
+        decode(bytes)
     }
 }
 
@@ -187,7 +214,7 @@ fn merge_side<X>(insert: JoinInsert, into: &mut Vec<X>, mut original: Vec<X>) {
     }
 }
 
-impl<A: Data, B: Data> WindowAgg<JoinSide<A, B>> for JoinAgg {
+impl<A: crate::ExchangeData, B: crate::ExchangeData> WindowAgg<JoinSide<A, B>> for JoinAgg {
     type Acc = (Vec<A>, Vec<B>);
     type Out = Joined<A, B>;
 
@@ -210,6 +237,12 @@ impl<A: Data, B: Data> WindowAgg<JoinSide<A, B>> for JoinAgg {
         if self.emit == JoinEmit::Final && !(acc.0.is_empty() && acc.1.is_empty()) {
             cross(&acc, emit);
         }
+    }
+    fn encode(&self, acc: &Self::Acc, out: &mut Vec<u8>) -> Result<(), String> {
+        encode_into(acc, out)
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<Self::Acc, String> {
+        decode(bytes)
     }
 }
 
@@ -403,7 +436,7 @@ impl<K: Key, V: crate::ExchangeData> Stream<(K, V)> {
     /// assert_eq!(out.take(), vec![("k", (0, 12)), ("k", (1, 1))]);
     /// ```
     #[allow(clippy::too_many_arguments)]
-    pub fn fold_window<S: Data, C: Clock<V>, Wr: Windower>(
+    pub fn fold_window<S: crate::ExchangeData, C: Clock<V>, Wr: Windower>(
         &self,
         step: &str,
         clock: C,

@@ -79,7 +79,7 @@ pub trait Windower: Send + Sync + 'static {
 /// ```
 pub trait WindowerLogic: Send + 'static {
     /// What [`snapshot`](Self::snapshot) returns.
-    type State: Clone + Send + 'static;
+    type State: Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static;
 
     /// Pushes onto `out` the ids of the windows an on-time item with `timestamp` is in,
     /// opening them if needed.
@@ -383,7 +383,7 @@ impl Windower for SessionWindower {
 }
 
 /// What a session windower keeps per key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SessionWindowerState {
     /// The last id given out ([`LATE_SESSION_ID`] before the first session).
     pub max_id: i64,
