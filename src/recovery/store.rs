@@ -523,3 +523,132 @@ pub(crate) fn load_latest(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recovery::{kind, Rows};
+    use std::sync::Arc;
+
+    fn exec(ex: u64) -> Execution {
+        Execution {
+            ex,
+            worker_count: 1,
+            resume_from: 0,
+            first_epoch: 1,
+        }
+    }
+
+    fn put(
+        p: &mut Partition,
+        ex: u64,
+        step: &Arc<str>,
+        key: &str,
+        epoch: Epoch,
+        state: Option<u8>,
+    ) {
+        let mut rows = Rows::default();
+        rows.push(
+            step,
+            kind::KEY,
+            epoch,
+            |b| b.extend_from_slice(key.as_bytes()),
+            |b| {
+                b.extend(state);
+                Ok(state.is_some())
+            },
+        )
+        .unwrap();
+        let refs: Vec<_> = rows.iter().collect();
+        p.write(ex, &refs, &[]).unwrap();
+    }
+
+    fn latest(parts: &[Partition], upto: Epoch) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        load_latest(parts, upto, |_, _, k, s| {
+            out.push((String::from_utf8(k.to_vec()).unwrap(), s.to_vec()))
+        })
+        .unwrap();
+        out
+    }
+
+    /// Regression: a key whose rows are in two partitions (written by different
+    /// workers before and after a rescale) was loaded twice, once per partition.
+    #[test]
+    fn a_key_in_two_partitions_loads_once_with_its_latest_state() {
+        let dir = tempfile::tempdir().unwrap();
+        init(dir.path(), 2).unwrap();
+        let mut parts = open_all(dir.path(), "-r").unwrap();
+        let step: Arc<str> = "f.s".into();
+        put(&mut parts[0], 0, &step, "a", 3, Some(1));
+        put(&mut parts[1], 1, &step, "a", 7, Some(2));
+        put(&mut parts[0], 0, &step, "b", 3, Some(5));
+        put(&mut parts[1], 1, &step, "b", 7, None);
+        put(&mut parts[1], 1, &step, "c", 9, Some(8));
+        assert_eq!(
+            latest(&parts, 7),
+            vec![("a".into(), vec![2])],
+            "b discarded at 7"
+        );
+        assert_eq!(
+            latest(&parts, 5),
+            vec![("a".into(), vec![1]), ("b".into(), vec![5])]
+        );
+        assert_eq!(latest(&parts, EOF_EPOCH).len(), 2);
+    }
+
+    #[test]
+    fn garbage_collection_keeps_the_latest_row_up_to_its_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        init(dir.path(), 1).unwrap();
+        let mut parts = open_all(dir.path(), "-r").unwrap();
+        let step: Arc<str> = "f.s".into();
+        for e in 1..=5 {
+            put(&mut parts[0], 0, &step, "a", e, Some(e as u8));
+        }
+        put(&mut parts[0], 0, &step, "b", 2, Some(9));
+        put(&mut parts[0], 0, &step, "b", 3, None);
+        // Up to 3: a@1, a@2 go (a@3 supersedes them); b@2 goes, then its discard too.
+        assert_eq!(parts[0].collect_garbage(3).unwrap(), 4);
+        assert_eq!(latest(&parts, 3), vec![("a".into(), vec![3])]);
+        assert_eq!(latest(&parts, 5), vec![("a".into(), vec![5])]);
+    }
+
+    #[test]
+    fn begin_deletes_what_workers_wrote_after_the_resume_point() {
+        let dir = tempfile::tempdir().unwrap();
+        init(dir.path(), 1).unwrap();
+        let mut parts = open_all(dir.path(), "-r").unwrap();
+        let step: Arc<str> = "f.s".into();
+        put(&mut parts[0], 0, &step, "a", 2, Some(1));
+        put(&mut parts[0], 0, &step, "a", 6, Some(2));
+        let next = Execution {
+            resume_from: 4,
+            first_epoch: 7,
+            ..exec(1)
+        };
+        parts[0].begin(&next, "f", 1).unwrap();
+        assert_eq!(latest(&parts, EOF_EPOCH), vec![("a".into(), vec![1])]);
+        assert_eq!(parts[0].executions().unwrap(), vec![next]);
+        assert_eq!(parts[0].flow().unwrap(), Some(("f".into(), 1)));
+    }
+
+    #[test]
+    fn init_refuses_a_directory_with_partitions_and_a_zero_count() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(init(dir.path(), 0).is_err());
+        init(dir.path(), 2).unwrap();
+        let e = init(dir.path(), 2).unwrap_err().to_string();
+        assert!(e.contains("already holds recovery partitions"), "{e}");
+        // A partition whose count disagrees with the others' is named.
+        std::fs::remove_file(part_path(dir.path(), 1)).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        init(other.path(), 3).unwrap();
+        std::fs::copy(part_path(other.path(), 1), part_path(dir.path(), 1)).unwrap();
+        let e = open_all(dir.path(), "-r").unwrap_err().to_string();
+        assert!(
+            e.contains("part-1.sqlite3") && e.contains("3 partitions"),
+            "{e}"
+        );
+    }
+}
