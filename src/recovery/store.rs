@@ -434,6 +434,9 @@ impl Partition {
     }
 }
 
+/// One row of [`Latest`]: step id, key, state (`None`: a discard), epoch, kind.
+type RowView<'a> = (&'a str, &'a [u8], Option<&'a [u8]>, i64, u8);
+
 /// The latest row per (step, key) of one partition, in key order, packed.
 #[derive(Default)]
 struct Latest {
@@ -445,7 +448,7 @@ struct Latest {
 }
 
 impl Latest {
-    fn row(&self, i: usize) -> (&str, &[u8], Option<&[u8]>, i64, u8) {
+    fn row(&self, i: usize) -> RowView<'_> {
         let (step, key_end, state_end, epoch, kind, has) = self.rows[i];
         let start = if i == 0 {
             0
@@ -556,7 +559,7 @@ pub(crate) fn load_latest(
         else {
             return Ok(());
         };
-        let mut best: Option<(&str, &[u8], Option<&[u8]>, i64, u8)> = None;
+        let mut best: Option<RowView<'_>> = None;
         for (l, i) in latest.iter().zip(next.iter_mut()) {
             if *i < l.rows.len() {
                 let row = l.row(*i);
