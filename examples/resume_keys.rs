@@ -52,6 +52,13 @@ impl Sink<(u64, u64)> for FirstItem {
 }
 
 fn main() {
+    // `WAXFAST_LOG=info` shows how long reading the partitions took.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WAXFAST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let mut args = std::env::args().skip(1);
     let keys: u64 = args.next().map_or(1_000_000, |a| a.parse().expect("KEYS"));
     let workers: usize = args.next().map_or(1, |a| a.parse().expect("WORKERS"));

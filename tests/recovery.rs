@@ -184,8 +184,7 @@ fn state_saved_by_four_workers_resumes_on_two_then_one() {
 
 /// Garbage collection: with a backup interval of 0 only the latest snapshot of each key
 /// is kept; a key's discard is dropped once nothing is left for it to hide.
-#[test]
-fn garbage_collection_keeps_only_the_latest_snapshots() {
+fn rows_per_key_after_a_run(backup: Duration) -> std::collections::BTreeMap<String, i64> {
     let dir = tempfile::tempdir().unwrap();
     init(dir.path(), 2).unwrap();
     let events: Vec<TestEvent<(&'static str, u32)>> = (0..40)
@@ -207,7 +206,7 @@ fn garbage_collection_keeps_only_the_latest_snapshots() {
         .output("out", sink);
     let config = RunConfig::default()
         .epoch_interval(Duration::from_millis(10))
-        .recovery(RecoveryConfig::new(dir.path()));
+        .recovery(RecoveryConfig::new(dir.path()).backup_interval(backup));
     run_main_with(&flow, &config).unwrap();
     let mut per_key = std::collections::BTreeMap::new();
     for i in 0..2 {
@@ -231,9 +230,27 @@ fn garbage_collection_keeps_only_the_latest_snapshots() {
             per_key.insert(key, n);
         }
     }
+    per_key
+}
+
+#[test]
+fn garbage_collection_keeps_only_the_latest_snapshots() {
+    let per_key = rows_per_key_after_a_run(Duration::ZERO);
     // 40 epochs changed each key; one row each is left.
     assert_eq!(per_key.get("kept"), Some(&1), "{per_key:?}");
     assert_eq!(per_key.get("dropped"), None, "{per_key:?}");
+}
+
+/// With a backup interval, superseded snapshots younger than it are kept, so a backup
+/// of the partitions taken meanwhile can still be resumed.
+#[test]
+fn a_backup_interval_keeps_superseded_snapshots() {
+    let per_key = rows_per_key_after_a_run(Duration::from_secs(3600));
+    assert!(per_key.get("kept").is_some_and(|&n| n > 1), "{per_key:?}");
+    assert!(
+        per_key.get("dropped").is_some_and(|&n| n > 1),
+        "{per_key:?}"
+    );
 }
 
 fn window_flow(abort: bool, sink: TestingSink<(String, (i64, u64))>) -> Dataflow {

@@ -276,7 +276,7 @@ pub(crate) fn prepare(
     total: usize,
 ) -> Result<Prepared> {
     let started = Instant::now();
-    let parts = store::open_all(&config.dir, "recovery directory")?;
+    let mut parts = store::open_all(&config.dir, "recovery directory")?;
     let fingerprint = plan.fingerprint();
     for p in &parts {
         if let Some((name, fp)) = p.flow()? {
@@ -310,7 +310,7 @@ pub(crate) fn prepare(
     let mut resume = Resume::default();
     let mut keys = 0usize;
     {
-        store::load_latest(&parts, resume_from, |step, kind, key, state| {
+        store::load_latest(&mut parts, resume_from, |step, kind, key, state| {
             if kind == kind::KEY {
                 let w = (xxhash_rust::xxh3::xxh3_64(key) % total as u64) as usize;
                 if (base..base + local).contains(&w) {

@@ -434,92 +434,274 @@ impl Partition {
     }
 }
 
-/// One row of `snaps`, owned.
-struct Snap {
-    step: String,
-    key: Vec<u8>,
-    epoch: i64,
-    kind: u8,
-    state: Option<Vec<u8>>,
+/// One row of [`Latest`]: step id, key, state (`None`: a discard), epoch, kind.
+type RowView<'a> = (&'a str, &'a [u8], Option<&'a [u8]>, i64, u8);
+
+/// The latest row per (step, key) of one partition, in key order, packed.
+#[derive(Default)]
+struct Latest {
+    /// Step ids in order of appearance (rows are sorted by step first).
+    steps: Vec<String>,
+    /// (index into `steps`, end of key in `bytes`, end of state, epoch, kind, has state)
+    rows: Vec<(u32, u32, u32, i64, u8, bool)>,
+    bytes: Vec<u8>,
 }
 
-fn read_snap(path: &Path, r: &rusqlite::Row<'_>) -> Result<Snap, Error> {
-    let fail = |e: rusqlite::Error| err(path, "cannot read", e);
-    Ok(Snap {
-        step: r.get(0).map_err(fail)?,
-        key: r.get(1).map_err(fail)?,
-        epoch: r.get(2).map_err(fail)?,
-        kind: r.get::<_, i64>(3).map_err(fail)? as u8,
-        state: r.get(4).map_err(fail)?,
-    })
+impl Latest {
+    fn row(&self, i: usize) -> RowView<'_> {
+        let (step, key_end, state_end, epoch, kind, has) = self.rows[i];
+        let start = if i == 0 {
+            0
+        } else {
+            self.rows[i - 1].2 as usize
+        };
+        let key = &self.bytes[start..key_end as usize];
+        let state = has.then(|| &self.bytes[key_end as usize..state_end as usize]);
+        (&self.steps[step as usize], key, state, epoch, kind)
+    }
+}
+
+/// Reads the latest row with epoch <= `upto` of every (step, key) of one partition.
+fn read_latest(p: &Partition, upto: Epoch) -> Result<Latest, Error> {
+    let fail = |e: rusqlite::Error| err(&p.path, "cannot read", e);
+    let mut st = p
+        .conn
+        .prepare(
+            "SELECT step_id, state_key, epoch, kind, state FROM snaps WHERE epoch <= ?1
+             ORDER BY step_id, state_key, epoch",
+        )
+        .map_err(fail)?;
+    let mut rows = st.query([to_sql(upto)]).map_err(fail)?;
+    let mut out = Latest::default();
+    let mut key_start = 0usize;
+    while let Some(r) = rows.next().map_err(fail)? {
+        let step = r
+            .get_ref(0)
+            .and_then(|v| v.as_str().map_err(Into::into))
+            .map_err(fail)?;
+        let key = r
+            .get_ref(1)
+            .and_then(|v| v.as_blob().map_err(Into::into))
+            .map_err(fail)?;
+        let epoch: i64 = r.get(2).map_err(fail)?;
+        let kind = r.get::<_, i64>(3).map_err(fail)? as u8;
+        let state = r
+            .get_ref(4)
+            .and_then(|v| v.as_blob_or_null().map_err(Into::into))
+            .map_err(fail)?;
+        let same_step = out.steps.last().is_some_and(|s| s == step);
+        let same_key = same_step
+            && out
+                .rows
+                .last()
+                .is_some_and(|&(_, key_end, ..)| &out.bytes[key_start..key_end as usize] == key);
+        if same_key {
+            // A later epoch of the same key: replace the last row's state.
+            let (_, key_end, ..) = *out.rows.last().expect("checked");
+            out.bytes.truncate(key_end as usize);
+        } else {
+            if !same_step {
+                out.steps.push(step.to_string());
+            }
+            key_start = out.bytes.len();
+            out.bytes.extend_from_slice(key);
+            out.rows.push((
+                (out.steps.len() - 1) as u32,
+                out.bytes.len() as u32,
+                0,
+                0,
+                0,
+                false,
+            ));
+        }
+        out.bytes.extend_from_slice(state.unwrap_or_default());
+        let last = out.rows.last_mut().expect("pushed above");
+        last.2 = out.bytes.len() as u32;
+        last.3 = epoch;
+        last.4 = kind;
+        last.5 = state.is_some();
+    }
+    Ok(out)
 }
 
 /// Calls `visit(step_id, kind, key, state)` for the latest snapshot with epoch <= `upto`
-/// of every (step, key) that has state, over all partitions (a key may have rows in
-/// several: the worker that owns it changes when a run is rescaled). Each partition is
-/// read in key order and the streams are merged, so memory stays flat.
+/// of every (step, key) that has state, over all partitions. A key's rows live in one
+/// partition (the writer routes them by key), but the partitions are merged as if they
+/// could be anywhere: the latest row wins, so a key is never loaded twice. Partitions
+/// are read in parallel, one thread each.
 pub(crate) fn load_latest(
-    parts: &[Partition],
+    parts: &mut [Partition],
     upto: Epoch,
     mut visit: impl FnMut(&str, u8, &[u8], &[u8]),
 ) -> Result<(), Error> {
-    let mut stmts = Vec::new();
-    for p in parts {
-        stmts.push(
-            p.conn
-                .prepare(
-                    "SELECT step_id, state_key, epoch, kind, state FROM snaps WHERE epoch <= ?1
-                     ORDER BY step_id, state_key, epoch",
-                )
-                .map_err(|e| err(&p.path, "cannot read", e))?,
-        );
-    }
-    let mut cursors = Vec::new();
-    for (st, p) in stmts.iter_mut().zip(parts) {
-        cursors.push((
-            st.query([to_sql(upto)])
-                .map_err(|e| err(&p.path, "cannot read", e))?,
-            &p.path,
-        ));
-    }
-    let mut heads: Vec<Option<Snap>> = Vec::new();
-    for (rows, path) in &mut cursors {
-        let r = rows.next().map_err(|e| err(path, "cannot read", e))?;
-        heads.push(r.map(|r| read_snap(path, r)).transpose()?);
-    }
+    let latest: Vec<Latest> = std::thread::scope(|scope| {
+        let handles: Vec<_> = parts
+            .iter_mut()
+            .map(|p| scope.spawn(move || read_latest(p, upto)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect::<Result<Vec<_>, Error>>()
+    })?;
+    let mut next = vec![0usize; latest.len()];
     loop {
-        // The smallest (step, key) among the heads.
-        let Some(min) = heads
+        // The smallest (step, key) among the partitions' next rows.
+        let Some(min) = latest
             .iter()
-            .flatten()
-            .map(|h| (h.step.as_str(), h.key.as_slice()))
+            .zip(&next)
+            .filter(|(l, &i)| i < l.rows.len())
+            .map(|(l, &i)| {
+                let (step, key, ..) = l.row(i);
+                (step, key)
+            })
             .min()
-            .map(|(s, k)| (s.to_string(), k.to_vec()))
         else {
             return Ok(());
         };
-        let mut best: Option<Snap> = None;
-        for (i, (rows, path)) in cursors.iter_mut().enumerate() {
-            // Every row of this (step, key) in this partition; the latest wins.
-            while heads[i]
-                .as_ref()
-                .is_some_and(|h| h.step == min.0 && h.key == min.1)
-            {
-                let r = rows.next().map_err(|e| err(path, "cannot read", e))?;
-                let next = r.map(|r| read_snap(path, r)).transpose()?;
-                let this = std::mem::replace(&mut heads[i], next).expect("checked above");
-                if best.as_ref().is_none_or(|b| this.epoch > b.epoch) {
-                    best = Some(this);
+        let mut best: Option<RowView<'_>> = None;
+        for (l, i) in latest.iter().zip(next.iter_mut()) {
+            if *i < l.rows.len() {
+                let row = l.row(*i);
+                if (row.0, row.1) == min {
+                    *i += 1;
+                    if best.is_none_or(|b| row.3 > b.3) {
+                        best = Some(row);
+                    }
                 }
             }
         }
-        if let Some(Snap {
-            kind,
-            state: Some(state),
-            ..
-        }) = best
-        {
-            visit(&min.0, kind, &min.1, &state);
+        if let Some((step, key, Some(state), _, kind)) = best {
+            visit(step, kind, key, state);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recovery::{kind, Rows};
+    use std::sync::Arc;
+
+    fn exec(ex: u64) -> Execution {
+        Execution {
+            ex,
+            worker_count: 1,
+            resume_from: 0,
+            first_epoch: 1,
+        }
+    }
+
+    fn put(
+        p: &mut Partition,
+        ex: u64,
+        step: &Arc<str>,
+        key: &str,
+        epoch: Epoch,
+        state: Option<u8>,
+    ) {
+        let mut rows = Rows::default();
+        rows.push(
+            step,
+            kind::KEY,
+            epoch,
+            |b| b.extend_from_slice(key.as_bytes()),
+            |b| {
+                b.extend(state);
+                Ok(state.is_some())
+            },
+        )
+        .unwrap();
+        let refs: Vec<_> = rows.iter().collect();
+        p.write(ex, &refs, &[]).unwrap();
+    }
+
+    fn latest(parts: &mut [Partition], upto: Epoch) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        load_latest(parts, upto, |_, _, k, s| {
+            out.push((String::from_utf8(k.to_vec()).unwrap(), s.to_vec()))
+        })
+        .unwrap();
+        out
+    }
+
+    /// Regression: a key whose rows are in two partitions (written by different
+    /// workers before and after a rescale) was loaded twice, once per partition.
+    #[test]
+    fn a_key_in_two_partitions_loads_once_with_its_latest_state() {
+        let dir = tempfile::tempdir().unwrap();
+        init(dir.path(), 2).unwrap();
+        let mut parts = open_all(dir.path(), "-r").unwrap();
+        let step: Arc<str> = "f.s".into();
+        put(&mut parts[0], 0, &step, "a", 3, Some(1));
+        put(&mut parts[1], 1, &step, "a", 7, Some(2));
+        put(&mut parts[0], 0, &step, "b", 3, Some(5));
+        put(&mut parts[1], 1, &step, "b", 7, None);
+        put(&mut parts[1], 1, &step, "c", 9, Some(8));
+        assert_eq!(
+            latest(&mut parts, 7),
+            vec![("a".into(), vec![2])],
+            "b discarded at 7"
+        );
+        assert_eq!(
+            latest(&mut parts, 5),
+            vec![("a".into(), vec![1]), ("b".into(), vec![5])]
+        );
+        assert_eq!(latest(&mut parts, EOF_EPOCH).len(), 2);
+    }
+
+    #[test]
+    fn garbage_collection_keeps_the_latest_row_up_to_its_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        init(dir.path(), 1).unwrap();
+        let mut parts = open_all(dir.path(), "-r").unwrap();
+        let step: Arc<str> = "f.s".into();
+        for e in 1..=5 {
+            put(&mut parts[0], 0, &step, "a", e, Some(e as u8));
+        }
+        put(&mut parts[0], 0, &step, "b", 2, Some(9));
+        put(&mut parts[0], 0, &step, "b", 3, None);
+        // Up to 3: a@1, a@2 go (a@3 supersedes them); b@2 goes, then its discard too.
+        assert_eq!(parts[0].collect_garbage(3).unwrap(), 4);
+        assert_eq!(latest(&mut parts, 3), vec![("a".into(), vec![3])]);
+        assert_eq!(latest(&mut parts, 5), vec![("a".into(), vec![5])]);
+    }
+
+    #[test]
+    fn begin_deletes_what_workers_wrote_after_the_resume_point() {
+        let dir = tempfile::tempdir().unwrap();
+        init(dir.path(), 1).unwrap();
+        let mut parts = open_all(dir.path(), "-r").unwrap();
+        let step: Arc<str> = "f.s".into();
+        put(&mut parts[0], 0, &step, "a", 2, Some(1));
+        put(&mut parts[0], 0, &step, "a", 6, Some(2));
+        let next = Execution {
+            resume_from: 4,
+            first_epoch: 7,
+            ..exec(1)
+        };
+        parts[0].begin(&next, "f", 1).unwrap();
+        assert_eq!(latest(&mut parts, EOF_EPOCH), vec![("a".into(), vec![1])]);
+        assert_eq!(parts[0].executions().unwrap(), vec![next]);
+        assert_eq!(parts[0].flow().unwrap(), Some(("f".into(), 1)));
+    }
+
+    #[test]
+    fn init_refuses_a_directory_with_partitions_and_a_zero_count() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(init(dir.path(), 0).is_err());
+        init(dir.path(), 2).unwrap();
+        let e = init(dir.path(), 2).unwrap_err().to_string();
+        assert!(e.contains("already holds recovery partitions"), "{e}");
+        // A partition whose count disagrees with the others' is named.
+        std::fs::remove_file(part_path(dir.path(), 1)).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        init(other.path(), 3).unwrap();
+        std::fs::copy(part_path(other.path(), 1), part_path(dir.path(), 1)).unwrap();
+        let e = open_all(dir.path(), "-r").unwrap_err().to_string();
+        assert!(
+            e.contains("part-1.sqlite3") && e.contains("3 partitions"),
+            "{e}"
+        );
     }
 }

@@ -321,7 +321,11 @@ impl BuildCtx {
             next: 0,
             tee,
             batch: Vec::new(),
-            snaps: self.snapshot_rows().map(|rows| (step_id.clone(), rows)),
+            // A dynamic source has no position to save: it starts over on resume.
+            snaps: self
+                .snapshot_rows()
+                .filter(|_| matches!(kind, SourceKind::Fixed(_)))
+                .map(|rows| (step_id.clone(), rows)),
         };
         self.sources.push((self.step, Box::new(driver)));
         Ok(())
