@@ -432,6 +432,10 @@ impl Prepared {
             collected: 0,
             committed: self.exec.resume_from,
             shared,
+            abort_after: std::env::var("WAXFAST_FAULT_ABORT_AFTER_COMMITS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|&n: &u64| n > 0),
         };
         let writer = std::thread::Builder::new()
             .name("waxfast-snapshots".into())
@@ -477,6 +481,9 @@ struct Writer {
     collected: Epoch,
     committed: Epoch,
     shared: Arc<Shared>,
+    /// Test hook (`WAXFAST_FAULT_ABORT_AFTER_COMMITS=N`): abort the process after N
+    /// partition commits, to crash in the middle of writing a snapshot.
+    abort_after: Option<u64>,
 }
 
 impl Writer {
@@ -543,6 +550,13 @@ impl Writer {
         for (part, rows) in self.parts.iter_mut().zip(&routed) {
             if !rows.is_empty() || !fronts.is_empty() {
                 part.write(self.exec.ex, rows, &fronts)?;
+                if let Some(left) = &mut self.abort_after {
+                    // Fault injection for tests: die between two partitions' commits.
+                    *left = left.saturating_sub(1);
+                    if *left == 0 {
+                        std::process::abort();
+                    }
+                }
             }
         }
         tracing::debug!(
