@@ -355,6 +355,23 @@ pub(crate) fn prepare(
     })
 }
 
+/// The rows of `batch` per partition, each partition's in key order (SQLite then fills
+/// its B-tree pages in sequence). The sort is stable: a key may have two rows for one
+/// epoch (its state, then its end-of-stream discard), and the later one must be
+/// written last.
+fn route(batch: &[Msg], partitions: usize) -> Vec<Vec<RowRef<'_>>> {
+    let mut routed: Vec<Vec<RowRef<'_>>> = (0..partitions).map(|_| Vec::new()).collect();
+    for m in batch {
+        for r in m.rows.iter() {
+            routed[partition_of(r.step, r.key, partitions)].push(r);
+        }
+    }
+    for rows in &mut routed {
+        rows.sort_by(|a, b| (a.step, a.key, a.epoch).cmp(&(b.step, b.key, b.epoch)));
+    }
+    routed
+}
+
 /// The last epoch every worker of execution `exec` completed: the minimum of every
 /// worker's front over every partition (each partition holds a worker's rows up to the
 /// front it holds for that worker). A missing front is the execution's `resume_from`:
@@ -432,6 +449,10 @@ impl Prepared {
             collected: 0,
             committed: self.exec.resume_from,
             shared,
+            abort_after: std::env::var("WAXFAST_FAULT_ABORT_AFTER_COMMITS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|&n: &u64| n > 0),
         };
         let writer = std::thread::Builder::new()
             .name("waxfast-snapshots".into())
@@ -477,6 +498,9 @@ struct Writer {
     collected: Epoch,
     committed: Epoch,
     shared: Arc<Shared>,
+    /// Test hook (`WAXFAST_FAULT_ABORT_AFTER_COMMITS=N`): abort the process after N
+    /// partition commits, to crash in the middle of writing a snapshot.
+    abort_after: Option<u64>,
 }
 
 impl Writer {
@@ -521,13 +545,9 @@ impl Writer {
     /// partition thus never holds a worker's front without that worker's rows up to it,
     /// whatever happens to the other files (see `fronts_min`).
     fn commit(&mut self, batch: &[Msg]) -> Result<()> {
-        let n = self.parts.len();
-        let mut routed: Vec<Vec<RowRef<'_>>> = (0..n).map(|_| Vec::new()).collect();
+        let routed = route(batch, self.parts.len());
         let mut fronts: Vec<(usize, Epoch)> = Vec::new();
         for m in batch {
-            for r in m.rows.iter() {
-                routed[partition_of(r.step, r.key, n)].push(r);
-            }
             if let Some(f) = m.front {
                 match fronts.iter_mut().find(|(w, _)| *w == m.worker) {
                     Some(slot) => slot.1 = slot.1.max(f),
@@ -536,13 +556,16 @@ impl Writer {
             }
         }
         let started = Instant::now();
-        for rows in &mut routed {
-            // In key order: SQLite then fills its B-tree pages in sequence.
-            rows.sort_unstable_by(|a, b| (a.step, a.key, a.epoch).cmp(&(b.step, b.key, b.epoch)));
-        }
         for (part, rows) in self.parts.iter_mut().zip(&routed) {
             if !rows.is_empty() || !fronts.is_empty() {
                 part.write(self.exec.ex, rows, &fronts)?;
+                if let Some(left) = &mut self.abort_after {
+                    // Fault injection for tests: die between two partitions' commits.
+                    *left = left.saturating_sub(1);
+                    if *left == 0 {
+                        std::process::abort();
+                    }
+                }
             }
         }
         tracing::debug!(
@@ -661,5 +684,55 @@ impl WorkerRecovery {
             self.sent_front.set(front);
         }
         self.sender.send(msg).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: rows were sorted with an unstable sort, so a key's end-of-stream
+    /// discard could be written before its state of the same epoch, and the state won:
+    /// a rerun after the end emitted the key's count again.
+    #[test]
+    fn a_later_row_of_the_same_key_and_epoch_is_written_last() {
+        let step: Arc<str> = "f.count".into();
+        let mut rows = Rows::default();
+        for i in 0..200u32 {
+            let key = format!("k{}", i % 50);
+            let state = i < 100;
+            rows.push(
+                &step,
+                kind::KEY,
+                7,
+                |b| b.extend_from_slice(key.as_bytes()),
+                |b| {
+                    if state {
+                        b.push(1);
+                    }
+                    Ok(state)
+                },
+            )
+            .unwrap();
+        }
+        let batch = [Msg {
+            worker: 0,
+            rows,
+            front: None,
+        }];
+        for part in route(&batch, 3) {
+            for pair in part.windows(2) {
+                if pair[0].key == pair[1].key {
+                    // Every state row (the first 100 pushed) precedes the discards.
+                    assert!(pair[0].state.is_some() || pair[1].state.is_none());
+                }
+            }
+            // The last row of each key is a discard.
+            for (i, r) in part.iter().enumerate() {
+                if part.get(i + 1).is_none_or(|n| n.key != r.key) {
+                    assert!(r.state.is_none());
+                }
+            }
+        }
     }
 }

@@ -19,6 +19,7 @@ pub fn waxfast() -> Command {
         "WAXFAST_PROCESSES",
         "WAXFAST_CONNECT_TIMEOUT",
         "WAXFAST_LOG",
+        "WAXFAST_FAULT_ABORT_AFTER_COMMITS",
     ] {
         cmd.env_remove(var);
     }
