@@ -73,16 +73,8 @@ impl<K: Key, V: ExchangeData> Wire for KeyBatch<K, V> {
 pub(crate) fn keyed_items<K: Key, V: ExchangeData>() -> Codec<Vec<(K, V)>> {
     Codec {
         encode: |items, out| {
-            let n = items.len();
-            out.extend_from_slice(&(n as u32).to_le_bytes());
-            let ends_at = out.len();
-            out.resize(ends_at + 4 * n, 0);
-            let start = out.len();
-            for (i, (k, _)) in items.iter().enumerate() {
-                k.encode(out);
-                let end = (out.len() - start) as u32;
-                out[ends_at + 4 * i..ends_at + 4 * i + 4].copy_from_slice(&end.to_le_bytes());
-            }
+            out.extend_from_slice(&(items.len() as u32).to_le_bytes());
+            encode_keys(items.iter().map(|(k, _)| k), items.len(), out);
             let values: Vec<&V> = items.iter().map(|(_, v)| v).collect();
             let buf = std::mem::take(out);
             *out = postcard::to_extend(&values, buf).map_err(|e| e.to_string())?;
@@ -103,6 +95,18 @@ pub(crate) fn keyed_items<K: Key, V: ExchangeData>() -> Codec<Vec<(K, V)>> {
     }
 }
 
+/// Appends `n` key end offsets (`u32` LE) and then the keys' canonical bytes.
+fn encode_keys<'a, K: Key>(keys: impl Iterator<Item = &'a K>, n: usize, out: &mut Vec<u8>) {
+    let ends_at = out.len();
+    out.resize(ends_at + 4 * n, 0);
+    let start = out.len();
+    for (i, k) in keys.enumerate() {
+        k.encode(out);
+        let end = (out.len() - start) as u32;
+        out[ends_at + 4 * i..ends_at + 4 * i + 4].copy_from_slice(&end.to_le_bytes());
+    }
+}
+
 fn encode_keyed<K: Key, V: ExchangeData>(
     b: &KeyBatch<K, V>,
     out: &mut Vec<u8>,
@@ -115,14 +119,7 @@ fn encode_keyed<K: Key, V: ExchangeData>(
         }
         out.extend_from_slice(&b.bytes);
     } else {
-        let ends_at = out.len();
-        out.resize(ends_at + 4 * n, 0);
-        let start = out.len();
-        for (i, k) in b.keys.iter().enumerate() {
-            k.encode(out);
-            let end = (out.len() - start) as u32;
-            out[ends_at + 4 * i..ends_at + 4 * i + 4].copy_from_slice(&end.to_le_bytes());
-        }
+        encode_keys(b.keys.iter(), n, out);
     }
     let buf = std::mem::take(out);
     *out = postcard::to_extend(&b.values, buf).map_err(|e| e.to_string())?;

@@ -1050,7 +1050,7 @@ struct JoinLogic {
     emit: JoinEmit,
 }
 
-fn insert_side<X>(insert: JoinInsert, side: &mut Vec<X>, value: X) {
+pub(crate) fn insert_side<X>(insert: JoinInsert, side: &mut Vec<X>, value: X) {
     match insert {
         JoinInsert::First if !side.is_empty() => {}
         JoinInsert::First | JoinInsert::Product => side.push(value),

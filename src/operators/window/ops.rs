@@ -9,7 +9,7 @@ use super::windower::Windower;
 use super::{WindowConfigError, WindowMetadata, WindowOut, WindowStats};
 use crate::dataflow::{Key, Role, Stream};
 use crate::error::Error;
-use crate::operators::stateful::{JoinEmit, JoinInsert, Joined};
+use crate::operators::stateful::{insert_side, JoinEmit, JoinInsert, Joined};
 use crate::recovery::{decode, encode_into};
 use crate::runtime::push::{Data, PushFn};
 
@@ -154,17 +154,6 @@ impl<V: crate::ExchangeData, F: Fn(V, V) -> V + Send + Sync + 'static> WindowAgg
 struct JoinAgg {
     insert: JoinInsert,
     emit: JoinEmit,
-}
-
-fn insert_side<X>(insert: JoinInsert, side: &mut Vec<X>, value: X) {
-    match insert {
-        JoinInsert::First if !side.is_empty() => {}
-        JoinInsert::First | JoinInsert::Product => side.push(value),
-        JoinInsert::Last => {
-            side.clear();
-            side.push(value);
-        }
-    }
 }
 
 /// Every combination of the two sides' values, `None` standing in for an empty side.
