@@ -68,6 +68,13 @@ pub trait Key: Clone + Eq + Hash + Ord + Debug + Send + Sync + 'static {
         })
     }
 
+    /// `self == other`; byte-string keys override it with [`bytes_eq`], which compares
+    /// short keys inline instead of through a `memcmp` call.
+    #[inline]
+    fn same(&self, other: &Self) -> bool {
+        self == other
+    }
+
     /// True if `bytes` is this key's encoding.
     fn eq_encoded(&self, bytes: &[u8]) -> bool {
         SCRATCH.with(|s| {
@@ -96,12 +103,59 @@ macro_rules! bytes_key {
                 xxh3_64($bytes)
             }
             #[inline]
+            fn same(&self, other: &Self) -> bool {
+                let $s = self;
+                let a = $bytes;
+                let $s = other;
+                bytes_eq(a, $bytes)
+            }
+            #[inline]
             fn eq_encoded(&self, bytes: &[u8]) -> bool {
                 let $s = self;
-                $bytes == bytes
+                bytes_eq($bytes, bytes)
             }
         }
     };
+}
+
+/// `a == b`, with keys of up to 16 bytes (most words and ids) compared by two
+/// overlapping loads per side instead of a `memcmp` call, which dominates counting short
+/// words (a fifth of a file wordcount's time before this).
+#[inline(always)]
+pub(crate) fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    // Each branch compares the first and the last bytes of a window that covers `n`.
+    let head_tail = |w: usize| -> (u64, u64) {
+        let load = |s: &[u8], at: usize| -> u64 {
+            match w {
+                8 => u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes")),
+                4 => u64::from(u32::from_le_bytes(
+                    s[at..at + 4].try_into().expect("4 bytes"),
+                )),
+                _ => u64::from(s[at]),
+            }
+        };
+        (load(a, 0) ^ load(b, 0), load(a, n - w) ^ load(b, n - w))
+    };
+    match n {
+        0 => true,
+        1..=3 => {
+            let (x, y) = head_tail(1);
+            x | y | u64::from(a[n / 2] ^ b[n / 2]) == 0
+        }
+        4..=7 => {
+            let (x, y) = head_tail(4);
+            x | y == 0
+        }
+        8..=16 => {
+            let (x, y) = head_tail(8);
+            x | y == 0
+        }
+        _ => a == b,
+    }
 }
 bytes_key!(String, !SHIP_POINTERS_EXPERIMENT, |s| s.as_bytes(), |b| {
     std::str::from_utf8(b).ok().map(str::to_owned)
@@ -244,6 +298,39 @@ tuple_key!(A, B, C, D);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Every length up to past the inline cases, equal and differing in any byte.
+        #[test]
+        fn bytes_eq_is_slice_equality(a in proptest::collection::vec(any::<u8>(), 0..24),
+                                      flip in any::<prop::sample::Index>(),
+                                      other in proptest::collection::vec(any::<u8>(), 0..24)) {
+            prop_assert!(bytes_eq(&a, &a.clone()));
+            prop_assert_eq!(bytes_eq(&a, &other), a == other);
+            if !a.is_empty() {
+                let mut b = a.clone();
+                let i = flip.index(b.len());
+                b[i] ^= 1;
+                prop_assert!(!bytes_eq(&a, &b), "differs at {} of {}", i, a.len());
+                prop_assert!(!a.same(&b));
+                prop_assert!(a.same(&a.clone()));
+            }
+        }
+    }
+
+    #[test]
+    fn bytes_eq_each_position_of_each_short_length() {
+        for n in 0..=20usize {
+            let a: Vec<u8> = (0..n as u8).collect();
+            assert!(bytes_eq(&a, &a.clone()));
+            for i in 0..n {
+                let mut b = a.clone();
+                b[i] = 0xff;
+                assert!(!bytes_eq(&a, &b), "length {n}, byte {i}");
+            }
+        }
+    }
 
     fn roundtrip<K: Key>(k: K) {
         let mut b = Vec::new();

@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+pub(crate) use key::bytes_eq;
 pub use key::Key;
 
 use crate::error::{Error, Result};

@@ -177,7 +177,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
         let found = self.table.entry(
             hash,
             |s| match &key {
-                KeyRef::Owned(k) => s.key == *k,
+                KeyRef::Owned(k) => s.key.same(k),
                 KeyRef::Encoded(b) => s.key.eq_encoded(b),
             },
             |s| s.key.stable_hash(),
