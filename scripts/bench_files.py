@@ -11,7 +11,7 @@ and the peers (skipped with a message when unavailable): the same program in
 timely-dataflow 0.12 (benches/peers/timely, `timely-wordcount-file FILE -wW`) on the same
 file, and Bytewax 0.21.1's wordcount (benches/peers/bytewax/wordcount_file.py, from the
 `.venv-bench` that scripts/compare creates) on the file's first 64 MiB (4 MiB with
---smoke), since it reads about 10 MB/s. Reports the median wall time and GB/s (file
+--smoke), since it reads about 1.5 MB/s here. Reports the median wall time and MB/s (file
 bytes / wall) with the spread.
 """
 import os
@@ -124,12 +124,12 @@ def main():
           f"file: {size/2**30:.2f} GiB of generated words (10 000 keys), in the page cache; median of "
           f"{RUNS} interleaved rounds (± spread). waxfast workers pinned, parking when idle; the file is "
           "read as 4 MiB byte-range partitions._\n")
-    print("| command | wall | GB/s |\n|---|---|---|")
+    print("| command | wall | MB/s |\n|---|---|---|")
     for name, _, _ in configs:
         t = times[name]
         med = statistics.median(t)
         cell = name.replace("|", "\\|")
-        print(f"| `{cell}` | {med:.2f} s (±{max(t)-min(t):.2f}) | {sizes[name]/med/1e9:.3f} |")
+        print(f"| `{cell}` | {med:.2f} s (±{max(t)-min(t):.2f}) | {sizes[name]/med/1e6:.1f} |")
     w1 = times["waxfast wordcount -w1"]
     w2 = times["waxfast wordcount -w2"]
     wc = times["wc -w (counts words only)"]
@@ -142,7 +142,7 @@ def main():
     for peer in ("timely", "bytewax"):
         rows = [n for n in times if n.startswith(peer)]
         if rows:
-            print(f"waxfast's best GB/s over {peer}'s best: **{best / max(rate(n) for n in rows):.2f}x**.")
+            print(f"waxfast's best rate over {peer}'s best: **{best / max(rate(n) for n in rows):.2f}x**.")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@
 //! lookup and one increment per item.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -118,6 +119,11 @@ pub(crate) trait KeyedLogic<V>: Send + Sync + 'static {
     fn notify_at(&self, _state: &Self::State) -> Option<Instant> {
         None
     }
+    /// Called before the step applies a batch of items, fires its due timers or ends
+    /// the stream, and [`end_batch`](Self::end_batch) after: the window step reads the
+    /// system time once per batch there.
+    fn begin_batch(&self) {}
+    fn end_batch(&self) {}
 }
 
 /// Largest batch the engine emits at once (end of stream can emit one item per key).
@@ -160,9 +166,8 @@ struct KeyedOp<K, V, L: KeyedLogic<V>> {
     table: HashTable<Slot<K, L::State>>,
     /// Only with a recovery directory.
     snaps: Option<Snapshots<K, V>>,
-    /// Armed notification per key, and the same ordered by time.
-    deadline: FxHashMap<K, Instant>,
-    timers: BTreeSet<(Instant, K)>,
+    /// Armed notification per key.
+    timers: Timers<K>,
     out: Tee<(K, L::Out)>,
     emit: Vec<L::Out>,
     out_buf: Vec<(K, L::Out)>,
@@ -212,7 +217,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
                 Retention::Retain => self.logic.notify_at(&slot.state),
                 Retention::Discard => None,
             };
-            rearm(&mut self.deadline, &mut self.timers, &slot.key, at);
+            self.timers.arm(&slot.key, at);
         }
         if retention == Retention::Discard {
             entry.remove();
@@ -226,6 +231,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
         // Key order, as Bytewax does within an activation: deterministic output.
         let mut all: Vec<Slot<K, L::State>> = self.table.drain().collect();
         all.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        self.logic.begin_batch();
         for mut slot in all {
             let retention = self.logic.on_eof(&mut slot.state, &mut self.emit);
             for w in self.emit.drain(..) {
@@ -248,8 +254,8 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
                 self.out.push(epoch, &mut self.out_buf);
             }
         }
+        self.logic.end_batch();
         self.out.push(epoch, &mut self.out_buf);
-        self.deadline.clear();
         self.timers.clear();
         if let Some(snaps) = &mut self.snaps {
             // Keys discarded earlier in the last epoch.
@@ -284,9 +290,11 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
 
     /// Applies the items that waited for epoch `e`.
     fn apply_pending(&mut self, e: Epoch, items: Vec<(u64, K, V)>) {
+        self.logic.begin_batch();
         for (h, k, v) in items {
             self.apply(e, h, KeyRef::Owned(k), v);
         }
+        self.logic.end_batch();
         self.out.push(e, &mut self.out_buf);
     }
 
@@ -373,9 +381,11 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedInput<K, V> for KeyedOp<K, 
             self.hold(epoch).append(items);
             return;
         }
+        self.logic.begin_batch();
         for (h, k, v) in items.drain(..) {
             self.apply(epoch, h, KeyRef::Owned(k), v);
         }
+        self.logic.end_batch();
         self.out.push(epoch, &mut self.out_buf);
     }
 
@@ -404,6 +414,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedInput<K, V> for KeyedOp<K, 
             }
             return;
         }
+        self.logic.begin_batch();
         if K::SHIP_BYTES {
             let mut start = 0usize;
             for (&end, v) in ends.iter().zip(values.drain(..)) {
@@ -418,25 +429,93 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedInput<K, V> for KeyedOp<K, 
                 self.apply(epoch, h, KeyRef::Owned(k), v);
             }
         }
+        self.logic.end_batch();
         self.out.push(epoch, &mut self.out_buf);
     }
 }
 
-fn rearm<K: Key>(
-    deadline: &mut FxHashMap<K, Instant>,
-    timers: &mut BTreeSet<(Instant, K)>,
-    key: &K,
-    at: Option<Instant>,
-) {
-    if deadline.get(key).copied() == at {
-        return;
+/// Per-key timers: the armed time of each key, and the same times in a min-heap. Arming
+/// a key pushes a heap entry without searching for its old one, which stays behind,
+/// stale (its time is no longer the key's), until it reaches the top and is dropped: a
+/// window step re-arms its key on almost every item, and a `BTreeSet` remove + insert
+/// per item was an eighth of its time. The heap is rebuilt when stale entries outnumber
+/// live ones, so it stays within about twice the armed keys.
+struct Timers<K> {
+    deadline: FxHashMap<K, Instant>,
+    heap: BinaryHeap<Reverse<(Instant, K)>>,
+}
+
+impl<K> Default for Timers<K> {
+    fn default() -> Self {
+        Timers {
+            deadline: FxHashMap::default(),
+            heap: BinaryHeap::new(),
+        }
     }
-    if let Some(old) = deadline.remove(key) {
-        timers.remove(&(old, key.clone()));
+}
+
+impl<K: Key> Timers<K> {
+    /// Arms `key` for `at`, or disarms it for `None`.
+    fn arm(&mut self, key: &K, at: Option<Instant>) {
+        match at {
+            None => {
+                if self.deadline.remove(key).is_none() {
+                    return;
+                }
+            }
+            Some(t) => {
+                match self.deadline.get_mut(key) {
+                    Some(d) if *d == t => return,
+                    Some(d) => *d = t,
+                    None => {
+                        self.deadline.insert(key.clone(), t);
+                    }
+                }
+                self.heap.push(Reverse((t, key.clone())));
+                if self.heap.len() > 2 * self.deadline.len() + 64 {
+                    self.heap = self
+                        .deadline
+                        .iter()
+                        .map(|(k, &t)| Reverse((t, k.clone())))
+                        .collect();
+                }
+            }
+        }
+        self.drop_stale();
     }
-    if let Some(t) = at {
-        deadline.insert(key.clone(), t);
-        timers.insert((t, key.clone()));
+
+    /// Pops stale entries off the top, so that the top is the next live time.
+    fn drop_stale(&mut self) {
+        while let Some(Reverse((t, k))) = self.heap.peek() {
+            if self.deadline.get(k) == Some(t) {
+                break;
+            }
+            self.heap.pop();
+        }
+    }
+
+    /// The earliest armed time.
+    fn next(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// Disarms and returns the keys due at `now`, earliest first.
+    fn take_due(&mut self, now: Instant) -> Vec<K> {
+        let mut due = Vec::new();
+        while self.heap.peek().is_some_and(|Reverse((t, _))| *t <= now) {
+            let Reverse((t, k)) = self.heap.pop().expect("checked non-empty");
+            if self.deadline.get(&k) == Some(&t) {
+                self.deadline.remove(&k);
+                due.push(k);
+            }
+        }
+        self.drop_stale();
+        due
+    }
+
+    fn clear(&mut self) {
+        self.deadline.clear();
+        self.heap.clear();
     }
 }
 
@@ -451,20 +530,15 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> Activation for KeyedOp<K, V, L> 
     }
 
     fn next_wake(&self) -> Option<Instant> {
-        self.timers.first().map(|(t, _)| *t)
+        self.timers.next()
     }
 
     fn on_wake(&mut self, now: Instant, epoch: Epoch) {
         // Fire only what was due when this wake began: a logic whose `notify_at` stays
         // in the past is notified once per scheduling round, not in a tight loop that
         // starves the input.
-        let mut due = Vec::new();
-        while self.timers.first().is_some_and(|(t, _)| *t <= now) {
-            let (_, k) = self.timers.pop_first().expect("checked non-empty");
-            self.deadline.remove(&k);
-            due.push(k);
-        }
-        for k in due {
+        self.logic.begin_batch();
+        for k in self.timers.take_due(now) {
             let h = k.stable_hash();
             let Ok(mut entry) = self.table.find_entry(h, |s| s.key == k) else {
                 continue;
@@ -485,13 +559,14 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> Activation for KeyedOp<K, V, L> 
             match retention {
                 Retention::Retain => {
                     let at = self.logic.notify_at(&entry.get().state);
-                    rearm(&mut self.deadline, &mut self.timers, &k, at);
+                    self.timers.arm(&k, at);
                 }
                 Retention::Discard => {
                     entry.remove();
                 }
             }
         }
+        self.logic.end_batch();
         self.out.push(epoch, &mut self.out_buf);
     }
 }
@@ -518,8 +593,7 @@ fn build_keyed<K: Key, V: ExchangeData, L: KeyedLogic<V>>(
         logic,
         table: HashTable::new(),
         snaps,
-        deadline: FxHashMap::default(),
-        timers: BTreeSet::new(),
+        timers: Timers::default(),
         out: ctx.take_tee(out),
         emit: Vec::new(),
         out_buf: Vec::new(),
@@ -553,7 +627,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
             let hash = xxh3_64(kb);
             if L::TIMERS {
                 let at = self.logic.notify_at(&state);
-                rearm(&mut self.deadline, &mut self.timers, &key, at);
+                self.timers.arm(&key, at);
             }
             self.table.insert_unique(
                 hash,
@@ -1189,5 +1263,48 @@ impl<K: Key, V: ExchangeData> Stream<(K, V)> {
         left.merge("merge", [&right])
             .keyed("join", "join", JoinLogic { insert, emit })
             .rescope(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timers_fire_in_time_order_and_only_at_their_latest_time() {
+        let t0 = Instant::now();
+        let at = |ms: u64| Some(t0 + Duration::from_millis(ms));
+        let mut timers = Timers::<u64>::default();
+        timers.arm(&1, at(30));
+        timers.arm(&2, at(10));
+        timers.arm(&3, at(20));
+        timers.arm(&2, at(40)); // re-armed later: its 10 ms entry is stale
+        timers.arm(&3, None); // disarmed
+        assert_eq!(timers.next(), at(30));
+        assert_eq!(timers.take_due(t0 + Duration::from_millis(35)), vec![1]);
+        assert_eq!(timers.next(), at(40));
+        timers.arm(&4, at(40));
+        assert_eq!(timers.take_due(t0 + Duration::from_millis(100)), vec![2, 4]);
+        assert_eq!(timers.next(), None);
+        assert!(timers.take_due(t0 + Duration::from_secs(1)).is_empty());
+    }
+
+    #[test]
+    fn timers_heap_stays_bounded_under_constant_rearming() {
+        let t0 = Instant::now();
+        let mut timers = Timers::<u64>::default();
+        for i in 0..100_000u64 {
+            timers.arm(&(i % 10), Some(t0 + Duration::from_micros(1_000_000 - i)));
+            assert!(
+                timers.heap.len() <= 2 * 10 + 65,
+                "at {i}: {}",
+                timers.heap.len()
+            );
+        }
+        let due = timers.take_due(t0 + Duration::from_secs(2));
+        let mut keys = due.clone();
+        keys.sort();
+        assert_eq!(keys, (0..10).collect::<Vec<_>>(), "each key once");
     }
 }

@@ -397,6 +397,14 @@ where
         Retention::Discard
     }
 
+    fn begin_batch(&self) {
+        super::clock::hold_time();
+    }
+
+    fn end_batch(&self) {
+        super::clock::release_time();
+    }
+
     fn notify_at(&self, state: &Self::State) -> Option<Instant> {
         let window = state.windower.notify_at();
         let queued = if self.ordered {
