@@ -434,6 +434,147 @@ pub struct LatencyReport {
 /// The percentiles every report prints.
 pub const PERCENTILES: [f64; 5] = [50.0, 90.0, 99.0, 99.9, 99.99];
 
+/// This machine's latency floor under `load`, for comparison with [`measure`]: `workers`
+/// threads (pinned to cores `0..workers` like the runtime's workers when `pin`), each
+/// spinning on the clock, with its share of the probes due at fixed intervals. A probe
+/// is "handled" at the first clock read at or after it is due, so the histogram is the
+/// latency an engine that costs nothing would see on these cores, with coordinated
+/// omission corrected the same way: a thread that the hypervisor or the kernel stops
+/// for 2 ms charges every probe due in those 2 ms. No engine can beat its percentiles
+/// on the same machine.
+pub fn machine_floor(workers: usize, load: &LoadConfig, pin: bool) -> LatencyReport {
+    let workers = workers.max(1);
+    let interval = Duration::from_secs_f64(workers as f64 / load.rate);
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let start = Instant::now() + Duration::from_millis(10);
+    let (measured_from, end) = (start + load.warmup, start + load.warmup + load.duration);
+    let threads: Vec<_> = (0..workers)
+        .map(|w| {
+            let core = cores.get(w % cores.len().max(1)).copied().filter(|_| pin);
+            std::thread::spawn(move || {
+                if let Some(core) = core {
+                    core_affinity::set_for_current(core);
+                }
+                let mut h = new_histogram();
+                // Each thread's probes are offset by its share of the interval, as the
+                // sources' are.
+                let mut due = start + interval.mul_f64(w as f64 / workers as f64);
+                let mut sent = 0u64;
+                loop {
+                    let now = Instant::now();
+                    while due <= now && due < end {
+                        if due >= measured_from {
+                            let ns = now.duration_since(due).as_nanos() as u64;
+                            h.saturating_record(ns.clamp(1, MAX_TRACKED_NS));
+                        }
+                        sent += 1;
+                        due += interval;
+                    }
+                    if due >= end {
+                        return (h, sent);
+                    }
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    let mut histogram = new_histogram();
+    let mut sent = 0;
+    for t in threads {
+        let (h, n) = t.join().expect("a floor thread does not panic");
+        histogram.add(h).expect("same bounds");
+        sent += n;
+    }
+    LatencyReport {
+        workers,
+        offered_rate: load.rate,
+        duration: load.duration,
+        sent,
+        histogram,
+    }
+}
+
+/// The round-trip floor of one exchange hop between two threads on this machine, for
+/// comparison with `measure(.., 2 workers, hops(1))`: two threads (pinned to cores 0
+/// and 1 when `pin`) joined by two rtrb rings, each sending its half of the probes to
+/// the other at their due times, echoing the other's probes straight back, and
+/// recording `arrival - due` for its own: the same open-loop schedule and
+/// coordinated-omission correction as [`measure`], with nothing but a ring in between.
+pub fn ring_floor(load: &LoadConfig, pin: bool) -> LatencyReport {
+    /// A probe's due time, going out (`false`) or echoed back (`true`).
+    type Msg = (bool, Instant);
+    let interval = Duration::from_secs_f64(2.0 / load.rate);
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let start = Instant::now() + Duration::from_millis(10);
+    let (measured_from, end) = (start + load.warmup, start + load.warmup + load.duration);
+    // Threads whose own probes have all come back; each keeps echoing until both have.
+    let finished = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (a_tx, a_rx) = rtrb::RingBuffer::<Msg>::new(1024);
+    let (b_tx, b_rx) = rtrb::RingBuffer::<Msg>::new(1024);
+    let threads: Vec<_> = [(0usize, a_tx, b_rx), (1, b_tx, a_rx)]
+        .into_iter()
+        .map(|(w, mut tx, mut rx)| {
+            let core = cores.get(w % cores.len().max(1)).copied().filter(|_| pin);
+            let finished = finished.clone();
+            std::thread::spawn(move || {
+                use std::sync::atomic::Ordering::{AcqRel, Acquire};
+                if let Some(core) = core {
+                    core_affinity::set_for_current(core);
+                }
+                let mut h = new_histogram();
+                let mut due = start + interval.mul_f64(w as f64 / 2.0);
+                let (mut sent, mut back, mut done) = (0u64, 0u64, false);
+                loop {
+                    let now = Instant::now();
+                    while due <= now && due < end {
+                        // A full ring (1024 probes in flight) waits like a full exchange.
+                        while tx.push((false, due)).is_err() {
+                            std::hint::spin_loop();
+                        }
+                        sent += 1;
+                        due += interval;
+                    }
+                    while let Ok((echo, d)) = rx.pop() {
+                        if echo {
+                            back += 1;
+                            if d >= measured_from {
+                                let ns = Instant::now().duration_since(d).as_nanos() as u64;
+                                h.saturating_record(ns.clamp(1, MAX_TRACKED_NS));
+                            }
+                        } else {
+                            while tx.push((true, d)).is_err() {
+                                std::hint::spin_loop();
+                            }
+                        }
+                    }
+                    if !done && due >= end && back == sent {
+                        done = true;
+                        finished.fetch_add(1, AcqRel);
+                    }
+                    if done && finished.load(Acquire) == 2 {
+                        return (h, sent);
+                    }
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    let mut histogram = new_histogram();
+    let mut sent = 0;
+    for t in threads {
+        let (h, n) = t.join().expect("a floor thread does not panic");
+        histogram.add(h).expect("same bounds");
+        sent += n;
+    }
+    LatencyReport {
+        workers: 2,
+        offered_rate: load.rate,
+        duration: load.duration,
+        sent,
+        histogram,
+    }
+}
+
 impl LatencyReport {
     /// The recorded round trips, in nanoseconds.
     pub fn histogram(&self) -> &Histogram<u64> {
@@ -557,6 +698,19 @@ mod tests {
             assert_eq!(r.workers, workers);
             assert!(r.count() > 0 && r.count() <= r.sent, "{r:?}");
         }
+    }
+
+    #[test]
+    fn floors_record_every_probe_due_in_the_measured_period() {
+        // 20 000/s for 100 ms after a 20 ms warm-up: 2 000 probes over all threads, one
+        // more or less per thread at the period's edges, however slowly the threads run.
+        let load = quick();
+        for r in [machine_floor(2, &load, false), ring_floor(&load, false)] {
+            assert!((1998..=2002).contains(&r.count()), "{}", r.summary_line());
+            assert!((2398..=2402).contains(&r.sent), "{}", r.summary_line());
+            assert!(r.histogram().min() >= 1);
+        }
+        assert_eq!(machine_floor(3, &load, false).workers, 3);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! waxfast-latency -w2 --hops 1 --rate 100000 --spin --hgrm out.hgrm --svg out.svg
 //! waxfast-latency -w2 --sweep --p99-bound-us 50           # highest sustainable rate
 //! waxfast-latency --plot waxfast=a.hgrm timely=b.hgrm --svg both.svg
+//! waxfast-latency -w2 --rate 10000 --floor        # the machine's own floor, no engine
 //! ```
 
 mod plot;
@@ -20,7 +21,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use waxfast::flows::latency::{hops, measure, LatencyReport, LoadConfig, PERCENTILES};
+use waxfast::flows::latency::{
+    hops, machine_floor, measure, ring_floor, LatencyReport, LoadConfig, PERCENTILES,
+};
 use waxfast::RunConfig;
 
 #[global_allocator]
@@ -51,6 +54,13 @@ struct Args {
     /// Do not pin worker threads to cores.
     #[arg(long)]
     no_pin: bool,
+    /// Measure this machine's floor instead of waxfast: the same number of threads,
+    /// pinned the same way, spinning on the clock, with the same probe schedule and
+    /// coordinated-omission correction (`waxfast::flows::latency::machine_floor`). No
+    /// engine can beat its percentiles here. With -w2 --hops 1, also the round trip
+    /// through a bare rtrb ring between the two threads (`ring_floor`).
+    #[arg(long, conflicts_with = "sweep")]
+    floor: bool,
     /// Write the percentile distribution (.hgrm text, microseconds) here.
     #[arg(long, value_name = "PATH")]
     hgrm: Option<PathBuf>,
@@ -101,6 +111,21 @@ fn run(args: &Args) -> Result<(), String> {
         "hops={} spin={} pinned={}",
         args.hops, args.spin, !args.no_pin
     );
+    if args.floor {
+        let load = LoadConfig::new(args.rate)
+            .duration(Duration::from_secs_f64(args.duration))
+            .warmup(Duration::from_secs_f64(args.warmup));
+        let report = machine_floor(args.workers, &load, !args.no_pin);
+        print_report(&report, &format!("machine_floor pinned={}", !args.no_pin));
+        if let Some(path) = &args.hgrm {
+            write_hgrm(&report, path)?;
+        }
+        if args.workers == 2 && args.hops == 1 {
+            let ring = ring_floor(&load, !args.no_pin);
+            print_report(&ring, &format!("ring_floor hops=1 pinned={}", !args.no_pin));
+        }
+        return Ok(());
+    }
     if !args.sweep {
         let report = once(args, args.rate, &config)?;
         print_report(&report, &mode);
