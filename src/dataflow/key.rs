@@ -68,7 +68,7 @@ pub trait Key: Clone + Eq + Hash + Ord + Debug + Send + Sync + 'static {
         })
     }
 
-    /// `self == other`; byte-string keys override it with [`bytes_eq`], which compares
+    /// `self == other`; byte-string keys override it with `bytes_eq`, which compares
     /// short keys inline instead of through a `memcmp` call.
     #[inline]
     fn same(&self, other: &Self) -> bool {

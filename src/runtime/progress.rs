@@ -21,16 +21,22 @@ pub(crate) struct EpochClock {
     first: Epoch,
     interval: Duration,
     base: Instant,
+    /// `deadline()`, cached: a tick before it is a comparison, not a 128-bit division
+    /// (the worker ticks every round).
+    ends: Instant,
 }
 
 impl EpochClock {
     pub(crate) fn new(interval: Duration, base: Instant, first: Epoch) -> Self {
-        EpochClock {
+        let mut clock = EpochClock {
             epoch: first,
             first,
             interval,
             base,
-        }
+            ends: base,
+        };
+        clock.ends = clock.deadline();
+        clock
     }
 
     pub(crate) fn epoch(&self) -> Epoch {
@@ -43,12 +49,16 @@ impl EpochClock {
             self.epoch += 1;
             return true;
         }
+        if now < self.ends {
+            return false;
+        }
         let slots = now.saturating_duration_since(self.base).as_nanos() / self.interval.as_nanos();
         let e = self
             .first
             .saturating_add(u64::try_from(slots).unwrap_or(u64::MAX));
         if e > self.epoch {
             self.epoch = e;
+            self.ends = self.deadline();
             true
         } else {
             false

@@ -121,15 +121,17 @@ impl Worker {
 
     /// Advances the epoch clock; when it moves, the inputs save their positions as of
     /// the end of the epoch that closed.
-    fn tick(&mut self, now: Instant) -> Result<()> {
+    /// Moves the epoch clock to `now`; true if the epoch advanced.
+    fn tick(&mut self, now: Instant) -> Result<bool> {
         let old = self.clock.epoch();
-        if self.clock.tick(now) && self.recovery.is_some() {
+        let advanced = self.clock.tick(now);
+        if advanced && self.recovery.is_some() {
             for (step, src) in self.sources.iter_mut() {
                 src.snapshot(old)
                     .map_err(|e| Error::in_step(self.plan.steps[*step].id.to_string(), e))?;
             }
         }
-        Ok(())
+        Ok(advanced)
     }
 
     /// Hands this round's snapshot rows to the writer, with the worker's front: the
@@ -161,6 +163,11 @@ impl Worker {
     /// sent, then closes the sinks.
     pub(crate) fn run(&mut self) -> Result<()> {
         let mut idle_rounds: u32 = 0;
+        // Whether anything `propagate` reads may have changed since it last ran: the
+        // epoch, a source's end, a peer's progress marker (which arrives by `drain`).
+        // An idle round skips it: it walks every step, and at low rates the worker
+        // loop's cost per round is what a record waits for at each hop.
+        let mut frontiers_stale = true;
         loop {
             if self.shared.aborted() {
                 return Err(Error::Aborted);
@@ -170,7 +177,7 @@ impl Worker {
             // after the input was read, below); idle rounds do not advance it (each
             // advance sends a progress marker to every peer).
             if !self.zero_interval {
-                self.tick(now)?;
+                frontiers_stale |= self.tick(now)?;
             }
             let epoch = self.clock.epoch();
             let mut progressed = false;
@@ -180,6 +187,7 @@ impl Worker {
                 progressed |= ch.borrow_mut().drain();
             }
             progressed |= self.drain_net()?;
+            frontiers_stale |= progressed;
 
             let backpressured = self
                 .channels
@@ -197,12 +205,13 @@ impl Worker {
                         read_input |= src
                             .poll(now, epoch)
                             .map_err(|e| Error::in_step(self.plan.steps[step].id.to_string(), e))?;
+                        frontiers_stale |= src.is_eof();
                     }
                 }
             }
             progressed |= read_input;
             if self.zero_interval && read_input {
-                self.tick(now)?;
+                frontiers_stale |= self.tick(now)?;
             }
 
             for (step, act) in &self.activations {
@@ -218,7 +227,10 @@ impl Worker {
                 }
             }
 
-            progressed |= self.propagate();
+            if frontiers_stale {
+                frontiers_stale = false;
+                progressed |= self.propagate();
+            }
             self.hand_over()?;
 
             for (step, ch) in &self.channels {
