@@ -58,14 +58,28 @@ pub trait Key: Clone + Eq + Hash + Ord + Debug + Send + Sync + 'static {
     /// they are not a valid encoding.
     fn decode(bytes: &[u8]) -> Option<Self>;
 
-    /// XXH3-64 (seed 0) of the canonical bytes.
-    fn stable_hash(&self) -> u64 {
+    /// The length of every value's canonical bytes, for types where it never varies
+    /// (integers, `bool`, `char`, `[u8; N]`, and tuples of those). A tuple of such keys
+    /// is hashed from a stack buffer instead of the thread-local scratch vector (a third
+    /// of a `(u64, u64)`-keyed fold's instructions went to that).
+    #[doc(hidden)]
+    const FIXED_LEN: Option<usize> = None;
+
+    /// Writes the canonical bytes into `out[..FIXED_LEN]`. Only called for types whose
+    /// [`FIXED_LEN`](Self::FIXED_LEN) is set; this default is correct for any type.
+    #[doc(hidden)]
+    fn write_fixed(&self, out: &mut [u8]) {
         SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
             s.clear();
             self.encode(&mut s);
-            xxh3_64(&s)
+            out[..s.len()].copy_from_slice(&s);
         })
+    }
+
+    /// XXH3-64 (seed 0) of the canonical bytes.
+    fn stable_hash(&self) -> u64 {
+        scratch_hash(self)
     }
 
     /// `self == other`; byte-string keys override it with `bytes_eq`, which compares
@@ -84,6 +98,33 @@ pub trait Key: Clone + Eq + Hash + Ord + Debug + Send + Sync + 'static {
             s.as_slice() == bytes
         })
     }
+}
+
+/// [`Key::stable_hash`] through the thread-local scratch vector.
+fn scratch_hash<K: Key + ?Sized>(k: &K) -> u64 {
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        s.clear();
+        k.encode(&mut s);
+        xxh3_64(&s)
+    })
+}
+
+/// Longest fixed-length encoding hashed from a stack buffer.
+const FIXED_HASH_MAX: usize = 64;
+
+/// A tuple's fixed encoded length: each element's plus its 4-byte length prefix.
+const fn tuple_fixed_len(parts: &[Option<usize>]) -> Option<usize> {
+    let mut total = 0;
+    let mut i = 0;
+    while i < parts.len() {
+        match parts[i] {
+            Some(n) => total += 4 + n,
+            None => return None,
+        }
+        i += 1;
+    }
+    Some(total)
 }
 
 macro_rules! bytes_key {
@@ -191,8 +232,13 @@ fn intern(s: &str) -> &'static str {
 }
 
 impl<const N: usize> Key for [u8; N] {
+    const FIXED_LEN: Option<usize> = Some(N);
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self);
+    }
+    #[inline]
+    fn write_fixed(&self, out: &mut [u8]) {
+        out[..N].copy_from_slice(self);
     }
     fn decode(bytes: &[u8]) -> Option<Self> {
         bytes.try_into().ok()
@@ -206,8 +252,13 @@ impl<const N: usize> Key for [u8; N] {
 macro_rules! int_key {
     ($($t:ty),*) => {$(
         impl Key for $t {
+            const FIXED_LEN: Option<usize> = Some(size_of::<$t>());
             fn encode(&self, out: &mut Vec<u8>) {
                 out.extend_from_slice(&self.to_le_bytes());
+            }
+            #[inline]
+            fn write_fixed(&self, out: &mut [u8]) {
+                out[..size_of::<$t>()].copy_from_slice(&self.to_le_bytes());
             }
             fn decode(bytes: &[u8]) -> Option<Self> {
                 Some(<$t>::from_le_bytes(bytes.try_into().ok()?))
@@ -223,8 +274,13 @@ int_key!(u8, u16, u32, u64, u128, i8, i16, i32, i64, i128);
 
 // Encoded as 64-bit so 32- and 64-bit machines agree.
 impl Key for usize {
+    const FIXED_LEN: Option<usize> = Some(8);
     fn encode(&self, out: &mut Vec<u8>) {
         (*self as u64).encode(out)
+    }
+    #[inline]
+    fn write_fixed(&self, out: &mut [u8]) {
+        (*self as u64).write_fixed(out)
     }
     fn decode(bytes: &[u8]) -> Option<Self> {
         usize::try_from(u64::decode(bytes)?).ok()
@@ -232,8 +288,13 @@ impl Key for usize {
 }
 
 impl Key for isize {
+    const FIXED_LEN: Option<usize> = Some(8);
     fn encode(&self, out: &mut Vec<u8>) {
         (*self as i64).encode(out)
+    }
+    #[inline]
+    fn write_fixed(&self, out: &mut [u8]) {
+        (*self as i64).write_fixed(out)
     }
     fn decode(bytes: &[u8]) -> Option<Self> {
         isize::try_from(i64::decode(bytes)?).ok()
@@ -241,8 +302,13 @@ impl Key for isize {
 }
 
 impl Key for bool {
+    const FIXED_LEN: Option<usize> = Some(1);
     fn encode(&self, out: &mut Vec<u8>) {
         out.push(*self as u8);
+    }
+    #[inline]
+    fn write_fixed(&self, out: &mut [u8]) {
+        out[0] = *self as u8;
     }
     fn decode(bytes: &[u8]) -> Option<Self> {
         match bytes {
@@ -254,8 +320,13 @@ impl Key for bool {
 }
 
 impl Key for char {
+    const FIXED_LEN: Option<usize> = Some(4);
     fn encode(&self, out: &mut Vec<u8>) {
         (*self as u32).encode(out)
+    }
+    #[inline]
+    fn write_fixed(&self, out: &mut [u8]) {
+        (*self as u32).write_fixed(out)
     }
     fn decode(bytes: &[u8]) -> Option<Self> {
         char::from_u32(u32::decode(bytes)?)
@@ -267,6 +338,31 @@ impl Key for char {
 macro_rules! tuple_key {
     ($($name:ident),+) => {
         impl<$($name: Key),+> Key for ($($name,)+) {
+            const FIXED_LEN: Option<usize> = tuple_fixed_len(&[$($name::FIXED_LEN),+]);
+            #[allow(non_snake_case)]
+            #[inline]
+            fn write_fixed(&self, out: &mut [u8]) {
+                let ($($name,)+) = self;
+                let mut at = 0;
+                $(
+                    let n = <$name as Key>::FIXED_LEN.unwrap_or(0);
+                    out[at..at + 4].copy_from_slice(&(n as u32).to_le_bytes());
+                    $name.write_fixed(&mut out[at + 4..at + 4 + n]);
+                    at += 4 + n;
+                )+
+                let _ = at;
+            }
+            #[inline]
+            fn stable_hash(&self) -> u64 {
+                match Self::FIXED_LEN {
+                    Some(n) if n <= FIXED_HASH_MAX => {
+                        let mut buf = [0u8; FIXED_HASH_MAX];
+                        self.write_fixed(&mut buf);
+                        xxh3_64(&buf[..n])
+                    }
+                    _ => scratch_hash(self),
+                }
+            }
             #[allow(non_snake_case)]
             fn encode(&self, out: &mut Vec<u8>) {
                 let ($($name,)+) = self;
@@ -342,6 +438,28 @@ mod tests {
             xxh3_64(&b),
             "{k:?}: hash is of the encoding"
         );
+        if let Some(n) = K::FIXED_LEN {
+            assert_eq!(n, b.len(), "{k:?}: FIXED_LEN is the encoding's length");
+            let mut fixed = vec![0xaa; n];
+            k.write_fixed(&mut fixed);
+            assert_eq!(fixed, b, "{k:?}: write_fixed writes the encoding");
+        }
+    }
+
+    proptest! {
+        /// Tuples of fixed-length keys hash from a stack buffer: the same bytes, so the
+        /// same hash, as the general path.
+        #[test]
+        fn fixed_tuples_hash_their_encoding(a in any::<u64>(), b in any::<u64>(),
+                                            c in any::<i32>(), d in any::<bool>(),
+                                            e in any::<char>(), f in any::<[u8; 3]>(),
+                                            g in any::<u16>(), h in any::<usize>()) {
+            roundtrip((a, b));
+            roundtrip((c, d, e));
+            roundtrip((f, (g, h)));
+            roundtrip((a, (b, (c, d)), e, f));
+            roundtrip(((a, b), "x".to_string()));
+        }
     }
 
     #[test]
@@ -358,6 +476,11 @@ mod tests {
         roundtrip('é');
         roundtrip(("ab".to_string(), 3u64));
         roundtrip(("a".to_string(), ("b".to_string(), 'c'), 1u8, false));
+        roundtrip((1u64, 2u64));
+        assert_eq!(<(u64, u64)>::FIXED_LEN, Some(24));
+        assert_eq!(<(u64, String)>::FIXED_LEN, None);
+        // Longer than the stack buffer: the general path.
+        roundtrip(([7u8; 40], [8u8; 40]));
     }
 
     #[test]
