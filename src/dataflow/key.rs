@@ -101,7 +101,7 @@ pub trait Key: Clone + Eq + Hash + Ord + Debug + Send + Sync + 'static {
 }
 
 /// [`Key::stable_hash`] through the thread-local scratch vector.
-fn scratch_hash<K: Key + ?Sized>(k: &K) -> u64 {
+fn scratch_hash<K: Key>(k: &K) -> u64 {
     SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
         s.clear();
