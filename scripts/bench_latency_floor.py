@@ -37,6 +37,12 @@ TIMELY = os.path.join(ROOT, "target", "peers", "release", "timely-latency")
 KEYS = ["p50_us", "p90_us", "p99_us", "p99.9_us", "p99.99_us", "max_us"]
 
 
+def machine():
+    model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+                  if l.startswith("model name")), "unknown CPU")
+    return f"{os.cpu_count()} cores, {model}"
+
+
 def lines(cmd):
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     found = []
@@ -68,7 +74,7 @@ def main():
         if timely:
             rows["timely, spinning"].append(lines([TIMELY, *common, "--spin"])[0])
     print(f"_`scripts/bench_latency_floor.py --rate {RATE} --rounds {ROUNDS} --duration {DURATION}` on "
-          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine: {os.cpu_count()} cores; -w2, one hop, "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine: {machine()}; -w2, one hop, "
           f"{RATE} probes/s offered, pinned, spinning; load average {load[0]:.2f} before; median over "
           f"{ROUNDS} interleaved rounds (± spread)._\n")
     print("| what | " + " | ".join(k.replace("_us", "") for k in KEYS) + " |")
