@@ -173,6 +173,15 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// The mask for power-of-two counts routes exactly as the modulo does.
+        #[test]
+        fn worker_of_is_the_hash_modulo_the_workers(h in proptest::prelude::any::<u64>(),
+                                                    n in 1usize..=130) {
+            proptest::prop_assert_eq!(worker_of(h, n) as u64, h % n as u64);
+        }
+    }
+
     #[test]
     fn keys_route_by_hash_and_strings_travel_as_bytes() {
         let shared = Arc::new(Shared::new(2));
