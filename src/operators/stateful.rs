@@ -209,8 +209,14 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
                 snaps.dirty.push(slot.key.clone());
             }
         }
-        for w in self.emit.drain(..) {
+        // Most logics emit at most one value per item: take it without a drain.
+        if self.emit.len() == 1 {
+            let w = self.emit.pop().expect("one value");
             self.out_buf.push((slot.key.clone(), w));
+        } else {
+            for w in self.emit.drain(..) {
+                self.out_buf.push((slot.key.clone(), w));
+            }
         }
         if L::TIMERS {
             let at = match retention {
