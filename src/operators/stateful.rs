@@ -14,7 +14,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use hashbrown::{hash_table, HashTable};
+use hashbrown::HashTable;
 use rustc_hash::FxHashMap;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -110,6 +110,30 @@ pub(crate) trait KeyedLogic<V>: Send + Sync + 'static {
     /// Rebuilds a key's state from what [`encode`](Self::encode) wrote.
     fn decode(&self, bytes: &[u8]) -> Result<Self::State, String>;
     fn on_item(&self, state: &mut Self::State, value: V, emit: &mut Vec<Self::Out>) -> Retention;
+    /// [`on_item`](Self::on_item), with what it emits appended to `out` under `key`
+    /// (`emit` is scratch space, left empty). A logic that emits directly overrides it
+    /// to skip the scratch buffer: this is the per-record path of every keyed step.
+    #[inline(always)]
+    fn on_item_keyed<K: Clone>(
+        &self,
+        state: &mut Self::State,
+        value: V,
+        key: &K,
+        emit: &mut Vec<Self::Out>,
+        out: &mut Vec<(K, Self::Out)>,
+    ) -> Retention {
+        let retention = self.on_item(state, value, emit);
+        // Most logics emit nothing or one value per item: take it without a drain.
+        match emit.len() {
+            0 => {}
+            1 => {
+                let w = emit.pop().expect("one value");
+                out.push((key.clone(), w));
+            }
+            _ => out.extend(emit.drain(..).map(|w| (key.clone(), w))),
+        }
+        retention
+    }
     fn on_notify(&self, _state: &mut Self::State, _emit: &mut Vec<Self::Out>) -> Retention {
         Retention::Retain
     }
@@ -179,43 +203,42 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
     /// state if it is new.
     #[inline(always)]
     fn apply(&mut self, epoch: Epoch, hash: u64, key: KeyRef<'_, K>, value: V) {
-        let found = self.table.entry(
-            hash,
-            |s| match &key {
-                KeyRef::Owned(k) => s.key.same(k),
-                KeyRef::Encoded(b) => s.key.eq_encoded(b),
-            },
-            |s| s.key.stable_hash(),
-        );
+        // A lookup first, an insert only for a new key: cheaper than `entry`, which
+        // checks for room to insert on every call.
+        let found = match &key {
+            KeyRef::Owned(k) => self.table.find_entry(hash, |s| s.key.same(k)),
+            KeyRef::Encoded(b) => self.table.find_entry(hash, |s| s.key.eq_encoded(b)),
+        };
         let mut entry = match found {
-            hash_table::Entry::Occupied(o) => o,
-            hash_table::Entry::Vacant(v) => v.insert(Slot {
-                key: match key {
-                    KeyRef::Owned(k) => k,
-                    KeyRef::Encoded(b) => {
-                        K::decode(b).expect("a worker of this process encoded this key")
-                    }
+            Ok(o) => o,
+            Err(absent) => absent.into_table().insert_unique(
+                hash,
+                Slot {
+                    key: match key {
+                        KeyRef::Owned(k) => k,
+                        KeyRef::Encoded(b) => {
+                            K::decode(b).expect("a worker of this process encoded this key")
+                        }
+                    },
+                    state: self.logic.build(),
+                    dirty: false,
+                    saved: false,
                 },
-                state: self.logic.build(),
-                dirty: false,
-                saved: false,
-            }),
+                |s| s.key.stable_hash(),
+            ),
         };
         let slot = entry.get_mut();
-        let retention = self.logic.on_item(&mut slot.state, value, &mut self.emit);
+        let retention = self.logic.on_item_keyed(
+            &mut slot.state,
+            value,
+            &slot.key,
+            &mut self.emit,
+            &mut self.out_buf,
+        );
         if let Some(snaps) = &mut self.snaps {
             if !slot.dirty {
                 slot.dirty = true;
                 snaps.dirty.push(slot.key.clone());
-            }
-        }
-        // Most logics emit at most one value per item: take it without a drain.
-        if self.emit.len() == 1 {
-            let w = self.emit.pop().expect("one value");
-            self.out_buf.push((slot.key.clone(), w));
-        } else {
-            for w in self.emit.drain(..) {
-                self.out_buf.push((slot.key.clone(), w));
             }
         }
         if L::TIMERS {
@@ -689,6 +712,25 @@ where
 
 struct FlatMapLogic<F, S, I>(F, PhantomData<fn(S) -> I>);
 
+impl<F, S, I> FlatMapLogic<F, S, I> {
+    /// Runs the mapper on a key's state and `value`, handing each output to `emit`.
+    #[inline(always)]
+    fn apply<V, W>(&self, state: &mut Option<S>, value: V, emit: impl FnMut(W)) -> Retention
+    where
+        I: IntoIterator<Item = W>,
+        F: Fn(Option<S>, V) -> (Option<S>, I),
+    {
+        let (next, out) = (self.0)(state.take(), value);
+        out.into_iter().for_each(emit);
+        *state = next;
+        if state.is_some() {
+            Retention::Retain
+        } else {
+            Retention::Discard
+        }
+    }
+}
+
 impl<V, S, W, I, F> KeyedLogic<V> for FlatMapLogic<F, S, I>
 where
     V: Data,
@@ -712,14 +754,18 @@ where
         crate::recovery::decode(bytes)
     }
     fn on_item(&self, state: &mut Option<S>, value: V, emit: &mut Vec<W>) -> Retention {
-        let (next, out) = (self.0)(state.take(), value);
-        emit.extend(out);
-        *state = next;
-        if state.is_some() {
-            Retention::Retain
-        } else {
-            Retention::Discard
-        }
+        self.apply(state, value, |w| emit.push(w))
+    }
+    #[inline(always)]
+    fn on_item_keyed<K: Clone>(
+        &self,
+        state: &mut Option<S>,
+        value: V,
+        key: &K,
+        _emit: &mut Vec<W>,
+        out: &mut Vec<(K, W)>,
+    ) -> Retention {
+        self.apply(state, value, |w| out.push((key.clone(), w)))
     }
 }
 
