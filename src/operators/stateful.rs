@@ -502,11 +502,12 @@ impl<K: Key> Timers<K> {
                 }
                 self.heap.push(Reverse((t, key.clone())));
                 if self.heap.len() > 2 * self.deadline.len() + 64 {
-                    self.heap = self
-                        .deadline
-                        .iter()
-                        .map(|(k, &t)| Reverse((t, k.clone())))
-                        .collect();
+                    // Rebuilt in its own allocation: a fresh one would grow again, by
+                    // copies, on the pushes that follow.
+                    let mut entries = std::mem::take(&mut self.heap).into_vec();
+                    entries.clear();
+                    entries.extend(self.deadline.iter().map(|(k, &t)| Reverse((t, k.clone()))));
+                    self.heap = BinaryHeap::from(entries);
                 }
             }
         }
