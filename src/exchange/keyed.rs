@@ -86,18 +86,6 @@ pub(crate) trait KeyedInput<K, V> {
     fn push_local(&mut self, epoch: Epoch, items: &mut Vec<(u64, K, V)>);
     /// A batch from a peer; left empty (its buffers go back to the peer for reuse).
     fn push_remote(&mut self, epoch: Epoch, batch: &mut KeyBatch<K, V>);
-    /// With one worker in the cluster, every item is local: the step hashes each key
-    /// itself as it applies it, with no hashed copy of the batch in between.
-    fn push_all(&mut self, epoch: Epoch, batch: &mut Vec<(K, V)>)
-    where
-        K: Key,
-    {
-        let mut local: Vec<(u64, K, V)> = batch
-            .drain(..)
-            .map(|(k, v)| (k.stable_hash(), k, v))
-            .collect();
-        self.push_local(epoch, &mut local);
-    }
 }
 
 /// A keyed channel as the worker loop holds it.

@@ -418,20 +418,6 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedInput<K, V> for KeyedOp<K, 
         self.out.push(epoch, &mut self.out_buf);
     }
 
-    fn push_all(&mut self, epoch: Epoch, batch: &mut Vec<(K, V)>) {
-        if self.gated(epoch) {
-            let held = self.hold(epoch);
-            held.extend(batch.drain(..).map(|(k, v)| (k.stable_hash(), k, v)));
-            return;
-        }
-        self.logic.begin_batch();
-        for (k, v) in batch.drain(..) {
-            self.apply(epoch, k.stable_hash(), KeyRef::Owned(k), v);
-        }
-        self.logic.end_batch();
-        self.out.push(epoch, &mut self.out_buf);
-    }
-
     fn push_remote(&mut self, epoch: Epoch, batch: &mut KeyBatch<K, V>) {
         let KeyBatch {
             hashes,

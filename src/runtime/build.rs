@@ -249,10 +249,13 @@ impl BuildCtx {
     ) {
         let ep = self.take_endpoint::<KeyBatch<K, V>>(chan);
         if self.worker_count == 1 {
+            let mut local: Vec<(u64, K, V)> = Vec::new();
             self.consume(
                 inp,
                 PushFn(move |epoch, batch: &mut Vec<(K, V)>| {
-                    target.borrow_mut().push_all(epoch, batch)
+                    local.extend(batch.drain(..).map(|(k, v)| (k.stable_hash(), k, v)));
+                    target.borrow_mut().push_local(epoch, &mut local);
+                    local.clear();
                 }),
             );
             return;
