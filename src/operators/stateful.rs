@@ -123,15 +123,7 @@ pub(crate) trait KeyedLogic<V>: Send + Sync + 'static {
         out: &mut Vec<(K, Self::Out)>,
     ) -> Retention {
         let retention = self.on_item(state, value, emit);
-        // Most logics emit nothing or one value per item: take it without a drain.
-        match emit.len() {
-            0 => {}
-            1 => {
-                let w = emit.pop().expect("one value");
-                out.push((key.clone(), w));
-            }
-            _ => out.extend(emit.drain(..).map(|w| (key.clone(), w))),
-        }
+        push_keyed(key, emit, out);
         retention
     }
     fn on_notify(&self, _state: &mut Self::State, _emit: &mut Vec<Self::Out>) -> Retention {
@@ -148,6 +140,20 @@ pub(crate) trait KeyedLogic<V>: Send + Sync + 'static {
     /// system time once per batch there.
     fn begin_batch(&self) {}
     fn end_batch(&self) {}
+}
+
+/// Moves what a callback emitted into `out`, each value beside a clone of `key`.
+#[inline(always)]
+fn push_keyed<K: Clone, W>(key: &K, emit: &mut Vec<W>, out: &mut Vec<(K, W)>) {
+    // Most callbacks emit nothing or one value: take it without a drain.
+    match emit.len() {
+        0 => {}
+        1 => {
+            let w = emit.pop().expect("one value");
+            out.push((key.clone(), w));
+        }
+        _ => out.extend(emit.drain(..).map(|w| (key.clone(), w))),
+    }
 }
 
 /// Largest batch the engine emits at once (end of stream can emit one item per key).
@@ -263,9 +269,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
         self.logic.begin_batch();
         for mut slot in all {
             let retention = self.logic.on_eof(&mut slot.state, &mut self.emit);
-            for w in self.emit.drain(..) {
-                self.out_buf.push((slot.key.clone(), w));
-            }
+            push_keyed(&slot.key, &mut self.emit, &mut self.out_buf);
             if let Some(snaps) = self.snaps.as_ref().filter(|_| !L::EOF_KEEPS_STATE) {
                 // The state after end of stream, so that a run resumed after it does
                 // not apply `on_eof` twice.
@@ -583,9 +587,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> Activation for KeyedOp<K, V, L> 
                     snaps.dirty.push(k.clone());
                 }
             }
-            for w in self.emit.drain(..) {
-                self.out_buf.push((k.clone(), w));
-            }
+            push_keyed(&k, &mut self.emit, &mut self.out_buf);
             match retention {
                 Retention::Retain => {
                     let at = self.logic.notify_at(&entry.get().state);

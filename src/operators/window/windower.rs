@@ -248,6 +248,9 @@ pub struct SlidingWindowerLogic {
     length: i128,
     offset: i128,
     align: i128,
+    /// `(length, offset)` when both fit in 64 bits (always, but for windows over 292
+    /// years long): the window ids of most times are then found by 64-bit division.
+    narrow: Option<(i64, i64)>,
     opened: BTreeSet<i64>,
     /// The first open window and its close time (asked after every item).
     next_close: std::cell::Cell<Option<(i64, DateTime<Utc>)>>,
@@ -260,10 +263,12 @@ impl SlidingWindowerLogic {
         align_to: DateTime<Utc>,
         resume: Option<BTreeSet<i64>>,
     ) -> Self {
+        let (length, offset) = (delta_nanos(length), delta_nanos(offset));
         SlidingWindowerLogic {
-            length: delta_nanos(length),
-            offset: delta_nanos(offset),
+            length,
+            offset,
             align: nanos(align_to),
+            narrow: i64::try_from(length).ok().zip(i64::try_from(offset).ok()),
             opened: resume.unwrap_or_default(),
             next_close: std::cell::Cell::new(None),
         }
@@ -274,11 +279,7 @@ impl SlidingWindowerLogic {
         let since = nanos(ts) - self.align;
         // Times within about 292 years of the alignment fit in 64 bits, where a division
         // is one instruction instead of a call to the 128-bit routine.
-        if let (Ok(since), Ok(length), Ok(offset)) = (
-            i64::try_from(since),
-            i64::try_from(self.length),
-            i64::try_from(self.offset),
-        ) {
+        if let (Ok(since), Some((length, offset))) = (i64::try_from(since), self.narrow) {
             if let Some(start) = since.checked_sub(length) {
                 return (start.div_euclid(offset) + 1, since.div_euclid(offset));
             }
