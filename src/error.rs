@@ -73,6 +73,12 @@ pub enum Error {
     /// initialised, corrupt, or made for another flow. The message names the path.
     #[error("recovery: {0}")]
     Recovery(String),
+    /// The process received SIGINT or SIGTERM (see [`crate::runtime::install_signal_handlers`]).
+    #[error("interrupted by {}: the run stopped before it finished", crate::runtime::interrupt::signal_name(*signal))]
+    Interrupted {
+        /// The signal's number.
+        signal: i32,
+    },
     /// A worker thread died without reporting an error of its own.
     #[error("worker {worker} stopped unexpectedly: {message}")]
     Worker {

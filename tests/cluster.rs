@@ -22,7 +22,7 @@ use waxfast::net::hello::Hello;
 use waxfast::operators::{JoinEmit, JoinInsert};
 use waxfast::{cluster_main_with, Dataflow, Error, RunConfig};
 
-use util::{run_with_timeout, stderr, stdout, waxfast};
+use util::{cli_process, finish, free_addresses, run_with_timeout, stderr, stdout, waxfast};
 
 const CHILD_ENV: &str = "WAXFAST_TEST_CHILD";
 
@@ -203,16 +203,6 @@ fn child() {
     }
 }
 
-/// `n` loopback addresses with ports that were free a moment ago.
-fn free_addresses(n: usize) -> Vec<String> {
-    let ls: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    ls.iter()
-        .map(|l| l.local_addr().unwrap().to_string())
-        .collect()
-}
-
 fn spawn_child(name: &str, proc_id: usize, addrs: &[String], workers: usize, arg: &str) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .args(["child", "--exact", "--nocapture", "--test-threads=1", "-q"])
@@ -226,38 +216,6 @@ fn spawn_child(name: &str, proc_id: usize, addrs: &[String], workers: usize, arg
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-/// Waits for a child (at most `limit`), returning (success, stdout, stderr).
-fn finish(mut c: Child, limit: Duration) -> (bool, String, String) {
-    let mut out = c.stdout.take().unwrap();
-    let mut err = c.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = c.try_wait().unwrap() {
-            break st;
-        }
-        if start.elapsed() > limit {
-            let _ = c.kill();
-            panic!("a cluster process did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    (
-        status.success(),
-        t_out.join().unwrap(),
-        t_err.join().unwrap(),
-    )
 }
 
 /// Runs flow `name` as `procs` processes of `workers` workers; returns every process's
@@ -481,19 +439,6 @@ fn cli_flags_of_the_launcher_are_checked() {
     assert!(stderr(&o).contains("--connect-timeout"), "{}", stderr(&o));
 }
 
-/// Starts process `i` of a `waxfast` cluster over `addrs`.
-fn cli_process(flow: &str, i: usize, addrs: &[String], extra: &[&str]) -> Child {
-    waxfast()
-        .arg(flow)
-        .args(["-i", &i.to_string(), "-a", &addrs.join(";"), "--no-pin"])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 #[test]
 fn kill_9_of_one_process_stops_the_other_within_5_s() {
     let addrs = free_addresses(2);
@@ -570,9 +515,9 @@ fn fake_process_0(
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let theirs = Hello::read_from(&mut s).unwrap();
-        answer(theirs).write_to(&mut s).unwrap();
+        let (theirs, _) =
+            Hello::read_from(&mut s, Instant::now() + Duration::from_secs(10)).unwrap();
+        s.write_all(&answer(theirs).to_bytes()).unwrap();
         let _ = s.write_all(&after);
         // Keep the connection open until the peer hangs up.
         let mut sink = [0u8; 1024];
@@ -590,22 +535,14 @@ fn a_duplicate_process_id_is_refused() {
     let addrs = free_addresses(3);
     let p0 = spawn_child("wordcount", 0, &addrs, 1, "");
     let (flow, _) = build("wordcount", "");
-    let hello = Hello {
-        version: waxfast::net::hello::PROTOCOL_VERSION,
-        processes: 3,
-        workers_per_proc: 1,
-        process: 1,
-        fingerprint: flow.fingerprint().unwrap(),
-        flow: "wordcount".into(),
-        recovery: 0,
-    };
+    let hello = waxfast::runtime::handshake_hello(&flow, 3, 1, 1, &RunConfig::default()).unwrap();
     // Two connections that both say they are process 1.
     let connect = || {
         let start = Instant::now();
         loop {
             match TcpStream::connect(&addrs[0]) {
                 Ok(mut s) => {
-                    hello.write_to(&mut s).unwrap();
+                    s.write_all(&hello.to_bytes()).unwrap();
                     break s;
                 }
                 Err(_) if start.elapsed() < Duration::from_secs(10) => {
@@ -643,7 +580,10 @@ fn a_different_protocol_version_is_refused_naming_both() {
     );
     assert!(!ok);
     assert!(
-        err.contains("protocol version 99 but this process has 1"),
+        err.contains(&format!(
+            "protocol version 99 but this process has {}",
+            waxfast::net::hello::PROTOCOL_VERSION
+        )),
         "{err}"
     );
     fake.join().unwrap();

@@ -181,7 +181,7 @@ fn csv_resumes_from_a_snapshot_byte_offset() {
     });
     r.unwrap();
     let src = CsvSource::typed::<Sale>(&path).batch_size(100);
-    let part_name = &src.list_parts()[0];
+    let part_name = &src.list_parts().unwrap()[0];
     let mut part = src.build_part("inp", part_name, None).unwrap();
     let mut first = Vec::new();
     assert_eq!(part.next_batch(&mut first).unwrap(), SourceStatus::Active);

@@ -299,8 +299,8 @@ impl<T: Data + Sync> FixedPartitionedSource for Parts<T> {
     type Item = T;
     type Part = PartsReader<T>;
 
-    fn list_parts(&self) -> Vec<String> {
-        (0..self.parts.len()).map(|i| format!("p{i}")).collect()
+    fn list_parts(&self) -> Result<Vec<String>, BoxError> {
+        Ok((0..self.parts.len()).map(|i| format!("p{i}")).collect())
     }
 
     fn build_part(
@@ -1258,8 +1258,8 @@ impl StatefulSourcePartition for SeqPart {
 impl FixedPartitionedSource for SeqSource {
     type Item = (u32, u64);
     type Part = SeqPart;
-    fn list_parts(&self) -> Vec<String> {
-        (0..self.parts).map(|i| format!("s{i}")).collect()
+    fn list_parts(&self) -> Result<Vec<String>, BoxError> {
+        Ok((0..self.parts).map(|i| format!("s{i}")).collect())
     }
     fn build_part(&self, _: &str, part: &str, resume: Option<u64>) -> Result<SeqPart, BoxError> {
         Ok(SeqPart {
@@ -1792,7 +1792,7 @@ struct FailingBuild {
 impl FixedPartitionedSource for FailingBuild {
     type Item = u32;
     type Part = PartsReader<u32>;
-    fn list_parts(&self) -> Vec<String> {
+    fn list_parts(&self) -> Result<Vec<String>, BoxError> {
         self.inner.list_parts()
     }
     fn build_part(

@@ -63,6 +63,26 @@ struct Cli {
     )]
     connect_timeout: Option<String>,
 
+    /// Seconds a cluster waits to hear anything (data or heartbeat) from a peer before
+    /// it stops, naming the peer as lost (default 10).
+    #[arg(
+        long = "peer-timeout",
+        env = "WAXFAST_PEER_TIMEOUT",
+        value_name = "SECS",
+        allow_negative_numbers = true
+    )]
+    peer_timeout: Option<String>,
+
+    /// A file holding the cluster's shared secret: every connection must prove it
+    /// holds it (HMAC challenge-response), others are dropped. Give every process the
+    /// same file. Without it, the cluster's ports must be on a trusted network.
+    #[arg(
+        long = "cluster-secret-file",
+        env = "WAXFAST_CLUSTER_SECRET_FILE",
+        value_name = "PATH"
+    )]
+    cluster_secret_file: Option<String>,
+
     /// Directory of recovery partitions (enables snapshots and resume).
     #[arg(
         short = 'r',
@@ -123,6 +143,12 @@ pub struct Settings {
     pub processes: Option<usize>,
     /// How long cluster formation may take.
     pub connect_timeout: Duration,
+    /// How long a silent peer may stay silent.
+    pub peer_timeout: Duration,
+    /// The cluster secret, read from `--cluster-secret-file`.
+    pub cluster_secret: Option<Vec<u8>>,
+    /// Where the secret came from (the file given), for the launcher's children.
+    pub cluster_secret_file: Option<std::path::PathBuf>,
     /// `-r`: the recovery directory.
     pub recovery_directory: Option<std::path::PathBuf>,
     /// `-b`: how long superseded snapshots are kept.
@@ -199,9 +225,34 @@ pub(crate) fn parse_addresses(text: &str, what: &str) -> Result<Vec<String>, Str
             .ok()
             .filter(|&p| p != 0)
             .ok_or_else(|| bad("the port must be a number from 1 to 65535"))?;
+        if let Some(q) = out.iter().position(|o| o == e) {
+            return Err(format!(
+                "address {e:?} appears twice in {what} (processes {q} and {}): give every process its own host:port",
+                out.len()
+            ));
+        }
         out.push(e.to_string());
     }
     Ok(out)
+}
+
+/// The shortest cluster secret accepted.
+const MIN_SECRET: usize = 16;
+
+/// Reads a cluster secret file: its bytes, less a trailing newline.
+fn read_secret(path: &str, what: &str) -> Result<Vec<u8>, String> {
+    let mut bytes = std::fs::read(path)
+        .map_err(|e| format!("{what}: cannot read the cluster secret file {path:?}: {e}"))?;
+    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        bytes.pop();
+    }
+    if bytes.len() < MIN_SECRET {
+        return Err(format!(
+            "{what}: the cluster secret in {path:?} is {} bytes; use at least {MIN_SECRET} (for example `head -c 32 /dev/urandom > {path}`)",
+            bytes.len()
+        ));
+    }
+    Ok(bytes)
 }
 
 fn validate(cli: Cli, m: &ArgMatches) -> Result<Settings, String> {
@@ -327,8 +378,35 @@ fn validate(cli: Cli, m: &ArgMatches) -> Result<Settings, String> {
         None => Duration::from_secs(30),
     };
 
+    let pt_name = origin(m, "peer_timeout", "--peer-timeout", "WAXFAST_PEER_TIMEOUT");
+    let peer_timeout = match &cli.peer_timeout {
+        Some(text) => {
+            let t = parse_secs(text, &pt_name)?;
+            if t.is_zero() {
+                return Err(format!(
+                    "invalid value {text:?} for {pt_name}: expected a number of seconds > 0"
+                ));
+            }
+            t
+        }
+        None => crate::runtime::DEFAULT_PEER_TIMEOUT,
+    };
+    let cs_name = origin(
+        m,
+        "cluster_secret_file",
+        "--cluster-secret-file",
+        "WAXFAST_CLUSTER_SECRET_FILE",
+    );
+    let cluster_secret = match &cli.cluster_secret_file {
+        Some(path) => Some(read_secret(path, &cs_name)?),
+        None => None,
+    };
+
     Ok(Settings {
         flow: cli.flow,
+        peer_timeout,
+        cluster_secret,
+        cluster_secret_file: cli.cluster_secret_file.map(std::path::PathBuf::from),
         workers,
         process_id,
         addresses,
@@ -354,7 +432,16 @@ mod tests {
         );
         assert_eq!(parse_addresses("a:1;", "-a").unwrap(), vec!["a:1"]);
         assert_eq!(parse_addresses("[::1]:7", "-a").unwrap(), vec!["[::1]:7"]);
-        for bad in ["a", "a:", ":1", "a:0", "a:70000", "a:1;;b:2", "a:x"] {
+        for bad in [
+            "a",
+            "a:",
+            ":1",
+            "a:0",
+            "a:70000",
+            "a:1;;b:2",
+            "a:x",
+            "a:1;b:2;a:1",
+        ] {
             let e = parse_addresses(bad, "-a/--addresses").unwrap_err();
             assert!(e.contains("-a/--addresses"), "{bad}: {e}");
         }

@@ -95,7 +95,15 @@ impl FlowRegistry {
 }
 
 /// Runs the command line of this process against `registry`.
+///
+/// SIGINT and SIGTERM stop the run (exit code 130 and 143) with the same clean-up as a
+/// failing step: sinks of a run without `-r` remove their partial files, the peers of a
+/// cluster are told, and a `-p` launcher forwards the signal to its processes.
 pub fn main(registry: FlowRegistry) -> ExitCode {
+    if let Err(e) = crate::runtime::install_signal_handlers() {
+        eprintln!("error: cannot install the SIGINT/SIGTERM handlers: {e}");
+        return ExitCode::from(1);
+    }
     ExitCode::from(run(std::env::args_os(), &registry))
 }
 
@@ -149,7 +157,12 @@ where
     let mut config = RunConfig::default()
         .epoch_interval(settings.epoch_interval)
         .pin(settings.pin)
-        .connect_timeout(settings.connect_timeout);
+        .connect_timeout(settings.connect_timeout)
+        .peer_timeout(settings.peer_timeout)
+        .flow_args(flow_args.unwrap_or_default());
+    if let Some(secret) = &settings.cluster_secret {
+        config = config.cluster_secret(secret.clone());
+    }
     if let Some(dir) = &settings.recovery_directory {
         config = config.recovery(
             crate::recovery::RecoveryConfig::new(dir).backup_interval(settings.backup_interval),
@@ -166,7 +179,12 @@ where
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e}");
-            1
+            match e {
+                crate::error::Error::Interrupted { signal } => {
+                    u8::try_from(128 + signal).unwrap_or(1)
+                }
+                _ => 1,
+            }
         }
     }
 }

@@ -33,7 +33,7 @@ use crate::runtime::push::Data;
 /// # let path = dir.path().join("people.csv");
 /// # std::fs::write(&path, "name,age\nada,36\n").unwrap();
 /// let source = CsvSource::new(&path);
-/// let mut part = source.build_part("inp", &source.list_parts()[0], None).unwrap();
+/// let mut part = source.build_part("inp", &source.list_parts().unwrap()[0], None).unwrap();
 /// let mut rows = Vec::new();
 /// part.next_batch(&mut rows).unwrap();
 /// assert_eq!(rows[0].get("name"), Some("ada"));
@@ -378,8 +378,8 @@ impl<T: Send + 'static> FixedPartitionedSource for CsvSource<T> {
     type Item = T;
     type Part = CsvPartition<T>;
 
-    fn list_parts(&self) -> Vec<String> {
-        vec![self.path.display().to_string()]
+    fn list_parts(&self) -> Result<Vec<String>, BoxError> {
+        Ok(vec![self.path.display().to_string()])
     }
 
     fn build_part(
@@ -479,7 +479,7 @@ mod tests {
             b"\xef\xbb\xbfz,a,m\r\n1,\"two, with comma\",3\r\n\r\n4,\"multi\nline\",6\r\n",
         );
         let src = CsvSource::new(&path);
-        assert_eq!(src.list_parts(), vec![path.display().to_string()]);
+        assert_eq!(src.list_parts().unwrap(), vec![path.display().to_string()]);
         let rows = read_all(&mut src.build_part("s", "p", None).unwrap()).unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].headers().collect::<Vec<_>>(), vec!["z", "a", "m"]);

@@ -140,8 +140,8 @@ impl FixedPartitionedSource for RandomMetricSource {
     type Item = (String, f64);
     type Part = RandomMetricPartition;
 
-    fn list_parts(&self) -> Vec<String> {
-        vec![self.metric_name.clone()]
+    fn list_parts(&self) -> Result<Vec<String>, BoxError> {
+        Ok(vec![self.metric_name.clone()])
     }
 
     fn build_part(
@@ -193,7 +193,7 @@ mod tests {
     fn count_items_spaced_by_the_interval_then_eof() {
         let iv = Duration::from_millis(10);
         let src = RandomMetricSource::new("cpu", iv, Some(4)).seed(1);
-        assert_eq!(src.list_parts(), vec!["cpu"]);
+        assert_eq!(src.list_parts().unwrap(), vec!["cpu"]);
         let mut p = src.build_part("s", "cpu", None).unwrap();
         let t0 = p.next_awake().unwrap();
         let items = run(&mut p);

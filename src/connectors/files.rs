@@ -288,15 +288,15 @@ impl FixedPartitionedSource for FileSource {
     type Item = String;
     type Part = FilePartition;
 
-    fn list_parts(&self) -> Vec<String> {
-        // An unreadable file lists its whole-file partition; opening it names the error.
-        match self.ranges() {
-            Ok(ranges) => ranges
-                .into_iter()
-                .map(|r| part_name(&self.path, r))
-                .collect(),
-            Err(_) => vec![part_name(&self.path, (0, u64::MAX))],
-        }
+    fn list_parts(&self) -> Result<Vec<String>, BoxError> {
+        // An unreadable file fails the listing, naming the path: a process that lists a
+        // partition it cannot read would hand it to a worker elsewhere in the cluster
+        // that never opens it.
+        Ok(self
+            .ranges()?
+            .into_iter()
+            .map(|r| part_name(&self.path, r))
+            .collect())
     }
 
     fn build_part(
@@ -388,11 +388,9 @@ impl FixedPartitionedSource for DirSource {
     type Item = String;
     type Part = FilePartition;
 
-    fn list_parts(&self) -> Vec<String> {
-        // As for an unreadable file: a directory that cannot be listed has one partition
-        // whose build names the error.
+    fn list_parts(&self) -> Result<Vec<String>, BoxError> {
+        // A directory that cannot be listed is an error naming it, not an empty input.
         self.files()
-            .unwrap_or_else(|_| vec![LISTING_FAILED.to_string()])
     }
 
     fn build_part(
@@ -401,10 +399,6 @@ impl FixedPartitionedSource for DirSource {
         for_part: &str,
         resume_state: Option<u64>,
     ) -> Result<FilePartition, BoxError> {
-        if for_part == LISTING_FAILED {
-            // Name the real problem (a missing directory is not an empty input).
-            self.files()?;
-        }
         let total = || {
             let files = self.files().unwrap_or_default();
             files
@@ -423,10 +417,6 @@ impl FixedPartitionedSource for DirSource {
         .with_bar(bar))
     }
 }
-
-/// The partition a `DirSource` lists when its directory cannot be read (NUL cannot occur
-/// in a file name).
-const LISTING_FAILED: &str = "\0cannot list the directory";
 
 impl Source<String> for DirSource {
     fn into_kind(self) -> SourceKind<String> {
@@ -688,6 +678,7 @@ mod tests {
 
     fn read_source(src: &FileSource) -> Vec<String> {
         src.list_parts()
+            .unwrap()
             .iter()
             .flat_map(|p| read_all(&mut src.build_part("s", p, None).unwrap()))
             .collect()
@@ -698,7 +689,7 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(b"one\r\ntwo\n\nthree").unwrap();
         let src = FileSource::new(f.path()).batch_size(2);
-        let part = &src.list_parts()[0];
+        let part = &src.list_parts().unwrap()[0];
         let mut p = src.build_part("s", part, None).unwrap();
         let mut first = Vec::new();
         p.next_batch(&mut first).unwrap();
@@ -715,7 +706,9 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(b"ok\nbad \xff here\n").unwrap();
         let src = FileSource::new(f.path());
-        let mut p = src.build_part("s", &src.list_parts()[0], None).unwrap();
+        let mut p = src
+            .build_part("s", &src.list_parts().unwrap()[0], None)
+            .unwrap();
         let mut b = Vec::new();
         // The good line before the bad one is delivered first.
         assert_eq!(p.next_batch(&mut b).unwrap(), SourceStatus::Active);
@@ -731,13 +724,13 @@ mod tests {
         let missing = dir.path().join("nope.txt");
         let src = FileSource::new(&missing);
         let err = src
-            .build_part("s", &src.list_parts()[0], None)
+            .build_part("s", &src.list_parts().unwrap()[0], None)
             .unwrap_err()
             .to_string();
         assert!(err.contains("nope.txt"), "{err}");
         let src = FileSource::new(dir.path()).split_by(10);
         let err = src
-            .build_part("s", &src.list_parts()[0], None)
+            .build_part("s", &src.list_parts().unwrap()[0], None)
             .unwrap_err()
             .to_string();
         assert!(err.contains("is a directory"), "{err}");
@@ -778,7 +771,7 @@ mod tests {
         let text: String = (0..100).map(|i| format!("line{i}\n")).collect();
         f.write_all(text.as_bytes()).unwrap();
         let src = FileSource::new(f.path()).split_by(200).batch_size(5);
-        let parts = src.list_parts();
+        let parts = src.list_parts().unwrap();
         assert!(parts.len() > 2, "{parts:?}");
         let mut p = src.build_part("s", &parts[1], None).unwrap();
         let mut first = Vec::new();
@@ -835,7 +828,7 @@ mod tests {
         }
         std::fs::create_dir(dir.path().join("d.txt")).unwrap();
         let src = DirSource::new(dir.path(), "*.txt");
-        assert_eq!(src.list_parts(), vec!["a.txt", "b.txt"]);
+        assert_eq!(src.list_parts().unwrap(), vec!["a.txt", "b.txt"]);
         let mut p = src.build_part("s", "b.txt", None).unwrap();
         assert_eq!(read_all(&mut p), vec!["2"]);
     }

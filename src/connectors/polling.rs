@@ -179,8 +179,8 @@ impl<T: Send + 'static> FixedPartitionedSource for SimplePollingSource<T> {
     type Item = T;
     type Part = PollingPartition<T>;
 
-    fn list_parts(&self) -> Vec<String> {
-        vec!["singleton".to_string()]
+    fn list_parts(&self) -> Result<Vec<String>, BoxError> {
+        Ok(vec!["singleton".to_string()])
     }
 
     fn build_part(
@@ -254,7 +254,7 @@ mod tests {
             n += 1;
             Ok((n % 2 == 1).then_some(n))
         });
-        assert_eq!(src.list_parts(), vec!["singleton"]);
+        assert_eq!(src.list_parts().unwrap(), vec!["singleton"]);
         let start = Instant::now();
         let mut p = src.build_part("s", "singleton", None).unwrap();
         let mut b = Vec::new();

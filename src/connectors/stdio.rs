@@ -337,8 +337,8 @@ impl FixedPartitionedSource for StdInSource {
     type Item = String;
     type Part = StdInPartition;
 
-    fn list_parts(&self) -> Vec<String> {
-        vec!["stdin".to_string()]
+    fn list_parts(&self) -> Result<Vec<String>, BoxError> {
+        Ok(vec!["stdin".to_string()])
     }
 
     fn build_part(

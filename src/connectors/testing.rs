@@ -175,8 +175,8 @@ impl<T: Data> FixedPartitionedSource for TestingSource<T> {
     type Item = T;
     type Part = TestingPartition<T>;
 
-    fn list_parts(&self) -> Vec<String> {
-        vec!["iterable".to_string()]
+    fn list_parts(&self) -> Result<Vec<String>, BoxError> {
+        Ok(vec!["iterable".to_string()])
     }
 
     fn build_part(

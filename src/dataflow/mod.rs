@@ -28,6 +28,21 @@ pub(crate) type BuildFn = Box<dyn Fn(&mut BuildCtx) -> Result<()> + Send + Sync>
 /// Index of an exchange channel within its flow.
 pub(crate) type ChannelId = usize;
 
+/// Lists the partitions of a fixed-partitioned source or sink (called once per process,
+/// before the workers start; see `runtime::listing`).
+#[derive(Clone)]
+pub(crate) struct PartLister(pub(crate) Arc<ListFn>);
+
+/// The function behind a [`PartLister`].
+pub(crate) type ListFn =
+    dyn Fn() -> std::result::Result<Vec<String>, crate::error::BoxError> + Send + Sync;
+
+impl std::fmt::Debug for PartLister {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PartLister")
+    }
+}
+
 /// Makes the rings of one exchange channel for the workers of one process: given the
 /// process's worker count, its first worker's global index, the cluster's worker count
 /// and the channel's index, one type-erased [`Endpoint`](crate::exchange::Endpoint) per
@@ -95,6 +110,8 @@ struct Graph {
     ids: HashSet<Arc<str>>,
     streams: usize,
     channels: Vec<Arc<MeshMaker>>,
+    /// The fixed-partitioned inputs and outputs, by step id.
+    listers: Vec<(Arc<str>, PartLister)>,
     error: Option<IdProblem>,
 }
 
@@ -127,6 +144,8 @@ pub(crate) struct Plan {
     pub(crate) steps: Vec<Arc<StepDef>>,
     pub(crate) streams: usize,
     pub(crate) channels: Vec<Arc<MeshMaker>>,
+    /// The fixed-partitioned inputs and outputs, by step id, in declaration order.
+    pub(crate) listers: Vec<(Arc<str>, PartLister)>,
 }
 
 impl Plan {
@@ -215,7 +234,14 @@ impl Dataflow {
         let kind = source.into_kind();
         let scope: Arc<str> = self.name().into();
         let out = lock(&self.graph).new_stream();
-        add_step(
+        let lister: Option<PartLister> = match &kind {
+            crate::io::SourceKind::Fixed(src) => {
+                let src = src.clone();
+                Some(PartLister(Arc::new(move || src.list_parts())))
+            }
+            crate::io::SourceKind::Dynamic(_) => None,
+        };
+        let id = add_step(
             &self.graph,
             &scope,
             step,
@@ -225,6 +251,9 @@ impl Dataflow {
             vec![out],
             Box::new(move |ctx: &mut BuildCtx| ctx.build_source(&kind, out)),
         );
+        if let Some(lister) = lister {
+            lock(&self.graph).listers.push((id, lister));
+        }
         Stream::new(self.graph.clone(), out, scope)
     }
 
@@ -266,6 +295,7 @@ impl Dataflow {
             steps: g.steps.clone(),
             streams: g.streams,
             channels: g.channels.clone(),
+            listers: g.listers.clone(),
         })
     }
 }
@@ -384,6 +414,14 @@ impl<T: Data> Stream<T> {
             Box::new(move |ctx: &mut BuildCtx| build(ctx, &ins, &os)),
         );
         outs
+    }
+
+    /// Records that the step declared last has fixed partitions, listed by `lister`.
+    pub(crate) fn last_step_lists(&self, lister: PartLister) {
+        let mut g = lock(&self.graph);
+        if let Some(id) = g.steps.last().map(|s| s.id.clone()) {
+            g.listers.push((id, lister));
+        }
     }
 
     /// A typed handle on stream `id` of this flow, in this stream's scope.

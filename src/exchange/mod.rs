@@ -289,7 +289,7 @@ impl<B> Links<B> {
                         "cannot encode a batch of channel {channel} for worker {to}: {e}"
                     )));
                 }
-                port.send(frame);
+                port.send(to, frame);
                 if net.spare.len() < 16 {
                     net.spare.push(batch);
                 }
@@ -550,7 +550,7 @@ impl<B: Batch> ChannelIo for Channel<B> {
                     .ok_or_else(|| format!("no worker {from}"))?;
                 *slot = (*slot).max(f);
             }
-            FrameKind::Shutdown | FrameKind::Abort => {
+            FrameKind::Shutdown | FrameKind::Abort | FrameKind::Heartbeat => {
                 return Err("a process-level frame reached a channel".into())
             }
         }

@@ -65,7 +65,7 @@ pub trait StatefulSourcePartition: Send + 'static {
 /// impl FixedPartitionedSource for Counter {
 ///     type Item = u64;
 ///     type Part = CounterPart;
-///     fn list_parts(&self) -> Vec<String> { vec!["a".into(), "b".into()] }
+///     fn list_parts(&self) -> Result<Vec<String>, BoxError> { Ok(vec!["a".into(), "b".into()]) }
 ///     fn build_part(&self, _step_id: &str, _part: &str, resume: Option<u64>) -> Result<CounterPart, BoxError> {
 ///         Ok(CounterPart { next: resume.unwrap_or(0), n: self.n })
 ///     }
@@ -81,8 +81,11 @@ pub trait FixedPartitionedSource: Send + Sync + 'static {
     /// The partition type.
     type Part: StatefulSourcePartition<Item = Self::Item>;
 
-    /// The names of all partitions. Every worker must see the same list.
-    fn list_parts(&self) -> Vec<String>;
+    /// The names of all partitions. Every process of a cluster must see the same list
+    /// (the handshake compares them); an input that cannot be listed (a missing file, an
+    /// unreadable directory) is an error naming it, never an empty or made-up list.
+    /// Called once per process, before the workers start.
+    fn list_parts(&self) -> Result<Vec<String>, BoxError>;
 
     /// Builds partition `for_part` on the worker that owns it, resuming from
     /// `resume_state` when the run resumes from a snapshot.
@@ -169,7 +172,7 @@ impl<T: 'static> SourceKind<T> {
 /// A fixed-partitioned source seen by the runtime (no associated types).
 #[doc(hidden)]
 pub trait ErasedFixedSource<T>: Send + Sync {
-    fn list_parts(&self) -> Vec<String>;
+    fn list_parts(&self) -> Result<Vec<String>, BoxError>;
     /// `resume` is the partition's saved state, encoded.
     fn build_part(
         &self,
@@ -206,7 +209,7 @@ struct StatefulPart<P>(P);
 struct StatelessPart<P>(P);
 
 impl<T: 'static, S: FixedPartitionedSource<Item = T>> ErasedFixedSource<T> for FixedAdapter<S> {
-    fn list_parts(&self) -> Vec<String> {
+    fn list_parts(&self) -> Result<Vec<String>, BoxError> {
         self.0.list_parts()
     }
     fn build_part(

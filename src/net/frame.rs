@@ -3,7 +3,8 @@
 //! Every frame is a fixed-layout 32-byte [`FrameHeader`] (little-endian, read and written
 //! in place with zerocopy) followed by `len` payload bytes. A data frame's payload is
 //! one encoded batch (see `exchange::codec`); progress and EOF frames carry only the
-//! epoch; an abort frame carries the failing process's error message as UTF-8.
+//! epoch; an abort frame carries the failing process's error message as UTF-8; a
+//! heartbeat carries nothing.
 
 use zerocopy::little_endian::{U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
@@ -27,8 +28,12 @@ pub enum FrameKind {
     Eof = 3,
     /// The sending process finished cleanly: it will send nothing more.
     Shutdown = 4,
-    /// The sending process failed; the payload is its error message.
+    /// The sending process failed; the payload is its error message. With a non-zero
+    /// `epoch`, it relays that process `epoch - 1` was lost (the payload says why), so
+    /// that every survivor names the process that died, not the one that told it.
     Abort = 5,
+    /// Nothing to send: the sender is alive (see `net::io`, liveness).
+    Heartbeat = 6,
 }
 
 impl FrameKind {
@@ -39,6 +44,7 @@ impl FrameKind {
             3 => FrameKind::Eof,
             4 => FrameKind::Shutdown,
             5 => FrameKind::Abort,
+            6 => FrameKind::Heartbeat,
             _ => return None,
         })
     }

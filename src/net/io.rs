@@ -6,6 +6,19 @@
 //! load does not grow with the cost of encoding. Received frames are checked (kind,
 //! length, worker and channel indices) and handed to the target worker through that
 //! worker's inbound ring.
+//!
+//! **Bounded memory.** Every frame a worker hands over is counted in the bytes queued
+//! for its peer process until the network thread has written it to the socket; while
+//! a peer's count is at [`OUT_BUDGET`] the workers stop polling their sources (they
+//! keep draining their inbound rings), exactly as a full ring stops them within a
+//! process. On the receiving side, frames handed to a worker count until the worker
+//! takes them; while a worker holds [`IN_BUDGET`] the network thread stops reading
+//! sockets, and TCP's own flow control stops the sender.
+//!
+//! **Liveness.** Every connection carries a heartbeat whenever nothing else was sent
+//! for a fifth of the peer timeout; a peer from which nothing at all arrives for the
+//! peer timeout (stopped, hung, or cut off) is lost. While this process is not reading
+//! (its workers are behind) the clocks of its peers are not running.
 
 use std::collections::VecDeque;
 use std::io::{IoSlice, Write};
@@ -19,15 +32,20 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use rtrb::{Consumer, Producer, RingBuffer};
 
-use super::frame::{finish_frame, start_frame, Frame, FrameHeader, FrameKind, FrameReader};
+use super::frame::{
+    finish_frame, start_frame, Frame, FrameHeader, FrameKind, FrameReader, HEADER_LEN,
+};
 use crate::error::Error;
-use crate::runtime::park::Shared;
+use crate::runtime::park::{PeerCause, Shared};
 
 /// Frames a worker may have queued for the network thread, and the network thread for
 /// a worker, before the overflow queues take over.
 const PORT_CAPACITY: usize = 1024;
-/// Inbound frames held for a full worker ring before reading from sockets pauses.
-const PENDING_LIMIT: usize = 256;
+/// Bytes of frames to one peer process that may wait (in the workers' rings and in
+/// the network thread's queue) before the workers stop polling their sources.
+pub(crate) const OUT_BUDGET: usize = 4 << 20;
+/// Bytes of received frames one worker may hold before reading from sockets pauses.
+pub(crate) const IN_BUDGET: usize = 4 << 20;
 const WAKER: Token = Token(usize::MAX);
 /// How long a failing process keeps trying to deliver its abort frames.
 const ABORT_FLUSH: Duration = Duration::from_secs(1);
@@ -39,6 +57,12 @@ pub(crate) struct NetSignal {
     sleeping: AtomicBool,
     /// Workers that finished without error.
     finished: AtomicUsize,
+    /// Bytes of frames queued for each process (by process id), not yet written.
+    out_bytes: Vec<AtomicUsize>,
+    /// Bytes of frames handed to each local worker, not yet taken.
+    in_bytes: Vec<AtomicUsize>,
+    /// Workers per process, to find a frame's target process.
+    workers_per_proc: usize,
 }
 
 impl NetSignal {
@@ -62,6 +86,8 @@ impl NetSignal {
 pub(crate) struct NetPort {
     /// Global index of this process's first worker, and of one past its last.
     pub(crate) local: Range<usize>,
+    /// This worker's index within its process.
+    me: usize,
     out: Producer<Vec<u8>>,
     overflow: VecDeque<Vec<u8>>,
     inbox: Consumer<Frame>,
@@ -84,8 +110,11 @@ impl NetPort {
         self.spare.pop().unwrap_or_default()
     }
 
-    /// Queues a finished frame for the network thread.
-    pub(crate) fn send(&mut self, frame: Vec<u8>) {
+    /// Queues a finished frame for worker `to` (of another process) for the network
+    /// thread.
+    pub(crate) fn send(&mut self, to: usize, frame: Vec<u8>) {
+        let process = to / self.signal.workers_per_proc;
+        self.signal.out_bytes[process].fetch_add(frame.len(), Ordering::Relaxed);
         if self.overflow.is_empty() {
             match self.out.push(frame) {
                 Ok(()) => self.signal.notify(),
@@ -106,7 +135,7 @@ impl NetPort {
         let mut f = self.buffer();
         start_frame(&mut f, kind, channel, from as u32, to as u32, epoch);
         finish_frame(&mut f).expect("empty payload");
-        self.send(f);
+        self.send(to, f);
     }
 
     /// Retries overflow; true if anything moved.
@@ -131,8 +160,15 @@ impl NetPort {
         !self.overflow.is_empty()
     }
 
+    /// True while some peer has [`OUT_BUDGET`] bytes waiting: the worker stops
+    /// polling its sources until the network thread has written them.
     pub(crate) fn is_backlogged(&self) -> bool {
         self.overflow.len() >= PORT_CAPACITY
+            || self
+                .signal
+                .out_bytes
+                .iter()
+                .any(|b| b.load(Ordering::Relaxed) >= OUT_BUDGET)
     }
 
     pub(crate) fn has_inbound(&self) -> bool {
@@ -141,12 +177,18 @@ impl NetPort {
 
     /// The next received frame.
     pub(crate) fn recv(&mut self) -> Option<Frame> {
-        self.inbox.pop().ok()
+        let f = self.inbox.pop().ok()?;
+        let before = self.signal.in_bytes[self.me].fetch_sub(f.payload.len(), Ordering::AcqRel);
+        if before >= IN_BUDGET && before - f.payload.len() < IN_BUDGET {
+            // The network thread may have paused reading for us.
+            let _ = self.signal.waker.wake();
+        }
+        Some(f)
     }
 
     /// Returns a received frame's buffer for reuse by outbound frames.
     pub(crate) fn recycle(&mut self, mut buf: Vec<u8>) {
-        if self.spare.len() < 64 {
+        if self.spare.len() < 16 {
             buf.clear();
             self.spare.push(buf);
         }
@@ -167,6 +209,12 @@ struct Peer {
     sent_shutdown: bool,
     got_shutdown: bool,
     closed: bool,
+    /// When bytes last came from this peer, and when we last wrote to it.
+    heard: Instant,
+    said: Instant,
+    /// EOF frames received from this peer, per (its worker, our worker, channel):
+    /// its Shutdown must come after all of them.
+    eofs: usize,
 }
 
 /// The network thread's state.
@@ -183,6 +231,9 @@ pub(crate) struct NetThread {
     from_workers: Vec<Consumer<Vec<u8>>>,
     to_workers: Vec<Producer<Frame>>,
     pending: Vec<VecDeque<Frame>>,
+    addresses: Vec<String>,
+    peer_timeout: Duration,
+    heartbeat: Duration,
 }
 
 /// Wires the network thread to `workers_per_proc` ports over already-formed
@@ -194,13 +245,18 @@ pub(crate) fn start(
     workers_per_proc: usize,
     channels: usize,
     shared: Arc<Shared>,
+    peer_timeout: Duration,
 ) -> std::io::Result<(NetThread, Vec<NetPort>)> {
     let poll = Poll::new()?;
     let signal = Arc::new(NetSignal {
         waker: Waker::new(poll.registry(), WAKER)?,
         sleeping: AtomicBool::new(false),
         finished: AtomicUsize::new(0),
+        out_bytes: (0..addresses.len()).map(|_| AtomicUsize::new(0)).collect(),
+        in_bytes: (0..workers_per_proc).map(|_| AtomicUsize::new(0)).collect(),
+        workers_per_proc,
     });
+    let now = Instant::now();
     let mut peers = Vec::new();
     let mut peer_of = vec![None; addresses.len()];
     for (p, s) in streams.into_iter().enumerate() {
@@ -226,19 +282,23 @@ pub(crate) fn start(
             sent_shutdown: false,
             got_shutdown: false,
             closed: false,
+            heard: now,
+            said: now,
+            eofs: 0,
         });
     }
     let base = me * workers_per_proc;
     let mut ports = Vec::new();
     let mut from_workers = Vec::new();
     let mut to_workers = Vec::new();
-    for _ in 0..workers_per_proc {
+    for me in 0..workers_per_proc {
         let (out, from_w) = RingBuffer::new(PORT_CAPACITY);
         let (to_w, inbox) = RingBuffer::new(PORT_CAPACITY);
         from_workers.push(from_w);
         to_workers.push(to_w);
         ports.push(NetPort {
             local: base..base + workers_per_proc,
+            me,
             out,
             overflow: VecDeque::new(),
             inbox,
@@ -258,6 +318,9 @@ pub(crate) fn start(
         from_workers,
         to_workers,
         pending: (0..workers_per_proc).map(|_| VecDeque::new()).collect(),
+        addresses: addresses.to_vec(),
+        peer_timeout,
+        heartbeat: (peer_timeout / 5).clamp(Duration::from_millis(10), Duration::from_secs(1)),
     };
     Ok((net, ports))
 }
@@ -299,6 +362,10 @@ impl NetThread {
                 }
             }
             busy |= self.deliver_pending();
+            if let Err(Stop::Peer(e)) = self.keep_alive() {
+                self.shared.fail(usize::MAX, e);
+                continue;
+            }
             if self.finished_locally() && !self.peers.iter().all(|p| p.sent_shutdown) {
                 for i in 0..self.peers.len() {
                     let mut f = Vec::new();
@@ -319,13 +386,13 @@ impl NetThread {
                 }
                 return;
             }
-            let paused = self.pending.iter().any(|q| !q.is_empty());
+            let paused = self.reading_paused();
             let timeout = if busy {
                 Some(Duration::ZERO)
             } else if paused {
                 Some(Duration::from_micros(200))
             } else {
-                Some(Duration::from_millis(100))
+                Some(Duration::from_millis(100).min(self.heartbeat))
             };
             self.signal.sleeping.store(true, Ordering::Relaxed);
             fence(Ordering::SeqCst);
@@ -364,6 +431,60 @@ impl NetThread {
             && self.from_workers.iter().all(|c| c.is_empty())
     }
 
+    /// True while some local worker holds its budget of received frames (or frames
+    /// wait for room in its ring): sockets are not read until it catches up.
+    fn reading_paused(&self) -> bool {
+        self.pending.iter().any(|q| !q.is_empty())
+            || self
+                .signal
+                .in_bytes
+                .iter()
+                .any(|b| b.load(Ordering::Acquire) >= IN_BUDGET)
+    }
+
+    /// Sends a heartbeat to every peer we have not written to for a while, and loses
+    /// every peer we have heard nothing from for the peer timeout.
+    fn keep_alive(&mut self) -> Result<(), Stop> {
+        let now = Instant::now();
+        let paused = self.reading_paused();
+        for p in &mut self.peers {
+            if p.closed {
+                continue;
+            }
+            if paused {
+                // We are not listening: silence is ours, not the peer's.
+                p.heard = now;
+            }
+            if p.out.is_empty() && now.duration_since(p.said) >= self.heartbeat {
+                let mut f = Vec::with_capacity(HEADER_LEN);
+                start_frame(
+                    &mut f,
+                    FrameKind::Heartbeat,
+                    0,
+                    (self.me * self.workers_per_proc) as u32,
+                    0,
+                    0,
+                );
+                finish_frame(&mut f).expect("empty payload");
+                p.out.push_back(f);
+                p.writable = true;
+                p.said = now;
+            }
+            let silent = now.duration_since(p.heard);
+            if silent > self.peer_timeout {
+                return Err(lost(
+                    p,
+                    &format!(
+                        "nothing arrived from it for {:.1} s (data or heartbeat; --peer-timeout is {:?}): it is stopped, hung, or cut off",
+                        silent.as_secs_f64(),
+                        self.peer_timeout
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Moves frames from the workers' rings to the peers' write queues.
     fn collect_outbound(&mut self) -> bool {
         let mut any = false;
@@ -388,6 +509,7 @@ impl NetThread {
     fn write_all(&mut self) -> Result<bool, Stop> {
         let mut any = false;
         for p in &mut self.peers {
+            let queued = &self.signal.out_bytes[p.process];
             while p.writable && !p.out.is_empty() && !p.closed {
                 let mut slices = Vec::with_capacity(64);
                 slices.push(IoSlice::new(&p.out[0][p.written..]));
@@ -396,17 +518,25 @@ impl NetThread {
                     Ok(0) => return Err(lost(p, "the connection closed")),
                     Ok(mut n) => {
                         any = true;
+                        p.said = Instant::now();
+                        let mut done = 0;
                         while n > 0 {
                             let left = p.out[0].len() - p.written;
                             if n >= left {
                                 n -= left;
-                                p.out.pop_front();
+                                let f = p.out.pop_front().expect("written from it");
+                                done += f.len();
                                 p.written = 0;
                             } else {
                                 p.written += n;
                                 n = 0;
                             }
                         }
+                        // Frames the network thread made itself (heartbeats, shutdown)
+                        // were never counted; saturate rather than wrap.
+                        let _ = queued.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                            Some(b.saturating_sub(done))
+                        });
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => p.writable = false,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -418,12 +548,12 @@ impl NetThread {
     }
 
     /// Reads every readable socket until it would block (unless a worker's inbound
-    /// queue is full); true if anything was read.
+    /// budget is full); true if anything was read.
     fn read_all(&mut self) -> Result<bool, Stop> {
         let mut any = false;
         for i in 0..self.peers.len() {
             loop {
-                if self.pending.iter().any(|q| q.len() >= PENDING_LIMIT) {
+                if self.reading_paused() {
                     return Ok(any);
                 }
                 let p = &mut self.peers[i];
@@ -434,10 +564,18 @@ impl NetThread {
                     Ok(0) => {
                         p.closed = true;
                         if !p.got_shutdown {
-                            return Err(lost(p, "the connection closed before the run ended"));
+                            let why = if p.reader.pending() > 0 {
+                                "the connection closed in the middle of a frame"
+                            } else {
+                                "the connection closed before the run ended"
+                            };
+                            return Err(lost(p, why));
                         }
                     }
-                    Ok(_) => any = true,
+                    Ok(_) => {
+                        any = true;
+                        p.heard = Instant::now();
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => p.readable = false,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(e) => {
@@ -467,18 +605,43 @@ impl NetThread {
             let h = frame.header;
             let kind = h.kind().expect("checked by the reader");
             match kind {
+                FrameKind::Heartbeat => continue,
                 FrameKind::Shutdown => {
+                    // Every worker of the peer sends EOF to each of ours on every
+                    // channel before its process may say it is done.
+                    let expected = n * n * self.channels;
+                    if p.eofs < expected {
+                        return Err(protocol(
+                            p,
+                            &format!(
+                                "it said it finished after closing {} of its {expected} channel ends",
+                                p.eofs
+                            ),
+                        ));
+                    }
                     p.got_shutdown = true;
                     continue;
                 }
                 FrameKind::Abort => {
-                    let message = String::from_utf8_lossy(&frame.payload).into_owned();
+                    let message = escape_controls(&String::from_utf8_lossy(&frame.payload));
+                    let relayed = h.epoch.get();
+                    if relayed > 0 && (relayed - 1) as usize != self.me {
+                        let lost_p = (relayed - 1) as usize;
+                        if let Some(address) = self.addresses.get(lost_p) {
+                            return Err(Stop::Peer(Error::PeerLost {
+                                process: lost_p,
+                                address: address.clone(),
+                                reason: format!("{message} (reported by process {})", p.process),
+                            }));
+                        }
+                    }
                     return Err(Stop::Peer(Error::PeerFailed {
                         process: p.process,
                         message,
                     }));
                 }
-                FrameKind::Data | FrameKind::Progress | FrameKind::Eof => {}
+                FrameKind::Eof => p.eofs += 1,
+                FrameKind::Data | FrameKind::Progress => {}
             }
             let from = h.from.get() as usize;
             let to = h.to.get() as usize;
@@ -496,6 +659,7 @@ impl NetThread {
                 ));
             }
             let w = to - base;
+            self.signal.in_bytes[w].fetch_add(frame.payload.len(), Ordering::AcqRel);
             if self.pending[w].is_empty() {
                 if let Err(rtrb::PushError::Full(f)) = self.to_workers[w].push(frame) {
                     self.pending[w].push_back(f);
@@ -530,19 +694,28 @@ impl NetThread {
         any
     }
 
-    /// Tells every connected peer this process failed, best effort within a bound.
+    /// Tells every connected peer why this process stops, best effort within a bound:
+    /// its own failure, or (when it stops because a peer was lost) which peer, so that
+    /// every survivor names the process that died.
     fn broadcast_abort(&mut self) {
-        let message = self
-            .shared
-            .error_message()
-            .unwrap_or_else(|| "a worker failed".to_string());
-        if self.shared.error_is_from_peer() {
-            // The failure came from another process; it has been told already, and the
-            // others learn of it from their own connections.
-            return;
-        }
+        let (message, relay) = match self.shared.peer_cause() {
+            // The failing process told every peer itself.
+            Some(PeerCause::Failed) => return self.close_all(),
+            Some(PeerCause::Lost(p)) => (
+                self.shared
+                    .error_message()
+                    .unwrap_or_else(|| "connection lost".to_string()),
+                p as u64 + 1,
+            ),
+            None => (
+                self.shared
+                    .error_message()
+                    .unwrap_or_else(|| "a worker failed".to_string()),
+                0,
+            ),
+        };
         for p in &mut self.peers {
-            if p.closed {
+            if p.closed || (relay > 0 && p.process as u64 + 1 == relay) {
                 continue;
             }
             let mut f = Vec::new();
@@ -552,13 +725,19 @@ impl NetThread {
                 0,
                 (self.me * self.workers_per_proc) as u32,
                 0,
-                0,
+                relay,
             );
             f.extend_from_slice(message.as_bytes());
             if finish_frame(&mut f).is_ok() {
-                // Drop what was queued: the run is over, only the reason matters.
+                // Drop what was queued (the run is over, only the reason matters), but
+                // finish a frame already half written, or the stream would not parse.
+                let partial = if p.written > 0 {
+                    p.out.pop_front()
+                } else {
+                    None
+                };
                 p.out.clear();
-                p.written = 0;
+                p.out.extend(partial);
                 p.out.push_back(f);
             }
         }
@@ -573,10 +752,51 @@ impl NetThread {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
+        self.close_all();
+    }
+
+    /// Closes every connection: our side first (so what we wrote arrives before the
+    /// FIN), then, briefly, reads what the peer still sends, so that closing with unread
+    /// bytes does not make the kernel reset the connection and discard what we wrote.
+    fn close_all(&mut self) {
         for p in &mut self.peers {
-            let _ = p.stream.shutdown(Shutdown::Both);
+            let _ = p.stream.shutdown(Shutdown::Write);
+        }
+        let deadline = Instant::now() + Duration::from_millis(200);
+        let mut sink = [0u8; 16 << 10];
+        while Instant::now() < deadline {
+            let mut open = false;
+            for p in &mut self.peers {
+                if p.closed {
+                    continue;
+                }
+                match std::io::Read::read(&mut p.stream, &mut sink) {
+                    Ok(0) => p.closed = true,
+                    Ok(_) => open = true,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => open = true,
+                    Err(_) => p.closed = true,
+                }
+            }
+            if !open {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
+}
+
+/// A peer's text with control characters (terminal escapes, newlines) escaped, so a
+/// message from another process cannot redraw this one's terminal.
+pub(crate) fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn lost(p: &Peer, reason: &str) -> Stop {
@@ -593,4 +813,18 @@ fn protocol(p: &Peer, what: &str) -> Stop {
         address: p.address.clone(),
         reason: format!("protocol error: {what}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_controls;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(
+            escape_controls("red \u{1b}[31mX\u{1b}[0m\nnext"),
+            "red \\u{1b}[31mX\\u{1b}[0m\\nnext"
+        );
+        assert_eq!(escape_controls("plain: ok"), "plain: ok");
+    }
 }

@@ -467,6 +467,15 @@ impl<T: Data> Stream<T> {
     /// ```
     pub fn output(&self, step: &str, sink: impl Sink<T>) {
         let kind = sink.into_kind();
+        let lister: Option<crate::dataflow::PartLister> = match &kind {
+            SinkKind::Fixed(sink, _) => {
+                let sink = sink.clone();
+                Some(crate::dataflow::PartLister(std::sync::Arc::new(
+                    move || Ok(sink.list_parts()),
+                )))
+            }
+            SinkKind::Dynamic(_) => None,
+        };
         let chan = match &kind {
             SinkKind::Fixed(_, wire) => Some(self.new_channel_with(wire.0)),
             SinkKind::Dynamic(_) => None,
@@ -479,6 +488,9 @@ impl<T: Data> Stream<T> {
             0,
             move |ctx, ins, _| ctx.build_sink(&kind, ins[0], chan),
         );
+        if let Some(lister) = lister {
+            self.last_step_lists(lister);
+        }
     }
 }
 

@@ -18,6 +18,7 @@ use crate::exchange::{ChannelIo, Endpoint, Links, StepChannel};
 use crate::io::SourceStatus;
 use crate::io::{assign_partitions, ErasedSinkPart, ErasedSourcePart, SinkKind, SourceKind};
 use crate::recovery::{kind, KeyRows, Rows, WorkerRecovery};
+use crate::runtime::listing::Listing;
 use crate::runtime::park::Shared;
 use crate::runtime::progress::Epoch;
 use crate::runtime::push::{Data, Guarded, Push, PushFn, Tee};
@@ -76,6 +77,7 @@ pub struct BuildCtx {
     pub(crate) sinks: Vec<(usize, Rc<RefCell<dyn SinkHandle>>)>,
     recovery: Option<Rc<WorkerRecovery>>,
     first_epoch: Epoch,
+    listing: Arc<Listing>,
 }
 
 impl std::fmt::Debug for BuildCtx {
@@ -114,6 +116,27 @@ impl BuildCtx {
             sinks: Vec::new(),
             recovery: None,
             first_epoch: crate::runtime::progress::FIRST_EPOCH,
+            listing: Arc::default(),
+        }
+    }
+
+    /// The partitions listed for this process before its workers started.
+    pub(crate) fn with_listing(mut self, listing: Arc<Listing>) -> Self {
+        self.listing = listing;
+        self
+    }
+
+    /// The partitions of the step being built: the process's listing, or (for a step
+    /// the listing does not know) the source's own list.
+    fn partitions(
+        &self,
+        list: impl FnOnce() -> std::result::Result<Vec<String>, crate::error::BoxError>,
+    ) -> Result<Arc<Vec<String>>> {
+        match self.listing.parts(&self.step_id) {
+            Some(p) => Ok(p),
+            None => list()
+                .map(Arc::new)
+                .map_err(|e| Error::in_step(self.step_id.to_string(), e)),
         }
     }
 
@@ -282,7 +305,7 @@ impl BuildCtx {
         let wrap = |e| Error::in_step(step_id.to_string(), e);
         let parts: Vec<(String, Box<dyn ErasedSourcePart<T>>)> = match kind {
             SourceKind::Fixed(src) => {
-                let names = src.list_parts();
+                let names = self.partitions(|| src.list_parts())?;
                 let visible = vec![(0..self.worker_count).collect::<Vec<_>>(); names.len()];
                 let owners = assign_partitions(&visible, self.worker_count);
                 let mut parts = Vec::new();
@@ -363,7 +386,7 @@ impl BuildCtx {
                 self.sinks.push((self.step, handle));
             }
             SinkKind::Fixed(sink, _) => {
-                let names = sink.list_parts();
+                let names = self.partitions(|| Ok(sink.list_parts()))?;
                 if names.is_empty() {
                     return Err(Error::in_step(
                         step_id.to_string(),

@@ -5,6 +5,8 @@
 //! through SPSC rings.
 
 pub(crate) mod build;
+pub(crate) mod interrupt;
+pub(crate) mod listing;
 pub(crate) mod park;
 pub(crate) mod progress;
 pub(crate) mod push;
@@ -22,6 +24,7 @@ use crate::recovery::RecoveryConfig;
 use park::Shared;
 
 pub use build::BuildCtx;
+pub use interrupt::install as install_signal_handlers;
 pub use progress::{Epoch, EOF_EPOCH, FIRST_EPOCH};
 pub use push::{Data, ExchangeData};
 
@@ -39,7 +42,10 @@ pub struct RunConfig {
     pub(crate) pin: bool,
     pub(crate) spin: bool,
     pub(crate) connect_timeout: Duration,
+    pub(crate) peer_timeout: Duration,
     pub(crate) recovery: Option<RecoveryConfig>,
+    pub(crate) flow_args: String,
+    pub(crate) cluster_secret: Option<Arc<[u8]>>,
 }
 
 impl Default for RunConfig {
@@ -49,17 +55,24 @@ impl Default for RunConfig {
             pin: true,
             spin: false,
             connect_timeout: Duration::from_secs(30),
+            peer_timeout: DEFAULT_PEER_TIMEOUT,
             recovery: None,
+            flow_args: String::new(),
+            cluster_secret: None,
         }
     }
 }
 
-/// What every worker of a process shares at start: the epoch grid's origin and the
-/// recovery tier.
+/// How long a cluster waits to hear from a silent peer before it is lost, by default.
+pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every worker of a process shares at start: the epoch grid's origin, the
+/// recovery tier, and the partitions of the fixed-partitioned steps.
 #[derive(Debug, Clone)]
 pub(crate) struct RunEnv {
     pub(crate) start: std::time::Instant,
     pub(crate) recovery: Option<crate::recovery::Handle>,
+    pub(crate) listing: Arc<listing::Listing>,
 }
 
 impl RunConfig {
@@ -88,6 +101,32 @@ impl RunConfig {
     /// run fails, naming the ones that never answered (default 30 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long the processes of a cluster wait to hear anything (data or a
+    /// heartbeat) from a peer before they stop, naming it as lost (default
+    /// [`DEFAULT_PEER_TIMEOUT`]). A stopped or hung process is detected within this
+    /// bound plus about a second. Must be more than zero.
+    pub fn peer_timeout(mut self, timeout: Duration) -> Self {
+        self.peer_timeout = timeout;
+        self
+    }
+
+    /// Text every process of a cluster must agree on besides the flow's step graph:
+    /// the CLI passes the flow's arguments (`NAME:ARGS`), so two processes started with
+    /// different inputs refuse each other instead of computing a mix.
+    pub fn flow_args(mut self, args: impl Into<String>) -> Self {
+        self.flow_args = args.into();
+        self
+    }
+
+    /// A shared secret every process of a cluster must prove it holds (HMAC-SHA256
+    /// challenge-response over fresh nonces in the handshake); connections that do
+    /// not are dropped without disturbing the formation. Without one, the cluster's
+    /// ports must be on a trusted network.
+    pub fn cluster_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
+        self.cluster_secret = Some(secret.into().into());
         self
     }
 
@@ -133,6 +172,56 @@ fn finish_recovery(running: Option<crate::recovery::Running>, shared: &Shared) {
     }
 }
 
+/// What this process says in the handshake; `shape` is (processes, workers per
+/// process, this process's id).
+fn make_hello(
+    plan: &Plan,
+    listed: &Result<listing::Listing>,
+    (processes, workers, process): (usize, usize, usize),
+    config: &RunConfig,
+    recovery: u64,
+) -> crate::net::hello::Hello {
+    crate::net::hello::Hello {
+        version: crate::net::hello::PROTOCOL_VERSION,
+        processes: processes as u32,
+        workers_per_proc: workers as u32,
+        process: process as u32,
+        fingerprint: plan.fingerprint(),
+        flow: plan.name.clone(),
+        flow_args: config.flow_args.clone(),
+        epoch_interval_ns: u64::try_from(config.epoch_interval.as_nanos()).unwrap_or(u64::MAX),
+        recovery,
+        inputs: listed
+            .as_ref()
+            .map(|l| l.summary())
+            .map_err(|e| e.to_string()),
+        authenticated: config.cluster_secret.is_some(),
+        nonce: crate::net::hello::nonce(),
+    }
+}
+
+/// The hello process `process` of a cluster of `processes` processes of
+/// `workers_per_proc` workers would send for `flow` (without recovery): for tests that
+/// play a process of a cluster by hand.
+#[doc(hidden)]
+pub fn handshake_hello(
+    flow: &Dataflow,
+    processes: usize,
+    workers_per_proc: usize,
+    process: usize,
+    config: &RunConfig,
+) -> Result<crate::net::hello::Hello> {
+    let plan = flow.plan()?;
+    let listed = listing::Listing::of(&plan);
+    Ok(make_hello(
+        &plan,
+        &listed,
+        (processes, workers_per_proc, process),
+        config,
+        0,
+    ))
+}
+
 /// Runs `flow` on one worker on the calling thread until every input is exhausted.
 ///
 /// Returns an error naming the step if user code panics or a source or sink fails.
@@ -143,7 +232,9 @@ pub fn run_main(flow: &Dataflow) -> Result<()> {
 /// [`run_main`] with a configuration.
 pub fn run_main_with(flow: &Dataflow, config: &RunConfig) -> Result<()> {
     let plan = Arc::new(flow.plan()?);
+    let listing = Arc::new(listing::Listing::of(&plan)?);
     let shared = Arc::new(Shared::new(1));
+    interrupt::register(&shared);
     let running = match prepare_recovery(config, &plan, 0, 1, 1)? {
         Some(p) => Some(p.begin(0, 1, shared.clone())?),
         None => None,
@@ -151,6 +242,7 @@ pub fn run_main_with(flow: &Dataflow, config: &RunConfig) -> Result<()> {
     let env = RunEnv {
         start: std::time::Instant::now(),
         recovery: running.as_ref().map(|r| r.handle.clone()),
+        listing,
     };
     let endpoints = make_endpoints(&plan, 1, 0, 1).pop().expect("one worker");
     let me = WorkerId {
@@ -224,19 +316,35 @@ pub fn cluster_main_with(
     let total = processes * n;
     // Every process reads the store before the cluster forms and writes only after:
     // they all see the same snapshots and agree on where to resume.
+    // A process that cannot list its partitions still forms the cluster, to tell its
+    // peers why it fails (they would otherwise wait out the connect timeout).
+    let listed = listing::Listing::of(&plan);
     let prepared = prepare_recovery(config, &plan, base, n, total)?;
     let shared = Arc::new(Shared::new(n));
-    let (net, ports) = if processes > 1 {
-        let hello = crate::net::hello::Hello {
-            version: crate::net::hello::PROTOCOL_VERSION,
-            processes: processes as u32,
-            workers_per_proc: n as u32,
-            process: proc_id as u32,
-            fingerprint: plan.fingerprint(),
-            flow: plan.name.clone(),
-            recovery: prepared.as_ref().map_or(0, |p| p.token()),
-        };
-        let streams = crate::net::form::form(addresses, proc_id, &hello, config.connect_timeout)?;
+    interrupt::register(&shared);
+    let (net, ports, listing) = if processes > 1 {
+        if config.peer_timeout.is_zero() {
+            return Err(Error::Config(
+                "the peer timeout must be more than zero".into(),
+            ));
+        }
+        let hello = make_hello(
+            &plan,
+            &listed,
+            (processes, n, proc_id),
+            config,
+            prepared.as_ref().map_or(0, |p| u64::from(p.token())),
+        );
+        let formed = crate::net::form::form(
+            addresses,
+            proc_id,
+            &hello,
+            config.cluster_secret.clone(),
+            config.connect_timeout,
+        );
+        // Our own listing error is the cause, whatever formation said.
+        let listing = listed?;
+        let streams = formed?;
         tracing::debug!(process = proc_id, processes, "cluster formed");
         let (net, ports) = crate::net::io::start(
             streams,
@@ -245,11 +353,12 @@ pub fn cluster_main_with(
             n,
             plan.channels.len(),
             shared.clone(),
+            config.peer_timeout,
         )
         .map_err(|e| Error::Cluster(format!("cannot start the network thread: {e}")))?;
-        (Some(net), ports.into_iter().map(Some).collect())
+        (Some(net), ports.into_iter().map(Some).collect(), listing)
     } else {
-        (None, (0..n).map(|_| None).collect::<Vec<_>>())
+        (None, (0..n).map(|_| None).collect::<Vec<_>>(), listed?)
     };
     let running = match prepared {
         Some(p) => Some(p.begin(proc_id, processes, shared.clone())?),
@@ -258,6 +367,7 @@ pub fn cluster_main_with(
     let env = RunEnv {
         start: std::time::Instant::now(),
         recovery: running.as_ref().map(|r| r.handle.clone()),
+        listing: Arc::new(listing),
     };
     let signal = net.as_ref().map(|n| n.signal());
     let net_handle = match net {

@@ -13,6 +13,15 @@ struct Waker {
     sleeping: AtomicBool,
 }
 
+/// How another process caused this one's first error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PeerCause {
+    /// Process `0` was lost (died, hung, or cut off).
+    Lost(usize),
+    /// A process failed and said so.
+    Failed,
+}
+
 /// Shared by all workers of a process.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -93,13 +102,14 @@ impl Shared {
         first.as_ref().map(|(_, e)| e.to_string())
     }
 
-    /// True if the first error came from another process (lost or failed).
-    pub(crate) fn error_is_from_peer(&self) -> bool {
+    /// Whether the first error came from another process, and how.
+    pub(crate) fn peer_cause(&self) -> Option<PeerCause> {
         let first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
-        matches!(
-            first.as_ref(),
-            Some((_, Error::PeerLost { .. } | Error::PeerFailed { .. }))
-        )
+        match first.as_ref() {
+            Some((_, Error::PeerLost { process, .. })) => Some(PeerCause::Lost(*process)),
+            Some((_, Error::PeerFailed { .. })) => Some(PeerCause::Failed),
+            _ => None,
+        }
     }
 
     /// The first error recorded, if any.

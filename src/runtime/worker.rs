@@ -84,7 +84,8 @@ impl Worker {
             net.clone(),
             shared.clone(),
         )
-        .with_recovery(recovery.clone(), first_epoch);
+        .with_recovery(recovery.clone(), first_epoch)
+        .with_listing(env.listing.clone());
         for (i, step) in plan.steps.iter().enumerate().rev() {
             ctx.set_step(i, step.id.clone());
             let _g = StepGuard::enter(i);

@@ -18,6 +18,8 @@ pub fn waxfast() -> Command {
         "WAXFAST_NO_PIN",
         "WAXFAST_PROCESSES",
         "WAXFAST_CONNECT_TIMEOUT",
+        "WAXFAST_PEER_TIMEOUT",
+        "WAXFAST_CLUSTER_SECRET_FILE",
         "WAXFAST_LOG",
         "WAXFAST_FAULT_ABORT_AFTER_COMMITS",
     ] {
@@ -89,4 +91,67 @@ pub fn sorted<T: Ord + Clone>(v: &[T]) -> Vec<T> {
     let mut v = v.to_vec();
     v.sort();
     v
+}
+
+/// `n` loopback addresses with ports that were free a moment ago.
+pub fn free_addresses(n: usize) -> Vec<String> {
+    let ls: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    ls.iter()
+        .map(|l| l.local_addr().unwrap().to_string())
+        .collect()
+}
+
+/// Starts process `i` of a `waxfast` cluster over `addrs`, its output piped.
+pub fn cli_process(flow: &str, i: usize, addrs: &[String], extra: &[&str]) -> std::process::Child {
+    use std::process::Stdio;
+    waxfast()
+        .arg(flow)
+        .args(["-i", &i.to_string(), "-a", &addrs.join(";"), "--no-pin"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for a child (at most `limit`, else it is killed and the test fails),
+/// returning (success, stdout, stderr).
+pub fn finish(mut c: std::process::Child, limit: std::time::Duration) -> (bool, String, String) {
+    let (status, out, err) = finish_status(&mut c, limit);
+    (status.success(), out, err)
+}
+
+/// [`finish`], returning the exit status itself.
+pub fn finish_status(
+    c: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> (std::process::ExitStatus, String, String) {
+    use std::io::Read;
+    let mut out = c.stdout.take().unwrap();
+    let mut err = c.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = c.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > limit {
+            let _ = c.kill();
+            panic!("a process did not finish within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    (status, t_out.join().unwrap(), t_err.join().unwrap())
 }

@@ -1,0 +1,82 @@
+//! Stopping runs on SIGINT / SIGTERM.
+//!
+//! The CLI installs the handlers ([`install`]); a signal then fails every run of this
+//! process with [`Error::Interrupted`] through the same path as a failing step: the
+//! workers stop within a scheduling round, sinks are told the run failed, and the peers
+//! of a cluster are told why. If the process has not exited two seconds after the
+//! signal (a user closure that never returns, say), it exits anyway with 128 + the
+//! signal's number, as a shell reports a process killed by it.
+
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::runtime::park::Shared;
+
+/// The signal that interrupted this process, or 0.
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// The runs in progress in this process.
+static RUNS: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
+/// How long after a signal the process may take to stop by itself.
+const GRACE: Duration = Duration::from_secs(2);
+
+/// The signal this process was interrupted by, if any.
+pub(crate) fn interrupted() -> Option<i32> {
+    match SIGNAL.load(Ordering::Acquire) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
+/// Registers a run, so that a signal stops it; fails it at once if a signal came
+/// already.
+pub(crate) fn register(shared: &Arc<Shared>) {
+    let mut runs = RUNS.lock().unwrap_or_else(|p| p.into_inner());
+    runs.retain(|w| w.strong_count() > 0);
+    runs.push(Arc::downgrade(shared));
+    drop(runs);
+    if let Some(signal) = interrupted() {
+        shared.fail(usize::MAX, Error::Interrupted { signal });
+    }
+}
+
+fn interrupt(signal: i32) {
+    SIGNAL.store(signal, Ordering::Release);
+    let runs = RUNS.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    for shared in runs.iter().filter_map(Weak::upgrade) {
+        shared.fail(usize::MAX, Error::Interrupted { signal });
+    }
+}
+
+/// Installs SIGINT and SIGTERM handlers for the rest of the process's life: the first
+/// signal stops the runs in progress, and ends the process if they have not stopped
+/// within two seconds.
+pub fn install() -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new()
+        .name("waxfast-signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                tracing::debug!(signal, "interrupted");
+                interrupt(signal);
+                std::thread::sleep(GRACE);
+                eprintln!(
+                    "error: {}; the run did not stop within {GRACE:?}, exiting",
+                    Error::Interrupted { signal }
+                );
+                std::process::exit(128 + signal);
+            }
+        })?;
+    Ok(())
+}
+
+/// The name of a signal number, for messages.
+pub(crate) fn signal_name(signal: i32) -> String {
+    match signal {
+        signal_hook::consts::SIGINT => "SIGINT".into(),
+        signal_hook::consts::SIGTERM => "SIGTERM".into(),
+        s => format!("signal {s}"),
+    }
+}
