@@ -722,18 +722,19 @@ mod tests {
     fn missing_file_and_directory_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope.txt");
+        // Listing fails, naming the path: a process must not advertise a partition it
+        // cannot read.
         let src = FileSource::new(&missing);
-        let err = src
-            .build_part("s", &src.list_parts().unwrap()[0], None)
-            .unwrap_err()
-            .to_string();
+        let err = src.list_parts().unwrap_err().to_string();
+        assert!(err.contains("nope.txt"), "{err}");
+        let err = src.build_part("s", "nope.txt", None).unwrap_err().to_string();
         assert!(err.contains("nope.txt"), "{err}");
         let src = FileSource::new(dir.path()).split_by(10);
-        let err = src
-            .build_part("s", &src.list_parts().unwrap()[0], None)
-            .unwrap_err()
-            .to_string();
+        let err = src.list_parts().unwrap_err().to_string();
         assert!(err.contains("is a directory"), "{err}");
+        let src = DirSource::new(&missing, "*");
+        let err = src.list_parts().unwrap_err().to_string();
+        assert!(err.contains("nope.txt"), "{err}");
     }
 
     #[test]
