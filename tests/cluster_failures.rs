@@ -353,6 +353,7 @@ fn a_stopped_peer_is_lost_within_the_timeout_and_the_sender_does_not_grow() {
     }
     let (ok, _, err) = finish(p0, Duration::from_secs(10));
     let took = stopped.elapsed();
+    eprintln!("a stopped peer was lost after {took:?}");
     signal(p1.id(), libc::SIGCONT);
     let _ = p1.kill();
     let _ = p1.wait();
@@ -362,8 +363,8 @@ fn a_stopped_peer_is_lost_within_the_timeout_and_the_sender_does_not_grow() {
         "{err}"
     );
     assert!(err.contains("nothing arrived from it"), "{err}");
-    // The timeout plus a second, and the test's own polling.
-    assert!(took < Duration::from_millis(3300), "took {took:?}: {err}");
+    // The timeout plus a second.
+    assert!(took < Duration::from_secs(3), "took {took:?}: {err}");
     // Before the bound the sender grew by ~380 MB/s.
     assert!(
         peak < at_stop + 32 * 1024,

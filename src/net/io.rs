@@ -715,7 +715,14 @@ impl NetThread {
             ),
         };
         for p in &mut self.peers {
-            if p.closed || (relay > 0 && p.process as u64 + 1 == relay) {
+            if relay > 0 && p.process as u64 + 1 == relay {
+                // The lost peer gets nothing more: waiting to write to it would only
+                // delay telling the others.
+                p.out.clear();
+                p.closed = true;
+                continue;
+            }
+            if p.closed {
                 continue;
             }
             let mut f = Vec::new();
