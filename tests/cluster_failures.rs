@@ -241,6 +241,10 @@ fn launcher_output_to_a_pipe_has_whole_lines_equal_to_one_process() {
     let mut expected: Vec<String> = stdout(&one).lines().map(String::from).collect();
     expected.sort();
     assert!(expected.len() > 40_000);
+    // One process's lines keep their order through the relay.
+    let o = run_with_timeout(waxfast().args(["simple", "-p2", "--no-pin"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "1\n2\n3\n");
     // Twice: the splicing it guards against depended on timing.
     for _ in 0..2 {
         let o = run_with_timeout(waxfast().args([flow.as_str(), "-p2", "-w2", "--no-pin"]));
