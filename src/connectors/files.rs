@@ -1416,4 +1416,3 @@ mod tests {
         assert!(e.contains(&format!("it had {} bytes", text.len())), "{e}");
     }
 }
-

@@ -20,6 +20,7 @@ pub fn waxfast() -> Command {
         "WAXFAST_CONNECT_TIMEOUT",
         "WAXFAST_LOG",
         "WAXFAST_FAULT_ABORT_AFTER_COMMITS",
+        "WAXFAST_FAULT_TRUNCATE_INPUT",
     ] {
         cmd.env_remove(var);
     }
