@@ -9,9 +9,16 @@
 //! * [`FileSink`] writes the values of a keyed stream as lines to one file; [`DirSink`]
 //!   spreads them over `file_count` files by key.
 //!
-//! Resume states are byte offsets. Sinks write to `<path>.partial` and rename it to
-//! `<path>` (after an fsync) only when the run completes, so a failed run never leaves a
-//! file that looks complete; a resumed run truncates the partial file to its snapshot.
+//! A path that is not a regular file (a pipe, FIFO, device, or a `/proc` file, which
+//! reports 0 bytes) is read as one stream partition, without a resume position.
+//!
+//! Resume states are byte offsets; a source's also carries the file's length and a
+//! checksum of the bytes read, which a resumed run checks before it starts
+//! ([`FileSource`]'s `check_resume`), so a changed input is an error, not a wrong count.
+//! Sinks write to `<path>.partial` and rename it to `<path>` (after an fsync) only when
+//! the run completes, so a failed run never leaves a file that looks complete (without
+//! recovery it removes the partial file); a resumed run truncates the partial file to its
+//! snapshot.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
@@ -312,6 +319,11 @@ fn check_saved(
             }
         }
     }
+    let started = std::time::Instant::now();
+    let bytes: u64 = to_verify
+        .iter()
+        .map(|(_, id, offset)| offset.saturating_sub(id.origin))
+        .sum();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -346,8 +358,15 @@ fn check_saved(
             .into_iter()
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect::<Result<Vec<()>, BoxError>>()
-            .map(|_| ())
-    })
+    })?;
+    tracing::info!(
+        partitions = to_verify.len(),
+        bytes,
+        threads,
+        ms = started.elapsed().as_millis() as u64,
+        "files: checksums of the bytes read match the snapshot"
+    );
+    Ok(())
 }
 
 /// A `File` that counts the bytes it returns: how much a partition read.

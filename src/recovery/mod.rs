@@ -2,8 +2,9 @@
 //!
 //! The protocol (what is written when, how the resume epoch is found, rescaling, garbage
 //! collection) is described in ARCHITECTURE.md, "Recovery". This module holds the
-//! store (`store.rs`), the rows that workers hand over, the writer thread that commits
-//! them, and the loader that reads the latest consistent cut at start-up. The hooks in
+//! store (`store.rs`), the directory lock (`lock.rs`), the rows that workers hand over,
+//! the writer thread that commits them, and the loader that reads the latest consistent
+//! cut at start-up and checks the inputs' saved positions against the inputs. The hooks in
 //! the runtime, the keyed engine and the io adapters only produce and consume encoded
 //! rows.
 //!
