@@ -502,7 +502,7 @@ impl FilePartition {
                 // than the range (a long line is read once, by the range it starts in).
                 if end > len {
                     return Err(format!(
-                        "{} has {len} bytes, fewer than the end of its partition {start}-{end}: it shrank since it was listed",
+                        "{} shrank while it was read: it has {len} bytes, fewer than the end of its partition {start}-{end}",
                         path.display()
                     )
                     .into());
