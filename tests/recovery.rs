@@ -546,3 +546,203 @@ fn wordcount_aborted_between_the_partitions_of_a_snapshot_writes_the_same_lines(
     assert!(o.status.success(), "{}", stderr(&o));
     c.assert_same_lines(false);
 }
+
+// ---- input integrity (issue 15) ----------------------------------------------------
+
+fn run_case(c: &Case, extra: &[&str]) -> std::process::Output {
+    run_with_timeout(waxfast().args(c.args(extra)))
+}
+
+fn assert_refused(o: &std::process::Output, needles: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(o.stdout.is_empty(), "nothing is written before the check");
+    for n in needles {
+        assert!(err.contains(n), "stderr should mention {n:?}: {err}");
+    }
+}
+
+/// The positions of execution `ex`'s committed cut exist: every partition holds a front
+/// of worker 0 (`-w1`), and some input position is tagged at or below the smallest.
+fn cut_has_positions(state: &Path, partitions: usize) -> bool {
+    let mut fronts = Vec::new();
+    let mut positions = Vec::new();
+    for i in 0..partitions {
+        let conn = rusqlite::Connection::open(state.join(format!("part-{i}.sqlite3"))).unwrap();
+        let ex: Option<i64> = conn
+            .query_row("SELECT max(ex) FROM execs", [], |r| r.get(0))
+            .unwrap();
+        let front: Option<i64> = conn
+            .query_row(
+                "SELECT epoch FROM fronts WHERE ex = ?1 AND worker = 0",
+                [ex.unwrap_or(0)],
+                |r| r.get(0),
+            )
+            .ok();
+        fronts.push(front);
+        let mut st = conn
+            .prepare("SELECT epoch FROM snaps WHERE kind = 1")
+            .unwrap();
+        positions.extend(
+            st.query_map([], |r| r.get::<_, i64>(0))
+                .unwrap()
+                .map(Result::unwrap),
+        );
+    }
+    let Some(min) = fronts
+        .iter()
+        .copied()
+        .collect::<Option<Vec<i64>>>()
+        .and_then(|f| f.into_iter().min())
+    else {
+        return false;
+    };
+    positions.iter().any(|&e| e <= min)
+}
+
+/// Issue 15, case 1: killed after a snapshot, the input appended to, rerun: the saved
+/// positions no longer describe the file (its byte ranges moved), so the run is refused
+/// before it writes anything, naming the path and both lengths. Put back, it resumes
+/// and writes the exact reference.
+#[test]
+fn a_resume_over_an_appended_input_is_refused_then_resumes_once_restored() {
+    let c = case(400_000, 2);
+    let original = std::fs::read(&c.input).unwrap();
+    let mut killed = false;
+    for attempt in 0..40u64 {
+        let mut child = spawn(&c.args(&["-s", "0.005"]));
+        if wait_or_kill(&mut child, Duration::from_millis(20 + attempt * 3)) {
+            // Completed: start again from an empty directory.
+            std::fs::remove_dir_all(&c.state).unwrap();
+            init(&c.state, 2).unwrap();
+            let _ = std::fs::remove_file(&c.output);
+            continue;
+        }
+        if cut_has_positions(&c.state, 2) {
+            killed = true;
+            break;
+        }
+    }
+    assert!(killed, "a kill left a snapshot holding input positions");
+    let mut appended = original.clone();
+    appended.extend_from_slice(b"x\n");
+    std::fs::write(&c.input, &appended).unwrap();
+    let o = run_case(&c, &["-s", "0.005"]);
+    assert_refused(
+        &o,
+        &[
+            &c.input.display().to_string(),
+            "changed since the snapshot",
+            &format!(
+                "it had {} bytes then, it has {} now",
+                original.len(),
+                appended.len()
+            ),
+            "recovery init",
+        ],
+    );
+    assert!(!c.output.exists());
+    std::fs::write(&c.input, &original).unwrap();
+    let o = run_case(&c, &["-s", "0.005"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    c.assert_same_lines(true);
+}
+
+/// The same check against a completed run (its positions are at the ends of the
+/// ranges), deterministically: a same-length rewrite of bytes already read, another
+/// file of the same name, and a file that became a FIFO are refused; the unchanged
+/// file is accepted.
+#[test]
+fn a_resume_over_a_rewritten_or_replaced_input_is_refused_naming_what_changed() {
+    let c = case(100_000, 2);
+    let o = run_case(&c, &["-s", "0.01"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    c.assert_same_lines(true);
+    let original = std::fs::read(&c.input).unwrap();
+    // Same length, other content.
+    let mut rewritten = original.clone();
+    rewritten[100] = if rewritten[100] == b'9' { b'8' } else { b'9' };
+    std::fs::write(&c.input, &rewritten).unwrap();
+    let o = run_case(&c, &[]);
+    assert_refused(&o, &[&c.input.display().to_string(), "are not the same"]);
+    // Another file of the same name.
+    write_words(&c.input, 50_000, 10, 99);
+    let o = run_case(&c, &[]);
+    assert_refused(
+        &o,
+        &[&c.input.display().to_string(), "changed since the snapshot"],
+    );
+    // Not a regular file any more.
+    std::fs::remove_file(&c.input).unwrap();
+    let made = Command::new("mkfifo").arg(&c.input).status().unwrap();
+    assert!(made.success());
+    let o = run_case(&c, &[]);
+    assert_refused(&o, &["is not one now"]);
+    std::fs::remove_file(&c.input).unwrap();
+    // Unchanged: the completed run reads nothing and leaves its file as it was.
+    std::fs::write(&c.input, &original).unwrap();
+    let o = run_case(&c, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    c.assert_same_lines(true);
+}
+
+/// Issue 15, case 2: a second run on a directory in use is refused at once, naming the
+/// lock file and the pid holding it; once the first run is killed (SIGKILL: no cleanup
+/// of any kind) the directory is free again.
+#[test]
+fn a_second_run_on_a_recovery_directory_in_use_is_refused_naming_the_holder() {
+    let c = case(1000, 2);
+    // The first run blocks opening a FIFO nobody writes: it holds the lock meanwhile.
+    let fifo = c.state.parent().unwrap().join("fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let flow = format!("wordcount:{},{}", fifo.display(), c.output.display());
+    let st = c.state.display().to_string();
+    let mut first = spawn(&[flow.clone(), "-r".into(), st.clone(), "--no-pin".into()]);
+    let lock = c.state.join("lock-0");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(&lock).unwrap_or_default().trim() != first.id().to_string() {
+        assert!(
+            Instant::now() < deadline,
+            "the first run never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let o = run_with_timeout(waxfast().args([&flow, "-r", &st, "--no-pin"]));
+    assert_refused(
+        &o,
+        &[
+            &lock.display().to_string(),
+            &format!("locked by process {}", first.id()),
+            "in use",
+        ],
+    );
+    // A two-process run needs lock-0 as well.
+    let o = run_with_timeout(waxfast().args([&flow, "-r", &st, "-p", "2"]));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("lock-0"), "{}", stderr(&o));
+    kill_group(&mut first);
+    let o = run_case(&c, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    c.assert_same_lines(true);
+}
+
+/// Issue 15, case 6: a completed job rerun with another output file would write an
+/// empty file with exit 0; it is refused, saying why and what to do.
+#[test]
+fn a_completed_job_rerun_with_a_new_output_is_refused_saying_why() {
+    let c = case(1000, 2);
+    assert!(run_case(&c, &[]).status.success());
+    let other = c.state.parent().unwrap().join("other.txt");
+    let flow = format!("wordcount:{},{}", c.input.display(), other.display());
+    let o = run_with_timeout(waxfast().args([&flow, "-r", &c.state.display().to_string()]));
+    assert_refused(
+        &o,
+        &["completed", &other.display().to_string(), "without -r"],
+    );
+    assert!(!other.exists());
+    assert!(!PathBuf::from(format!("{}.partial", other.display())).exists());
+}

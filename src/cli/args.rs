@@ -114,7 +114,7 @@ struct Cli {
     backup_interval: Option<String>,
 
     /// Do not pin worker threads to cores.
-    #[arg(long = "no-pin", env = "WAXFAST_NO_PIN", value_parser = clap::builder::FalseyValueParser::new())]
+    #[arg(long = "no-pin", env = "WAXFAST_NO_PIN", value_parser = parse_no_pin)]
     no_pin: bool,
 
     /// List the registered flows and exit.
@@ -188,6 +188,42 @@ fn origin(m: &ArgMatches, id: &str, flag: &str, env: &str) -> String {
         Some(ValueSource::EnvVariable) => format!("environment variable {env}"),
         _ => flag.to_string(),
     }
+}
+
+/// `WAXFAST_NO_PIN`: a boolean, or empty (false). Anything else is a usage error
+/// rather than a guess (`maybe` used to mean true).
+fn parse_no_pin(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "" | "0" | "false" | "no" | "n" | "f" | "off" => Ok(false),
+        "1" | "true" | "yes" | "y" | "t" | "on" => Ok(true),
+        _ => Err(
+            "WAXFAST_NO_PIN must be 1, true, yes or on (do not pin), 0, false, no, off or empty (pin)"
+                .to_string(),
+        ),
+    }
+}
+
+/// Checks `WAXFAST_LOG`: comma-separated directives, each a level (`error`, `warn`,
+/// `info`, `debug`, `trace`, `off`) or `TARGET=LEVEL`. tracing's own parser takes a
+/// misspelt level for a target name and logs nothing; this names the mistake.
+pub(crate) fn check_log_filter(text: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let is_level = |l: &str| LEVELS.contains(&l.trim().to_ascii_lowercase().as_str());
+    for directive in text.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let ok = match directive.rsplit_once('=') {
+            Some((target, level)) => !target.trim().is_empty() && is_level(level),
+            None => is_level(directive),
+        };
+        if !ok {
+            return Err(format!(
+                "invalid value {text:?} for environment variable WAXFAST_LOG: {directive:?} is not a level ({}) nor TARGET=LEVEL",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(text)
+        .map(|_| ())
+        .map_err(|e| format!("invalid value {text:?} for environment variable WAXFAST_LOG: {e}"))
 }
 
 fn parse_secs(text: &str, what: &str) -> Result<Duration, String> {
@@ -445,6 +481,29 @@ mod tests {
             let e = parse_addresses(bad, "-a/--addresses").unwrap_err();
             assert!(e.contains("-a/--addresses"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn log_filters_and_no_pin_values_parse_and_reject() {
+        for ok in [
+            "debug",
+            "warn,waxfast=debug",
+            "waxfast::recovery=info",
+            "OFF",
+            "",
+        ] {
+            check_log_filter(ok).unwrap();
+        }
+        for bad in ["garbage", "debug,verbose", "waxfast=loud", "=debug"] {
+            let e = check_log_filter(bad).unwrap_err();
+            assert!(e.contains("WAXFAST_LOG"), "{bad}: {e}");
+        }
+        assert!(!parse_no_pin("").unwrap());
+        assert!(parse_no_pin("Yes").unwrap());
+        assert!(!parse_no_pin("0").unwrap());
+        assert!(parse_no_pin("maybe")
+            .unwrap_err()
+            .contains("WAXFAST_NO_PIN"));
     }
 
     #[test]

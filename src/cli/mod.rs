@@ -127,6 +127,15 @@ where
         }
         Err(args::ArgsError::Usage(msg)) => return usage_error(&msg),
     };
+    if let Some(text) = std::env::var_os("WAXFAST_LOG") {
+        let checked = match text.to_str() {
+            Some(t) => args::check_log_filter(t),
+            None => Err("environment variable WAXFAST_LOG is not valid UTF-8".to_string()),
+        };
+        if let Err(msg) = checked {
+            return usage_error(&msg);
+        }
+    }
     init_logging();
     if settings.list {
         for e in &registry.entries {

@@ -9,9 +9,16 @@
 //! * [`FileSink`] writes the values of a keyed stream as lines to one file; [`DirSink`]
 //!   spreads them over `file_count` files by key.
 //!
-//! Resume states are byte offsets. Sinks write to `<path>.partial` and rename it to
-//! `<path>` (after an fsync) only when the run completes, so a failed run never leaves a
-//! file that looks complete; a resumed run truncates the partial file to its snapshot.
+//! A path that is not a regular file (a pipe, FIFO, device, or a `/proc` file, which
+//! reports 0 bytes) is read as one stream partition, without a resume position.
+//!
+//! Resume states are byte offsets; a source's also carries the file's length and a
+//! checksum of the bytes read, which a resumed run checks before it starts
+//! ([`FileSource`]'s `check_resume`), so a changed input is an error, not a wrong count.
+//! Sinks write to `<path>.partial` and rename it to `<path>` (after an fsync) only when
+//! the run completes, so a failed run never leaves a file that looks complete (without
+//! recovery it removes the partial file); a resumed run truncates the partial file to its
+//! snapshot.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
@@ -112,7 +119,11 @@ impl FileSource {
     }
 
     fn ranges(&self) -> Result<Vec<(u64, u64)>, BoxError> {
-        let len = file_len(&self.path)?;
+        let len = match InputKind::of(&self.path)? {
+            // A stream cannot be split (nor seeked): one partition reads it all.
+            InputKind::Stream => return Ok(vec![(0, u64::MAX)]),
+            InputKind::Regular(len) => len,
+        };
         let Some(chunk) = self.split_bytes else {
             return Ok(vec![(0, u64::MAX)]);
         };
@@ -121,13 +132,37 @@ impl FileSource {
     }
 }
 
-fn file_len(path: &Path) -> Result<u64, BoxError> {
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if meta.is_dir() {
-        return Err(format!("{} is a directory, expected a file", path.display()).into());
+/// What a path is, for reading: a regular file of known length, or a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InputKind {
+    /// A regular file and its length.
+    Regular(u64),
+    /// A pipe, FIFO, character device or socket, or a regular file that reports 0
+    /// bytes (`/proc` and `/sys` files do, whatever they hold; a truly empty file reads
+    /// the same either way): read front to back, once, in one partition.
+    Stream,
+}
+
+impl InputKind {
+    fn of(path: &Path) -> Result<InputKind, BoxError> {
+        let meta =
+            std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if meta.is_dir() {
+            return Err(format!("{} is a directory, expected a file", path.display()).into());
+        }
+        Ok(if meta.is_file() && meta.len() > 0 {
+            InputKind::Regular(meta.len())
+        } else {
+            InputKind::Stream
+        })
     }
-    Ok(meta.len())
+}
+
+fn file_len(path: &Path) -> Result<u64, BoxError> {
+    Ok(match InputKind::of(path)? {
+        InputKind::Regular(len) => len,
+        InputKind::Stream => 0,
+    })
 }
 
 fn part_name(path: &Path, (start, end): (u64, u64)) -> String {
@@ -144,21 +179,269 @@ fn parse_part_name(name: &str) -> Option<(u64, u64)> {
     Some((s.parse().ok()?, e.parse().ok()?))
 }
 
-/// A byte range of a file (or the whole file), read line by line.
+/// The resume state of a file partition: where to continue, and what the position was
+/// read from, which a resumed run checks before it starts (ARCHITECTURE.md, "Files").
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FilePosition {
+    /// Offset of the next line to read (for a stream: the bytes read, for messages).
+    pub offset: u64,
+    /// `None` for a stream, which has no position a resumed run could seek to.
+    pub file: Option<FileIdentity>,
+}
+
+/// The identity of a regular file as a snapshot saw it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileIdentity {
+    /// The file's length when the partition was opened (its byte ranges derive from it).
+    pub len: u64,
+    /// Where the checksummed bytes start: the partition's start, less one byte (the
+    /// byte that decides where its first line starts).
+    pub origin: u64,
+    /// The checksum of bytes `origin..offset` ([`checksum`]); `None` if they could not
+    /// be read back when the snapshot was taken.
+    pub checksum: Option<(u64, u64)>,
+}
+
+/// Bytes per checksum block.
+const BLOCK: u64 = 256 << 10;
+
+/// Running checksum of a partition's bytes from `origin`: the wrapping sum of the XXH3
+/// of every whole block (seeded with its index, so blocks cannot trade places) up to
+/// `upto`. With the XXH3 of the partial block after it, this is the checksum of the
+/// bytes up to a position; a resumed partition continues from the sum of whole blocks
+/// its snapshot saved, re-reading at most one block.
+#[derive(Debug, Clone, Copy)]
+struct Digest {
+    origin: u64,
+    upto: u64,
+    blocks: u64,
+}
+
+impl Digest {
+    fn new(origin: u64) -> Self {
+        Digest {
+            origin,
+            upto: origin,
+            blocks: 0,
+        }
+    }
+
+    /// Continues a saved checksum `(blocks, _)` of `origin..offset`.
+    fn resumed(origin: u64, offset: u64, blocks: u64) -> Self {
+        Digest {
+            origin,
+            upto: origin + (offset.saturating_sub(origin) / BLOCK) * BLOCK,
+            blocks,
+        }
+    }
+
+    /// The checksum of `origin..offset`, reading the bytes not yet summed with `pread`
+    /// (the partition's own read position does not move).
+    fn up_to(&mut self, file: &File, offset: u64) -> std::io::Result<(u64, u64)> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; BLOCK.min(offset.saturating_sub(self.upto)) as usize];
+        while self.upto + BLOCK <= offset {
+            file.read_exact_at(&mut buf, self.upto)?;
+            let index = (self.upto - self.origin) / BLOCK;
+            self.blocks = self
+                .blocks
+                .wrapping_add(xxhash_rust::xxh3::xxh3_64_with_seed(&buf, index));
+            self.upto += BLOCK;
+        }
+        let tail = &mut buf[..(offset - self.upto) as usize];
+        file.read_exact_at(tail, self.upto)?;
+        Ok((self.blocks, xxhash_rust::xxh3::xxh3_64(tail)))
+    }
+}
+
+/// The checksum of bytes `origin..offset` of `path` (what a resumed run compares with
+/// the snapshot's). Reads those bytes once.
+pub fn checksum(path: &Path, origin: u64, offset: u64) -> Result<(u64, u64), BoxError> {
+    let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    Digest::new(origin)
+        .up_to(&file, offset)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()).into())
+}
+
+/// Checks that the file partitions saved in a snapshot still describe their files:
+/// the same kind (file or stream), the same length, and the same bytes up to each saved
+/// position. `saved` holds `(path, partition name, position)`; `listed` says whether a
+/// partition name is one of the source's partitions now. The checksums are computed in
+/// parallel (they read every byte the snapshot had read).
+fn check_saved(
+    saved: &[(PathBuf, &str, &FilePosition)],
+    listed: impl Fn(&Path, &str) -> bool,
+) -> Result<(), BoxError> {
+    let mut to_verify = Vec::new();
+    for (path, name, pos) in saved {
+        let now = InputKind::of(path)?;
+        match (&pos.file, now) {
+            (None, InputKind::Stream) => {
+                tracing::warn!(
+                    path = %path.display(),
+                    bytes_read_before = pos.offset,
+                    "{} is a stream (not a regular file, or one that reports 0 bytes): it has no resume position; the resumed run reads what it gives now",
+                    path.display()
+                );
+            }
+            (None, InputKind::Regular(len)) => {
+                return Err(format!(
+                    "{} changed since the snapshot: it was read as a stream then (a pipe, FIFO, device or a file reporting 0 bytes), and is a regular file of {len} bytes now",
+                    path.display()
+                )
+                .into())
+            }
+            (Some(id), InputKind::Stream) => {
+                return Err(format!(
+                    "{} changed since the snapshot: it was a regular file of {} bytes then, and is not one now (a pipe, FIFO, device, or a file of 0 bytes)",
+                    path.display(),
+                    id.len
+                )
+                .into())
+            }
+            (Some(id), InputKind::Regular(len)) => {
+                if id.len != len {
+                    return Err(format!(
+                        "{} changed since the snapshot: it had {} bytes then, it has {len} now",
+                        path.display(),
+                        id.len
+                    )
+                    .into());
+                }
+                if !listed(path, name) {
+                    return Err(format!(
+                        "{}: the snapshot holds a position for partition {name:?}, which is not one of its partitions now (was the split size changed?)",
+                        path.display()
+                    )
+                    .into());
+                }
+                to_verify.push((path.as_path(), id, pos.offset));
+            }
+        }
+    }
+    let started = std::time::Instant::now();
+    let bytes: u64 = to_verify
+        .iter()
+        .map(|(_, id, offset)| offset.saturating_sub(id.origin))
+        .sum();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(to_verify.len());
+    let verify = || -> Result<(), BoxError> {
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(&(path, id, offset)) = to_verify.get(i) else {
+                return Ok(());
+            };
+            let Some(saved) = id.checksum else {
+                return Err(format!(
+                    "{}: the snapshot has no checksum of bytes {}..{offset} (they could not be read back when it was taken), so it cannot be checked",
+                    path.display(),
+                    id.origin
+                )
+                .into());
+            };
+            if checksum(path, id.origin, offset)? != saved {
+                return Err(format!(
+                    "{} changed since the snapshot: bytes {}..{offset}, from which the saved state was computed, are not the same (same length, other content)",
+                    path.display(),
+                    id.origin
+                )
+                .into());
+            }
+        }
+    };
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads).map(|_| s.spawn(verify)).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect::<Result<Vec<()>, BoxError>>()
+    })?;
+    tracing::info!(
+        partitions = to_verify.len(),
+        bytes,
+        threads,
+        ms = started.elapsed().as_millis() as u64,
+        "files: checksums of the bytes read match the snapshot"
+    );
+    Ok(())
+}
+
+/// A `File` that counts the bytes it returns: how much a partition read.
+#[derive(Debug)]
+struct Counted {
+    file: File,
+    read: u64,
+}
+
+impl std::io::Read for Counted {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for Counted {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        self.file.seek(pos)
+    }
+}
+
+/// Lines longer than this are moved into their `String` instead of copied.
+const LONG_LINE: usize = 64 << 10;
+
+/// A byte range of a file (or the whole file, or a stream), read line by line.
 #[derive(Debug)]
 pub struct FilePartition {
     path: PathBuf,
-    reader: BufReader<File>,
+    reader: BufReader<Counted>,
     /// Offset of the next line to read.
     offset: u64,
     /// Lines starting at or after this offset belong to the next partition.
     end: u64,
+    /// The file's length when opened; `None` for a stream.
+    len: Option<u64>,
+    /// The checksum of the bytes read, advanced when a snapshot asks for it (only runs
+    /// with recovery pay for it).
+    digest: std::cell::RefCell<Digest>,
     batch_size: usize,
     line: Vec<u8>,
     bar: Option<indicatif::ProgressBar>,
     /// An error met after earlier lines of the same batch: reported on the next call,
     /// once those lines are delivered.
     pending_error: Option<BoxError>,
+    /// Test hook `WAXFAST_FAULT_TRUNCATE_INPUT=N`: truncate the file to N bytes after
+    /// the first batch, to fail deterministically on a file that shrinks while read.
+    truncate_after_first_batch: Option<u64>,
+}
+
+/// Reads from `reader` until just past the first `\n` among the next `limit` bytes, or
+/// through those `limit` bytes if there is none. Returns the bytes consumed and whether
+/// a newline ended them. Never reads more than `limit` bytes plus one buffer.
+fn skip_line(reader: &mut impl BufRead, limit: u64) -> std::io::Result<(u64, bool)> {
+    let mut done = 0u64;
+    while done < limit {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            break;
+        }
+        let window = &buf[..buf.len().min((limit - done) as usize)];
+        match window.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                reader.consume(i + 1);
+                return Ok((done + i as u64 + 1, true));
+            }
+            None => {
+                let n = window.len();
+                reader.consume(n);
+                done += n as u64;
+            }
+        }
+    }
+    Ok((done, false))
 }
 
 impl FilePartition {
@@ -168,55 +451,143 @@ impl FilePartition {
         path: &Path,
         start: u64,
         end: u64,
-        resume: Option<u64>,
+        resume: Option<FilePosition>,
         batch_size: usize,
     ) -> Result<Self, BoxError> {
-        file_len(path)?;
+        let kind = InputKind::of(path)?;
         let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         // 64 KiB: a worker rotates over many partitions; their buffers must stay in cache.
-        let mut reader = BufReader::with_capacity(64 << 10, file);
-        let seek = |r: &mut BufReader<File>, at: u64| {
-            r.seek(SeekFrom::Start(at))
-                .map_err(|e| format!("cannot seek in {}: {e}", path.display()))
-        };
-        let offset = match resume {
-            Some(at) => {
-                seek(&mut reader, at)?;
-                at
+        let mut reader = BufReader::with_capacity(64 << 10, Counted { file, read: 0 });
+        let named = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+        let len = match kind {
+            InputKind::Regular(len) => len,
+            InputKind::Stream => {
+                // A stream is read from where it is: a saved position means nothing.
+                return Ok(Self::new(path, reader, 0, u64::MAX, None, 0, batch_size));
             }
-            None if start == 0 => 0,
+        };
+        let origin = start.saturating_sub(1);
+        let (offset, digest) = match resume {
+            Some(FilePosition {
+                offset,
+                file: Some(id),
+            }) => {
+                // `check_resume` compared length and checksum before the run started;
+                // the length is checked again here (cheap) in case it changed since.
+                if id.len != len {
+                    return Err(format!(
+                        "{} changed since the snapshot: it had {} bytes then, it has {len} now",
+                        path.display(),
+                        id.len
+                    )
+                    .into());
+                }
+                reader
+                    .seek(SeekFrom::Start(offset))
+                    .map_err(|e| format!("cannot seek in {}: {e}", path.display()))?;
+                let blocks = id.checksum.map_or(0, |c| c.0);
+                (offset, Digest::resumed(id.origin, offset, blocks))
+            }
+            Some(FilePosition { file: None, .. }) => {
+                return Err(format!(
+                    "{} changed since the snapshot: it was read as a stream then, and is a regular file of {len} bytes now",
+                    path.display()
+                )
+                .into())
+            }
+            None if start == 0 => (0, Digest::new(0)),
             None => {
                 // The line running over `start - 1` belongs to the previous range: skip
-                // to the first line that starts at or after `start`.
-                seek(&mut reader, start - 1)?;
-                let mut skipped = Vec::new();
-                let n = reader
-                    .read_until(b'\n', &mut skipped)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                start - 1 + n as u64
+                // to the first line that starts in `[start, end)`, looking no further
+                // than the range (a long line is read once, by the range it starts in).
+                if end > len {
+                    return Err(format!(
+                        "{} shrank while it was read: it has {len} bytes, fewer than the end of its partition {start}-{end}",
+                        path.display()
+                    )
+                    .into());
+                }
+                reader
+                    .seek(SeekFrom::Start(origin))
+                    .map_err(|e| format!("cannot seek in {}: {e}", path.display()))?;
+                let limit = end - origin - 1;
+                let (n, found) = skip_line(&mut reader, limit).map_err(named)?;
+                if !found && n < limit {
+                    return Err(shrank(path, len, origin + n));
+                }
+                let offset = if found { origin + n } else { end };
+                (offset, Digest::new(origin))
             }
         };
-        Ok(FilePartition {
+        Ok(Self::new(
+            path,
+            reader,
+            offset,
+            end,
+            Some(len),
+            digest.origin,
+            batch_size,
+        )
+        .with_digest(digest))
+    }
+
+    fn new(
+        path: &Path,
+        reader: BufReader<Counted>,
+        offset: u64,
+        end: u64,
+        len: Option<u64>,
+        origin: u64,
+        batch_size: usize,
+    ) -> Self {
+        let truncate_after_first_batch = len.and_then(|_| {
+            std::env::var("WAXFAST_FAULT_TRUNCATE_INPUT")
+                .ok()
+                .and_then(|v| v.parse().ok())
+        });
+        FilePartition {
             path: path.to_path_buf(),
             reader,
             offset,
             end,
+            len,
+            digest: std::cell::RefCell::new(Digest::new(origin)),
             batch_size,
             line: Vec::new(),
             bar: None,
             pending_error: None,
-        })
+            truncate_after_first_batch,
+        }
+    }
+
+    fn with_digest(self, digest: Digest) -> Self {
+        *self.digest.borrow_mut() = digest;
+        self
     }
 
     fn with_bar(mut self, bar: Option<indicatif::ProgressBar>) -> Self {
         self.bar = bar;
         self
     }
+
+    /// Bytes read from the file so far (by this partition's reader; not the checksum's
+    /// re-reads).
+    pub(crate) fn bytes_read(&self) -> u64 {
+        self.reader.get_ref().read
+    }
+}
+
+fn shrank(path: &Path, len: u64, at: u64) -> BoxError {
+    format!(
+        "{} shrank while it was read: it had {len} bytes when the partition was opened, and ended at byte {at}",
+        path.display()
+    )
+    .into()
 }
 
 impl StatefulSourcePartition for FilePartition {
     type Item = String;
-    type State = u64;
+    type State = FilePosition;
 
     fn next_batch(&mut self, batch: &mut Vec<String>) -> Result<SourceStatus, BoxError> {
         if let Some(e) = self.pending_error.take() {
@@ -233,14 +604,46 @@ impl StatefulSourcePartition for FilePartition {
         if let Some(bar) = &self.bar {
             bar.inc(self.offset - before);
         }
+        if let Some(to) = self.truncate_after_first_batch.take() {
+            // Test hook only (see the field).
+            OpenOptions::new()
+                .write(true)
+                .open(&self.path)
+                .and_then(|f| f.set_len(to))
+                .map_err(|e| format!("WAXFAST_FAULT_TRUNCATE_INPUT: {e}"))?;
+        }
         status
     }
 
-    fn snapshot(&self) -> u64 {
-        self.offset
+    fn snapshot(&self) -> FilePosition {
+        let Some(len) = self.len else {
+            return FilePosition {
+                offset: self.offset,
+                file: None,
+            };
+        };
+        let mut digest = self.digest.borrow_mut();
+        let checksum = match digest.up_to(&self.reader.get_ref().file, self.offset) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                // The resume will refuse this position rather than trust it.
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot checksum the bytes read for the snapshot");
+                *digest = Digest::new(digest.origin);
+                None
+            }
+        };
+        FilePosition {
+            offset: self.offset,
+            file: Some(FileIdentity {
+                len,
+                origin: digest.origin,
+                checksum,
+            }),
+        }
     }
 
     fn close(&mut self) -> Result<(), BoxError> {
+        tracing::debug!(path = %self.path.display(), bytes_read = self.bytes_read(), "file partition done");
         if let Some(bar) = &self.bar {
             if bar.position() >= bar.length().unwrap_or(0) {
                 bar.finish();
@@ -261,24 +664,42 @@ impl FilePartition {
                 .reader
                 .read_until(b'\n', &mut self.line)
                 .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
-            if n == 0 {
-                return Ok(SourceStatus::Eof);
-            }
             let start = self.offset;
             self.offset += n as u64;
-            let mut bytes = &self.line[..];
-            if let Some(b) = bytes.strip_suffix(b"\n") {
-                bytes = b.strip_suffix(b"\r").unwrap_or(b);
+            if self.line.last() != Some(&b'\n') {
+                // The end of the file: before its length, if it shrank meanwhile.
+                if let Some(len) = self.len.filter(|&len| self.offset < len) {
+                    return Err(shrank(&self.path, len, self.offset));
+                }
+                if n == 0 {
+                    return Ok(SourceStatus::Eof);
+                }
             }
-            let text = std::str::from_utf8(bytes).map_err(|e| {
+            let mut keep = self.line.len();
+            if self.line[..keep].ends_with(b"\n") {
+                keep -= 1;
+                if self.line[..keep].ends_with(b"\r") {
+                    keep -= 1;
+                }
+            }
+            let bad_utf8 = |e: std::str::Utf8Error| -> BoxError {
                 format!(
                     "{}: invalid UTF-8 in the line at byte offset {} (at byte {} of that line)",
                     self.path.display(),
                     start,
                     e.valid_up_to()
                 )
-            })?;
-            batch.push(text.to_owned());
+                .into()
+            };
+            if keep > LONG_LINE {
+                // Moved, not copied: a line of hundreds of MB is held once.
+                let mut bytes = std::mem::take(&mut self.line);
+                bytes.truncate(keep);
+                batch.push(String::from_utf8(bytes).map_err(|e| bad_utf8(e.utf8_error()))?);
+            } else {
+                let text = std::str::from_utf8(&self.line[..keep]).map_err(bad_utf8)?;
+                batch.push(text.to_owned());
+            }
         }
         Ok(SourceStatus::Active)
     }
@@ -303,17 +724,19 @@ impl FixedPartitionedSource for FileSource {
         &self,
         _step_id: &str,
         for_part: &str,
-        resume_state: Option<u64>,
+        resume_state: Option<FilePosition>,
     ) -> Result<FilePartition, BoxError> {
         // An unreadable path lists one whole-file partition: name the real problem.
-        file_len(&self.path)?;
-        let (start, end) = match self.split_bytes {
-            Some(_) => parse_part_name(for_part).ok_or_else(|| {
+        let kind = InputKind::of(&self.path)?;
+        let (start, end) = match (self.split_bytes, kind) {
+            (Some(_), InputKind::Regular(_)) => parse_part_name(for_part).ok_or_else(|| {
                 format!("{for_part:?} is not a partition of {}", self.path.display())
             })?,
-            None => (0, u64::MAX),
+            _ => (0, u64::MAX),
         };
-        let resumed = resume_state.map_or(0, |at| at.saturating_sub(start));
+        let resumed = resume_state
+            .as_ref()
+            .map_or(0, |p| p.offset.saturating_sub(start));
         let bar = self
             .progress
             .attach(|| file_len(&self.path).unwrap_or(0), resumed);
@@ -321,6 +744,19 @@ impl FixedPartitionedSource for FileSource {
             FilePartition::open(&self.path, start, end, resume_state, self.batch_size)?
                 .with_bar(bar),
         )
+    }
+
+    fn check_resume(
+        &self,
+        _step_id: &str,
+        saved: &[(String, FilePosition)],
+    ) -> Result<(), BoxError> {
+        let parts = self.list_parts()?;
+        let saved: Vec<_> = saved
+            .iter()
+            .map(|(name, pos)| (self.path.clone(), name.as_str(), pos))
+            .collect();
+        check_saved(&saved, |_, name| parts.iter().any(|p| p == name))
     }
 }
 
@@ -397,7 +833,7 @@ impl FixedPartitionedSource for DirSource {
         &self,
         _step_id: &str,
         for_part: &str,
-        resume_state: Option<u64>,
+        resume_state: Option<FilePosition>,
     ) -> Result<FilePartition, BoxError> {
         let total = || {
             let files = self.files().unwrap_or_default();
@@ -406,7 +842,8 @@ impl FixedPartitionedSource for DirSource {
                 .map(|f| file_len(&self.dir.join(f)).unwrap_or(0))
                 .sum()
         };
-        let bar = self.progress.attach(total, resume_state.unwrap_or(0));
+        let resumed = resume_state.as_ref().map_or(0, |p| p.offset);
+        let bar = self.progress.attach(total, resumed);
         Ok(FilePartition::open(
             &self.dir.join(for_part),
             0,
@@ -415,6 +852,20 @@ impl FixedPartitionedSource for DirSource {
             self.batch_size,
         )?
         .with_bar(bar))
+    }
+
+    /// A file of the snapshot must still be there, unchanged; files added since are
+    /// read from their start (nothing of them is in the saved state).
+    fn check_resume(
+        &self,
+        _step_id: &str,
+        saved: &[(String, FilePosition)],
+    ) -> Result<(), BoxError> {
+        let saved: Vec<_> = saved
+            .iter()
+            .map(|(name, pos)| (self.dir.join(name), name.as_str(), pos))
+            .collect();
+        check_saved(&saved, |_, _| true)
     }
 }
 
@@ -431,6 +882,8 @@ pub struct LinePartition<V> {
     partial: PathBuf,
     out: BufWriter<File>,
     written: u64,
+    /// Renamed to `path`: the run completed.
+    closed: bool,
     _v: PhantomData<fn(V)>,
 }
 
@@ -495,6 +948,7 @@ impl<V> LinePartition<V> {
             partial,
             out,
             written,
+            closed: false,
             _v: PhantomData,
         })
     }
@@ -550,7 +1004,19 @@ impl<V: std::fmt::Display + Send + 'static> StatefulSinkPartition for LinePartit
                 let _ = d.sync_all();
             }
         }
+        self.closed = true;
         Ok(())
+    }
+
+    /// A failed run without recovery: nothing will resume the partial file.
+    fn abort(&mut self) {
+        if !self.closed {
+            if let Err(e) = std::fs::remove_file(&self.partial) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(path = %self.partial.display(), error = %e, "cannot remove the partial output of a failed run");
+                }
+            }
+        }
     }
 }
 
@@ -695,7 +1161,7 @@ mod tests {
         p.next_batch(&mut first).unwrap();
         assert_eq!(first, vec!["one", "two"]);
         let pos = p.snapshot();
-        assert_eq!(pos, 9);
+        assert_eq!(pos.offset, 9);
         assert_eq!(read_all(&mut p), vec!["", "three"]);
         let mut resumed = src.build_part("s", part, Some(pos)).unwrap();
         assert_eq!(read_all(&mut resumed), vec!["", "three"]);
@@ -835,5 +1301,134 @@ mod tests {
         assert_eq!(src.list_parts().unwrap(), vec!["a.txt", "b.txt"]);
         let mut p = src.build_part("s", "b.txt", None).unwrap();
         assert_eq!(read_all(&mut p), vec!["2"]);
+    }
+
+    /// Every partition of `src`, read to the end: (lines, bytes read from the file).
+    fn read_counting(src: &FileSource) -> (Vec<String>, u64) {
+        let mut lines = Vec::new();
+        let mut bytes = 0;
+        for name in src.list_parts() {
+            let mut p = src.build_part("s", &name, None).unwrap();
+            lines.extend(read_all(&mut p));
+            bytes += p.bytes_read();
+        }
+        (lines, bytes)
+    }
+
+    /// Regression (issue 15): a range whose start fell inside a long line read on to
+    /// that line's end, so a file without newlines cost a quadratic number of bytes
+    /// read (every 4 MiB range re-read the rest of the file). Now a range looks for its
+    /// first line start only inside itself, and a long line is read once, by the range
+    /// it starts in: the bytes read stay within the file plus a buffer per range.
+    #[test]
+    fn long_lines_are_read_in_linear_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("long.txt");
+        // 8 MiB: one line of 6 MiB between short lines, then a last line without a
+        // newline.
+        let mut text = b"a b\nc\n".to_vec();
+        text.extend(std::iter::repeat_n(b'x', 6 << 20));
+        text.extend(b"\nd e\n");
+        text.extend(std::iter::repeat_n(b'y', (8 << 20) - text.len()));
+        std::fs::write(&path, &text).unwrap();
+        let len = text.len() as u64;
+        let ranges = 128u64;
+        let src = FileSource::new(&path).split_by(len / ranges);
+        assert_eq!(src.list_parts().len() as u64, ranges);
+        let (lines, bytes) = read_counting(&src);
+        let expected: Vec<String> = std::str::from_utf8(&text)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        assert_eq!(lines, expected);
+        // Each range scans at most itself plus one 64 KiB buffer; the long lines are
+        // read once. The old code read about ranges/2 = 64 times the file here.
+        let bound = 2 * len + ranges * (64 << 10);
+        assert!(bytes <= bound, "read {bytes} bytes of a {len}-byte file");
+        // Normal lines: about the file once.
+        let short: String = (0..200_000).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(&path, &short).unwrap();
+        let src = FileSource::new(&path).split_by(64 << 10);
+        let n = src.list_parts().len() as u64;
+        let (lines, bytes) = read_counting(&src);
+        assert_eq!(lines.len(), 200_000);
+        assert!(bytes <= short.len() as u64 + n * (64 << 10), "{bytes}");
+    }
+
+    #[test]
+    fn a_file_that_shrinks_while_read_fails_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shrinks.txt");
+        let text: String = (0..100_000).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(&path, &text).unwrap();
+        let src = FileSource::new(&path).batch_size(10);
+        let mut p = src.build_part("s", &src.list_parts()[0], None).unwrap();
+        let mut b = Vec::new();
+        assert_eq!(p.next_batch(&mut b).unwrap(), SourceStatus::Active);
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(200_000)
+            .unwrap();
+        let err = loop {
+            b.clear();
+            match p.next_batch(&mut b) {
+                Ok(SourceStatus::Active) => {}
+                Ok(SourceStatus::Eof) => panic!("a shrunk file must not end quietly"),
+                Err(e) => break e.to_string(),
+            }
+        };
+        assert!(err.contains("shrank while it was read"), "{err}");
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.contains(&text.len().to_string()), "{err}");
+    }
+
+    /// The checksum a resumed partition goes on with is the one an uninterrupted
+    /// partition has at the same position; a change of the bytes read, or of the
+    /// length, is refused by `check_resume`.
+    #[test]
+    fn snapshots_carry_a_checksum_that_resume_continues_and_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.txt");
+        let text: String = (0..300_000).map(|i| format!("l{i}\n")).collect();
+        std::fs::write(&path, &text).unwrap();
+        let src = FileSource::new(&path).split_by(1 << 20).batch_size(50_000);
+        let parts = src.list_parts();
+        let name = &parts[1];
+        let mut whole = src.build_part("s", name, None).unwrap();
+        let mut b = Vec::new();
+        whole.next_batch(&mut b).unwrap();
+        let first = whole.snapshot();
+        let mut resumed = src.build_part("s", name, Some(first.clone())).unwrap();
+        whole.next_batch(&mut b).unwrap();
+        resumed.next_batch(&mut b).unwrap();
+        let (a, r) = (whole.snapshot(), resumed.snapshot());
+        assert_eq!(a, r);
+        assert!(a.offset - first.offset > BLOCK, "crosses a checksum block");
+        let id = a.file.clone().unwrap();
+        assert_eq!(
+            Some(checksum(&path, id.origin, a.offset).unwrap()),
+            id.checksum
+        );
+        let saved = vec![(name.clone(), a.clone())];
+        src.check_resume("s", &saved).unwrap();
+        // Same length, one byte changed inside the bytes read.
+        let mut changed = text.clone().into_bytes();
+        changed[(a.offset - 10) as usize] ^= 1;
+        std::fs::write(&path, &changed).unwrap();
+        let e = src.check_resume("s", &saved).unwrap_err().to_string();
+        assert!(e.contains("are not the same"), "{e}");
+        // A change after the position is not in the state: accepted.
+        std::fs::write(&path, &text).unwrap();
+        let mut later = text.clone().into_bytes();
+        later[(a.offset + 10) as usize] = b'z';
+        std::fs::write(&path, &later).unwrap();
+        src.check_resume("s", &saved).unwrap();
+        // Another length: the ranges moved; named with both lengths.
+        std::fs::write(&path, format!("{text}x\n")).unwrap();
+        let e = src.check_resume("s", &saved).unwrap_err().to_string();
+        assert!(e.contains(&format!("it had {} bytes", text.len())), "{e}");
     }
 }

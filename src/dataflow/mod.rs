@@ -25,6 +25,12 @@ pub(crate) type StreamId = usize;
 /// Instantiates a step on one worker.
 pub(crate) type BuildFn = Box<dyn Fn(&mut BuildCtx) -> Result<()> + Send + Sync>;
 
+/// Checks, before a resumed run starts, the partition states a snapshot saved for an
+/// input step (given its step id and the `(partition, encoded state)` pairs).
+pub(crate) type ResumeCheck = Box<
+    dyn Fn(&str, &[(String, Vec<u8>)]) -> std::result::Result<(), crate::BoxError> + Send + Sync,
+>;
+
 /// Index of an exchange channel within its flow.
 pub(crate) type ChannelId = usize;
 
@@ -74,6 +80,8 @@ pub(crate) struct StepDef {
     pub(crate) outputs: Vec<StreamId>,
     pub(crate) role: Role,
     pub(crate) build: BuildFn,
+    /// For an input with partitions: checks the positions a snapshot saved.
+    pub(crate) resume_check: Option<ResumeCheck>,
 }
 
 impl std::fmt::Debug for StepDef {
@@ -232,6 +240,15 @@ impl Dataflow {
     /// ```
     pub fn input<T: Data>(&self, step: &str, source: impl Source<T>) -> Stream<T> {
         let kind = source.into_kind();
+        let check: Option<ResumeCheck> = match &kind {
+            crate::io::SourceKind::Fixed(src) => {
+                let src = src.clone();
+                Some(Box::new(move |step_id, saved| {
+                    src.check_resume(step_id, saved)
+                }))
+            }
+            crate::io::SourceKind::Dynamic(_) => None,
+        };
         let scope: Arc<str> = self.name().into();
         let out = lock(&self.graph).new_stream();
         let lister: Option<PartLister> = match &kind {
@@ -241,7 +258,7 @@ impl Dataflow {
             }
             crate::io::SourceKind::Dynamic(_) => None,
         };
-        let id = add_step(
+        let id = add_step_checked(
             &self.graph,
             &scope,
             step,
@@ -250,6 +267,7 @@ impl Dataflow {
             vec![],
             vec![out],
             Box::new(move |ctx: &mut BuildCtx| ctx.build_source(&kind, out)),
+            check,
         );
         if let Some(lister) = lister {
             lock(&self.graph).listers.push((id, lister));
@@ -311,6 +329,21 @@ fn add_step(
     outputs: Vec<StreamId>,
     build: BuildFn,
 ) -> Arc<str> {
+    add_step_checked(graph, scope, name, kind, role, inputs, outputs, build, None)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn add_step_checked(
+    graph: &Arc<Mutex<Graph>>,
+    scope: &str,
+    name: &str,
+    kind: &'static str,
+    role: Role,
+    inputs: Vec<StreamId>,
+    outputs: Vec<StreamId>,
+    build: BuildFn,
+    resume_check: Option<ResumeCheck>,
+) -> Arc<str> {
     let mut g = lock(graph);
     let id = g.reserve(scope, name);
     g.steps.push(Arc::new(StepDef {
@@ -320,6 +353,7 @@ fn add_step(
         outputs,
         role,
         build,
+        resume_check,
     }));
     id
 }

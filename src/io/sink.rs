@@ -21,6 +21,12 @@ pub trait StatelessSinkPartition: Send + 'static {
     fn close(&mut self) -> Result<(), BoxError> {
         Ok(())
     }
+
+    /// Called instead of [`close`](Self::close) when the run fails (an error, a panic, a
+    /// peer's failure, an interrupt) and it has no recovery directory: remove partial
+    /// output here, since nothing will resume it. With recovery it is not called: what
+    /// was written is what a resumed run continues from. The default does nothing.
+    fn abort(&mut self) {}
 }
 
 /// A sink that builds one partition on every worker.
@@ -71,6 +77,12 @@ pub trait StatefulSinkPartition: Send + 'static {
     fn close(&mut self) -> Result<(), BoxError> {
         Ok(())
     }
+
+    /// Called instead of [`close`](Self::close) when the run fails (an error, a panic, a
+    /// peer's failure, an interrupt) and it has no recovery directory: remove partial
+    /// output here, since nothing will resume it. With recovery it is not called: what
+    /// was written is what a resumed run continues from. The default does nothing.
+    fn abort(&mut self) {}
 }
 
 /// A sink with a fixed set of named partitions. It consumes keyed items `(K, V)`: the
@@ -183,6 +195,8 @@ pub trait ErasedSinkPart<T> {
     fn write_batch(&mut self, items: &mut Vec<T>) -> Result<(), BoxError>;
     fn flush(&mut self) -> Result<(), BoxError>;
     fn close(&mut self) -> Result<(), BoxError>;
+    /// The run failed (and has no recovery): drop partial output.
+    fn abort(&mut self) {}
     /// Makes what was written durable (before a snapshot).
     fn sync(&mut self) -> Result<(), BoxError> {
         self.flush()
@@ -226,6 +240,9 @@ impl<T, P: StatelessSinkPartition<Item = T>> ErasedSinkPart<T> for StatelessPart
     fn close(&mut self) -> Result<(), BoxError> {
         self.0.close()
     }
+    fn abort(&mut self) {
+        self.0.abort()
+    }
 }
 
 impl<K: Key, V: 'static, S: FixedPartitionedSink<Item = V>> ErasedFixedSink<(K, V)>
@@ -267,6 +284,9 @@ impl<K, V, P: StatefulSinkPartition<Item = V>> ErasedSinkPart<(K, V)> for KeyedP
     }
     fn close(&mut self) -> Result<(), BoxError> {
         self.part.close()
+    }
+    fn abort(&mut self) {
+        self.part.abort()
     }
     fn sync(&mut self) -> Result<(), BoxError> {
         self.part.sync()

@@ -95,6 +95,20 @@ pub trait FixedPartitionedSource: Send + Sync + 'static {
         for_part: &str,
         resume_state: Option<<Self::Part as StatefulSourcePartition>::State>,
     ) -> Result<Self::Part, BoxError>;
+
+    /// Checks, when a run resumes, that the positions a snapshot saved (`saved`: every
+    /// partition of this step that has one, by name) still describe the input, so that
+    /// a changed input is an error before the run starts rather than a wrong result.
+    /// Called once per process, before any worker starts. The default accepts them;
+    /// `FileSource` compares each file's length and a checksum of the bytes read.
+    fn check_resume(
+        &self,
+        step_id: &str,
+        saved: &[(String, <Self::Part as StatefulSourcePartition>::State)],
+    ) -> Result<(), BoxError> {
+        let _ = (step_id, saved);
+        Ok(())
+    }
 }
 
 /// The partition a [`DynamicSource`] builds on each worker. It has no resume state.
@@ -180,6 +194,8 @@ pub trait ErasedFixedSource<T>: Send + Sync {
         for_part: &str,
         resume: Option<&[u8]>,
     ) -> Result<Box<dyn ErasedSourcePart<T>>, BoxError>;
+    /// `saved` are the encoded states of the partitions a snapshot saved.
+    fn check_resume(&self, step_id: &str, saved: &[(String, Vec<u8>)]) -> Result<(), BoxError>;
 }
 
 /// A dynamic source seen by the runtime.
@@ -224,6 +240,17 @@ impl<T: 'static, S: FixedPartitionedSource<Item = T>> ErasedFixedSource<T> for F
             .map_err(|e| format!("cannot resume partition {for_part:?}: {e}"))?;
         let part = self.0.build_part(step_id, for_part, resume)?;
         Ok(Box::new(StatefulPart(part)))
+    }
+    fn check_resume(&self, step_id: &str, saved: &[(String, Vec<u8>)]) -> Result<(), BoxError> {
+        let decoded = saved
+            .iter()
+            .map(|(name, state)| {
+                crate::recovery::decode(state)
+                    .map(|s| (name.clone(), s))
+                    .map_err(|e| format!("cannot resume partition {name:?}: {e}"))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        self.0.check_resume(step_id, &decoded)
     }
 }
 

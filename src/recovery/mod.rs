@@ -2,8 +2,9 @@
 //!
 //! The protocol (what is written when, how the resume epoch is found, rescaling, garbage
 //! collection) is described in ARCHITECTURE.md, "Recovery". This module holds the
-//! store (`store.rs`), the rows that workers hand over, the writer thread that commits
-//! them, and the loader that reads the latest consistent cut at start-up. The hooks in
+//! store (`store.rs`), the directory lock (`lock.rs`), the rows that workers hand over,
+//! the writer thread that commits them, and the loader that reads the latest consistent
+//! cut at start-up and checks the inputs' saved positions against the inputs. The hooks in
 //! the runtime, the keyed engine and the io adapters only produce and consume encoded
 //! rows.
 //!
@@ -18,6 +19,7 @@
 //! # let _ = config;
 //! ```
 
+mod lock;
 pub(crate) mod store;
 
 use std::collections::{HashMap, VecDeque};
@@ -230,6 +232,8 @@ pub(crate) struct Resume {
     keyed: HashMap<String, Vec<KeyRows>>,
     /// Per (step id, partition name).
     parts: HashMap<(String, String), Vec<u8>>,
+    /// The last run completed (the resume epoch is the end of stream).
+    completed: bool,
 }
 
 impl Resume {
@@ -245,10 +249,23 @@ impl Resume {
             .get(&(step.to_string(), part.to_string()))
             .cloned()
     }
+
+    /// The partitions of `step` that have a saved state, sorted by name.
+    fn saved_parts(&self, step: &str) -> Vec<(String, Vec<u8>)> {
+        let mut v: Vec<_> = self
+            .parts
+            .iter()
+            .filter(|((s, _), _)| s == step)
+            .map(|((_, name), state)| (name.clone(), state.clone()))
+            .collect();
+        v.sort();
+        v
+    }
 }
 
 /// The recovery state of a process between reading the store and starting workers.
 pub(crate) struct Prepared {
+    lock: lock::DirLock,
     parts: Vec<Partition>,
     pub(crate) exec: Execution,
     pub(crate) resume: Resume,
@@ -276,6 +293,10 @@ pub(crate) fn prepare(
     total: usize,
 ) -> Result<Prepared> {
     let started = Instant::now();
+    store::check_dir(&config.dir, "recovery directory")?;
+    // Before anything is read: a second run on the directory stops here.
+    let (proc_id, processes) = (base / local.max(1), total / local.max(1));
+    let lock = lock::acquire(&config.dir, proc_id, processes)?;
     let mut parts = store::open_all(&config.dir, "recovery directory")?;
     let fingerprint = plan.fingerprint();
     for p in &parts {
@@ -329,6 +350,8 @@ pub(crate) fn prepare(
             }
         })?;
     }
+    resume.completed = resume_from == EOF_EPOCH;
+    check_inputs(config, plan, &resume)?;
     let exec = Execution {
         ex,
         worker_count: total,
@@ -346,6 +369,7 @@ pub(crate) fn prepare(
         "recovery: loaded"
     );
     Ok(Prepared {
+        lock,
         parts,
         exec,
         resume,
@@ -353,6 +377,38 @@ pub(crate) fn prepare(
         fingerprint,
         backup: config.backup_interval,
     })
+}
+
+/// Checks every input's saved positions against the input as it is now (its step's
+/// `check_resume`), in every process, before any worker starts: an input that changed
+/// since the snapshot is an error before anything is written.
+fn check_inputs(config: &RecoveryConfig, plan: &Plan, resume: &Resume) -> Result<()> {
+    let started = Instant::now();
+    let mut checked = 0usize;
+    for step in &plan.steps {
+        let Some(check) = &step.resume_check else {
+            continue;
+        };
+        let saved = resume.saved_parts(&step.id);
+        if saved.is_empty() {
+            continue;
+        }
+        checked += saved.len();
+        check(&step.id, &saved).map_err(|e| {
+            Error::Recovery(format!(
+                "input {} cannot resume from {}: {e}. The saved state was computed from the input as it was: restore it, or start afresh with a new recovery directory (`waxfast recovery init NEW_DIR COUNT`, or delete {} and init it again)",
+                step.id,
+                config.dir.display(),
+                config.dir.display()
+            ))
+        })?;
+    }
+    tracing::info!(
+        partitions = checked,
+        ms = started.elapsed().as_millis() as u64,
+        "recovery: inputs checked"
+    );
+    Ok(())
 }
 
 /// The rows of `batch` per partition, each partition's in key order (SQLite then fills
@@ -411,6 +467,8 @@ impl std::fmt::Debug for Handle {
 pub(crate) struct Running {
     pub(crate) handle: Handle,
     writer: std::thread::JoinHandle<()>,
+    /// Held until the writer has stopped.
+    lock: lock::DirLock,
 }
 
 impl Prepared {
@@ -465,6 +523,7 @@ impl Prepared {
                 first_epoch: self.exec.first_epoch,
             },
             writer,
+            lock: self.lock,
         })
     }
 }
@@ -474,7 +533,10 @@ impl Running {
     /// dropped their senders).
     pub(crate) fn finish(self) -> std::thread::Result<()> {
         drop(self.handle);
-        self.writer.join()
+        let r = self.writer.join();
+        tracing::debug!(lock = %self.lock.path().display(), "recovery: releasing the lock");
+        drop(self.lock);
+        r
     }
 }
 
@@ -664,6 +726,18 @@ impl WorkerRecovery {
     /// The saved state of partition `part` of `step`.
     pub(crate) fn part(&self, step: &str, part: &str) -> Option<Vec<u8>> {
         lock(&self.resume).part(step, part)
+    }
+
+    /// If the last run completed: the names of `step`'s partitions it saved.
+    pub(crate) fn completed_parts(&self, step: &str) -> Option<Vec<String>> {
+        let resume = lock(&self.resume);
+        resume.completed.then(|| {
+            resume
+                .saved_parts(step)
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect()
+        })
     }
 
     /// Hands the rows over to the writer, with `front` if it advanced (or when the rows

@@ -141,9 +141,9 @@ pub(crate) struct Execution {
     pub(crate) first_epoch: Epoch,
 }
 
-/// Opens every partition of `dir`, checking that it is a complete, initialised set.
-/// `flag` names the option that gave the directory, for messages.
-pub(crate) fn open_all(dir: &Path, flag: &str) -> Result<Vec<Partition>, Error> {
+/// Checks that `dir` is a directory (before it is locked and read). `flag` names the
+/// option that gave it, for messages.
+pub(crate) fn check_dir(dir: &Path, flag: &str) -> Result<(), Error> {
     let init_hint = format!(
         "create it with `waxfast recovery init {} COUNT`",
         dir.display()
@@ -160,6 +160,17 @@ pub(crate) fn open_all(dir: &Path, flag: &str) -> Result<Vec<Partition>, Error> 
             dir.display()
         )));
     }
+    Ok(())
+}
+
+/// Opens every partition of `dir`, checking that it is a complete, initialised set.
+/// `flag` names the option that gave the directory, for messages.
+pub(crate) fn open_all(dir: &Path, flag: &str) -> Result<Vec<Partition>, Error> {
+    check_dir(dir, flag)?;
+    let init_hint = format!(
+        "create it with `waxfast recovery init {} COUNT`",
+        dir.display()
+    );
     let files = list_parts(dir)?;
     if files.is_empty() {
         return Err(Error::Recovery(format!(
@@ -170,6 +181,18 @@ pub(crate) fn open_all(dir: &Path, flag: &str) -> Result<Vec<Partition>, Error> 
     let mut parts: Vec<Option<Partition>> = Vec::new();
     let mut count: Option<(usize, PathBuf)> = None;
     for path in files {
+        // SQLite opens a file it may not write read-only, and then fails with errors
+        // that look like corruption: name the real problem first.
+        if let Err(e) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+        {
+            return Err(Error::Recovery(format!(
+                "{}: cannot open the recovery partition for writing: {e}",
+                path.display()
+            )));
+        }
         let conn = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,

@@ -57,6 +57,8 @@ pub(crate) trait DriveSource {
 pub(crate) trait SinkHandle {
     fn flush(&mut self) -> Result<(), crate::error::BoxError>;
     fn close(&mut self) -> Result<(), crate::error::BoxError>;
+    /// The run failed without recovery: every partition drops its partial output.
+    fn abort(&mut self);
 }
 
 /// What building a step may use: the worker's identity, the streams' tees, and the
@@ -393,6 +395,22 @@ impl BuildCtx {
                         "the sink lists no partitions",
                     ));
                 }
+                if let Some(saved) = self
+                    .recovery
+                    .as_ref()
+                    .and_then(|r| r.completed_parts(&step_id))
+                {
+                    let missing: Vec<&String> =
+                        names.iter().filter(|n| !saved.contains(n)).collect();
+                    if !missing.is_empty() {
+                        return Err(Error::in_step(
+                            step_id.to_string(),
+                            format!(
+                                "the run recorded in the recovery directory completed, so a rerun reads no input and would write nothing to {missing:?} (its output went to {saved:?}). To compute the output again, run without -r or with a new recovery directory (`waxfast recovery init`)"
+                            ),
+                        ));
+                    }
+                }
                 // Each partition lives on one worker; items travel to the owner of
                 // their partition.
                 let visible = vec![(0..self.worker_count).collect::<Vec<_>>(); names.len()];
@@ -674,5 +692,8 @@ impl<T> SinkHandle for SinkParts<T> {
     }
     fn close(&mut self) -> Result<(), crate::error::BoxError> {
         self.parts.iter_mut().try_for_each(|p| p.close())
+    }
+    fn abort(&mut self) {
+        self.parts.iter_mut().for_each(|p| p.abort())
     }
 }

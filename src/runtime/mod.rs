@@ -504,8 +504,9 @@ fn run_worker(
     tighten_timer_slack();
     let index = me.global;
     tracing::debug!(flow = %plan.name, worker = index, workers = me.count, "worker starting");
+    let mut built: Option<worker::Worker> = None;
     let result = catch_unwind(AssertUnwindSafe(|| {
-        let mut worker = worker::Worker::build(
+        let worker = built.insert(worker::Worker::build(
             plan.clone(),
             me,
             endpoints,
@@ -513,7 +514,7 @@ fn run_worker(
             shared.clone(),
             config,
             &env,
-        )?;
+        )?);
         drop(env);
         worker.run()
     }));
@@ -521,6 +522,11 @@ fn run_worker(
         Ok(r) => r,
         Err(payload) => Err(panic_to_error(payload, &plan, index)),
     };
+    if let (Err(_), Some(worker)) = (&outcome, &built) {
+        // Any failure, this worker's or another's (`Aborted`): partial output goes.
+        let _ = catch_unwind(AssertUnwindSafe(|| worker.abort()));
+    }
+    drop(built);
     step_guard::reset();
     match outcome {
         Err(e) if !matches!(e, Error::Aborted) => {

@@ -89,7 +89,14 @@ impl Worker {
         for (i, step) in plan.steps.iter().enumerate().rev() {
             ctx.set_step(i, step.id.clone());
             let _g = StepGuard::enter(i);
-            (step.build)(&mut ctx)?;
+            if let Err(e) = (step.build)(&mut ctx) {
+                // Sinks are built first (in reverse order): those built so far may
+                // have created partial files.
+                if recovery.is_none() {
+                    abort_sinks(&ctx.sinks);
+                }
+                return Err(e);
+            }
         }
         // Built in reverse; run in declaration order (inputs are polled in the order
         // the flow declares them, as Bytewax does).
@@ -118,6 +125,14 @@ impl Worker {
             spin: config.spin,
             recovery,
         })
+    }
+
+    /// The run failed: without recovery, every sink partition of this worker that was
+    /// not closed drops its partial output (with recovery it is what a resume continues).
+    pub(crate) fn abort(&self) {
+        if self.recovery.is_none() {
+            abort_sinks(&self.sinks);
+        }
     }
 
     /// Advances the epoch clock; when it moves, the inputs save their positions as of
@@ -392,5 +407,16 @@ impl Worker {
             channels.iter().any(|(_, c)| c.borrow().has_inbound())
                 || net.as_ref().is_some_and(|p| p.borrow().has_inbound())
         });
+    }
+}
+
+/// Tells each sink the run failed. A sink that is borrowed (a panic unwound through
+/// it) is skipped rather than risk a second panic.
+fn abort_sinks(sinks: &[(usize, Rc<RefCell<dyn SinkHandle>>)]) {
+    for (step, sink) in sinks {
+        let _g = StepGuard::enter(*step);
+        if let Ok(mut sink) = sink.try_borrow_mut() {
+            sink.abort();
+        }
     }
 }

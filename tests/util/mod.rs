@@ -22,6 +22,7 @@ pub fn waxfast() -> Command {
         "WAXFAST_CLUSTER_SECRET_FILE",
         "WAXFAST_LOG",
         "WAXFAST_FAULT_ABORT_AFTER_COMMITS",
+        "WAXFAST_FAULT_TRUNCATE_INPUT",
     ] {
         cmd.env_remove(var);
     }

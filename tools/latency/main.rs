@@ -90,6 +90,10 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Err(e) = validate(&args) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -99,12 +103,99 @@ fn main() -> ExitCode {
     }
 }
 
+/// Most workers: each pair of workers has a ring per hop.
+const MAX_WORKERS: usize = 64;
+/// Most hops (each an exchange step with a ring per pair of workers).
+const MAX_HOPS: usize = 1000;
+/// Most rings (`workers^2 * (hops + 1)`): about 9 KiB each, so at most about 600 MB.
+const MAX_RINGS: usize = 1 << 16;
+/// The highest offered rate (the default top of a sweep): the source sends every probe
+/// that falls due, so a rate far above what the flow can carry only makes a run that
+/// does not end.
+const MAX_RATE: f64 = 50_000_000.0;
+/// The longest measurement or warm-up, in seconds.
+const MAX_SECS: f64 = 3600.0;
+
+/// Checks every flag before anything runs: a usage error (exit 2) names the flag and
+/// its allowed range.
+fn validate(args: &Args) -> Result<(), String> {
+    let range = |flag: &str, v: f64, lo: f64, lo_open: bool, hi: f64| {
+        let ok = v.is_finite() && (if lo_open { v > lo } else { v >= lo }) && v <= hi;
+        if ok {
+            Ok(())
+        } else {
+            let open = if lo_open { "(" } else { "[" };
+            Err(format!(
+                "invalid value {v} for {flag}: expected a number in {open}{lo}, {hi}]"
+            ))
+        }
+    };
+    if !args.plot.is_empty() {
+        if args.svg.is_none() {
+            return Err("--plot needs --svg PATH".into());
+        }
+    } else {
+        if !(1..=MAX_WORKERS).contains(&args.workers) {
+            return Err(format!(
+                "invalid value {} for -w/--workers: expected 1 to {MAX_WORKERS}",
+                args.workers
+            ));
+        }
+        if args.hops > MAX_HOPS {
+            return Err(format!(
+                "invalid value {} for --hops: expected 0 to {MAX_HOPS}",
+                args.hops
+            ));
+        }
+        let rings = args.workers * args.workers * (args.hops + 1);
+        if rings > MAX_RINGS {
+            return Err(format!(
+                "-w {} with --hops {} needs {rings} rings (workers^2 * (hops + 1), about {} MB): at most {MAX_RINGS}; use fewer workers or hops",
+                args.workers,
+                args.hops,
+                rings * 9 / 1024
+            ));
+        }
+        range("--rate", args.rate, 0.0, true, MAX_RATE)?;
+        range("--duration", args.duration, 0.0, true, MAX_SECS)?;
+        range("--warmup", args.warmup, 0.0, false, MAX_SECS)?;
+        if args.sweep {
+            range("--p99-bound-us", args.p99_bound_us, 0.0, true, 60e6)?;
+            // A factor of 1 or less never reaches --sweep-max.
+            range("--sweep-factor", args.sweep_factor, 1.0, true, 1000.0)?;
+            range("--sweep-max", args.sweep_max, args.rate, false, MAX_RATE)?;
+        }
+    }
+    for (flag, path) in [("--hgrm", &args.hgrm), ("--svg", &args.svg)] {
+        if let Some(path) = path {
+            check_writable(path).map_err(|e| format!("{flag} {}: {e}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether `path` can be written, without truncating it or leaving a new file behind
+/// (the measurement writes it at the end).
+fn check_writable(path: &std::path::Path) -> Result<(), String> {
+    if path.is_dir() {
+        return Err("is a directory".into());
+    }
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| format!("cannot be written: {e}"))?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
 fn run(args: &Args) -> Result<(), String> {
     if !args.plot.is_empty() {
         return plot_files(args);
-    }
-    if args.workers == 0 || args.rate <= 0.0 || args.duration <= 0.0 || args.warmup < 0.0 {
-        return Err("--workers, --rate and --duration must be above 0, --warmup at least 0".into());
     }
     let config = RunConfig::default().pin(!args.no_pin).spin(args.spin);
     let mode = format!(
