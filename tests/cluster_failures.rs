@@ -172,7 +172,9 @@ fn processes_with_different_files_arguments_or_intervals_refuse_each_other() {
     words_file(a.path(), "in.txt", 100, 2000);
     words_file(b.path(), "in.txt", 100, 3000);
     words_file(a.path(), "other.txt", 100, 2000);
-    let cases: [(&str, &str, Vec<&str>, Vec<&str>, [&str; 2]); 3] = [
+    // (process 0's flow, process 1's, their extra flags, what both errors name)
+    type Case<'a> = (&'a str, &'a str, Vec<&'a str>, Vec<&'a str>, [&'a str; 2]);
+    let cases: [Case; 3] = [
         // The same name, another file (of another size) on each host.
         (
             "wordcount:in.txt",
@@ -259,7 +261,9 @@ fn launcher_output_to_a_pipe_has_whole_lines_equal_to_one_process() {
     }
 }
 
-/// Starts a `-p 2` launcher of a long flow and waits until both children run.
+/// Starts a `-p 2` launcher of a long flow and waits until both children run; the
+/// caller waits for the launcher.
+#[allow(clippy::zombie_processes)]
 fn long_launcher() -> (Child, Vec<u32>) {
     let launcher = waxfast()
         .args(["bench_wordcount:2000000000,1000", "-p2", "--no-pin"])
@@ -681,4 +685,41 @@ fn sigint_and_sigterm_stop_a_single_process_within_a_second() {
         assert_eq!(status.code(), Some(code), "{err}");
         assert!(err.contains("interrupted by SIG"), "{err}");
     }
+}
+
+#[test]
+fn a_signalled_run_without_recovery_leaves_no_partial_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("counts.txt");
+    // Large enough to be still running when the signal comes; doubled if it was not.
+    let mut lines = 400_000;
+    for _ in 0..4 {
+        let input = words_file(dir.path(), "in.txt", 50_000, lines);
+        let flow = format!("wordcount:{},{}", input.display(), out.display());
+        let mut p = waxfast()
+            .args([flow.as_str(), "-w2", "--no-pin"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        if p.try_wait().unwrap().is_some() {
+            let _ = finish_status(&mut p, Duration::from_secs(10));
+            let _ = std::fs::remove_file(&out);
+            lines *= 2;
+            continue;
+        }
+        signal(p.id(), libc::SIGTERM);
+        let (status, _, err) = finish_status(&mut p, Duration::from_secs(10));
+        assert_eq!(status.code(), Some(143), "{err}");
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("counts"))
+            .collect();
+        assert!(left.is_empty(), "a signalled run left {left:?}: {err}");
+        return;
+    }
+    panic!("wordcount of 6.4 M lines finished within 150 ms: the test cannot signal it mid-run");
 }

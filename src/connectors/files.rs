@@ -1307,7 +1307,7 @@ mod tests {
     fn read_counting(src: &FileSource) -> (Vec<String>, u64) {
         let mut lines = Vec::new();
         let mut bytes = 0;
-        for name in src.list_parts() {
+        for name in src.list_parts().unwrap() {
             let mut p = src.build_part("s", &name, None).unwrap();
             lines.extend(read_all(&mut p));
             bytes += p.bytes_read();
@@ -1334,7 +1334,7 @@ mod tests {
         let len = text.len() as u64;
         let ranges = 128u64;
         let src = FileSource::new(&path).split_by(len / ranges);
-        assert_eq!(src.list_parts().len() as u64, ranges);
+        assert_eq!(src.list_parts().unwrap().len() as u64, ranges);
         let (lines, bytes) = read_counting(&src);
         let expected: Vec<String> = std::str::from_utf8(&text)
             .unwrap()
@@ -1350,7 +1350,7 @@ mod tests {
         let short: String = (0..200_000).map(|i| format!("line {i}\n")).collect();
         std::fs::write(&path, &short).unwrap();
         let src = FileSource::new(&path).split_by(64 << 10);
-        let n = src.list_parts().len() as u64;
+        let n = src.list_parts().unwrap().len() as u64;
         let (lines, bytes) = read_counting(&src);
         assert_eq!(lines.len(), 200_000);
         assert!(bytes <= short.len() as u64 + n * (64 << 10), "{bytes}");
@@ -1363,7 +1363,9 @@ mod tests {
         let text: String = (0..100_000).map(|i| format!("line {i}\n")).collect();
         std::fs::write(&path, &text).unwrap();
         let src = FileSource::new(&path).batch_size(10);
-        let mut p = src.build_part("s", &src.list_parts()[0], None).unwrap();
+        let mut p = src
+            .build_part("s", &src.list_parts().unwrap()[0], None)
+            .unwrap();
         let mut b = Vec::new();
         assert_eq!(p.next_batch(&mut b).unwrap(), SourceStatus::Active);
         OpenOptions::new()
@@ -1395,7 +1397,7 @@ mod tests {
         let text: String = (0..300_000).map(|i| format!("l{i}\n")).collect();
         std::fs::write(&path, &text).unwrap();
         let src = FileSource::new(&path).split_by(1 << 20).batch_size(50_000);
-        let parts = src.list_parts();
+        let parts = src.list_parts().unwrap();
         let name = &parts[1];
         let mut whole = src.build_part("s", name, None).unwrap();
         let mut b = Vec::new();
