@@ -723,3 +723,33 @@ fn a_signalled_run_without_recovery_leaves_no_partial_file() {
     }
     panic!("wordcount of 6.4 M lines finished within 150 ms: the test cannot signal it mid-run");
 }
+
+#[test]
+fn a_run_waiting_on_a_silent_pipe_stops_at_once_on_a_signal() {
+    // A worker reading a stream must not be stuck in a read when the run is stopped.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("counts.txt");
+    let flow = format!("wordcount:/dev/stdin,{}", out.display());
+    let mut p = waxfast()
+        .args([flow.as_str(), "-w2", "--no-pin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = p.stdin.take().unwrap();
+    stdin.write_all(b"some words then silence\n").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    signal(p.id(), libc::SIGINT);
+    let at = Instant::now();
+    let (status, _, err) = finish_status(&mut p, Duration::from_secs(10));
+    assert!(
+        at.elapsed() < Duration::from_millis(1500),
+        "took {:?}",
+        at.elapsed()
+    );
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(!dir.path().join("counts.txt.partial").exists(), "{err}");
+    assert!(!out.exists());
+    drop(stdin);
+}

@@ -374,12 +374,92 @@ fn check_saved(
 struct Counted {
     file: File,
     read: u64,
+    /// For a stream: its bytes, read by a thread of its own.
+    feed: Option<StreamFeed>,
 }
 
 impl std::io::Read for Counted {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.file.read(buf)?;
+        let n = match &mut self.feed {
+            Some(feed) => feed.read(buf)?,
+            None => self.file.read(buf)?,
+        };
         self.read += n as u64;
+        Ok(n)
+    }
+}
+
+/// Chunks of a stream waiting for the worker.
+const FEED_CHUNKS: usize = 16;
+
+/// A stream (pipe, FIFO, terminal, `/proc` file) read by a thread of its own, so that
+/// a stream with nothing to say never blocks the worker: it keeps draining its rings,
+/// and stops within a round when the run is aborted (a signal, a failing peer), where a
+/// blocking `read` would hold it until the writer writes. [`Read`] gives what has
+/// arrived, `WouldBlock` while nothing has, and the end once the stream ended. At most
+/// [`FEED_CHUNKS`] chunks of 64 KiB wait, so memory stays bounded.
+#[derive(Debug)]
+struct StreamFeed {
+    rx: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    at: usize,
+    ended: bool,
+}
+
+impl StreamFeed {
+    fn start(mut file: File, path: &Path) -> std::io::Result<StreamFeed> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(FEED_CHUNKS);
+        std::thread::Builder::new()
+            .name(format!("waxfast-read {}", path.display()))
+            .spawn(move || loop {
+                let mut chunk = vec![0u8; 64 << 10];
+                match std::io::Read::read(&mut file, &mut chunk) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        chunk.truncate(n);
+                        if tx.send(Ok(chunk)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                }
+            })?;
+        Ok(StreamFeed {
+            rx,
+            chunk: Vec::new(),
+            at: 0,
+            ended: false,
+        })
+    }
+}
+
+impl std::io::Read for StreamFeed {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.chunk.len() {
+            if self.ended {
+                return Ok(0);
+            }
+            match self.rx.try_recv() {
+                Ok(chunk) => {
+                    self.chunk = chunk?;
+                    self.at = 0;
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => {
+                    return Err(std::io::ErrorKind::WouldBlock.into())
+                }
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    self.ended = true;
+                    return Ok(0);
+                }
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
         Ok(n)
     }
 }
@@ -409,6 +489,8 @@ pub struct FilePartition {
     digest: std::cell::RefCell<Digest>,
     batch_size: usize,
     line: Vec<u8>,
+    /// `line` holds the start of a line whose end has not arrived (streams only).
+    partial_line: bool,
     bar: Option<indicatif::ProgressBar>,
     /// An error met after earlier lines of the same batch: reported on the next call,
     /// once those lines are delivered.
@@ -457,15 +539,30 @@ impl FilePartition {
         let kind = InputKind::of(path)?;
         let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         // 64 KiB: a worker rotates over many partitions; their buffers must stay in cache.
-        let mut reader = BufReader::with_capacity(64 << 10, Counted { file, read: 0 });
         let named = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
         let len = match kind {
             InputKind::Regular(len) => len,
             InputKind::Stream => {
                 // A stream is read from where it is: a saved position means nothing.
+                let feed = file
+                    .try_clone()
+                    .and_then(|f| StreamFeed::start(f, path))
+                    .map_err(named)?;
+                let counted = Counted {
+                    file,
+                    read: 0,
+                    feed: Some(feed),
+                };
+                let reader = BufReader::with_capacity(64 << 10, counted);
                 return Ok(Self::new(path, reader, 0, u64::MAX, None, 0, batch_size));
             }
         };
+        let counted = Counted {
+            file,
+            read: 0,
+            feed: None,
+        };
+        let mut reader = BufReader::with_capacity(64 << 10, counted);
         let origin = start.saturating_sub(1);
         let (offset, digest) = match resume {
             Some(FilePosition {
@@ -554,6 +651,7 @@ impl FilePartition {
             digest: std::cell::RefCell::new(Digest::new(origin)),
             batch_size,
             line: Vec::new(),
+            partial_line: false,
             bar: None,
             pending_error: None,
             truncate_after_first_batch,
@@ -659,13 +757,24 @@ impl FilePartition {
             if self.offset >= self.end {
                 return Ok(SourceStatus::Eof);
             }
-            self.line.clear();
-            let n = self
-                .reader
-                .read_until(b'\n', &mut self.line)
-                .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
-            let start = self.offset;
+            // A stream that has nothing yet leaves a partial line for the next call.
+            if !self.partial_line {
+                self.line.clear();
+            }
+            let had = self.line.len();
+            let read = self.reader.read_until(b'\n', &mut self.line);
+            let n = self.line.len() - had;
+            let start = self.offset - had as u64;
             self.offset += n as u64;
+            match read {
+                Ok(_) => self.partial_line = false,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.partial_line = true;
+                    return Ok(SourceStatus::Active);
+                }
+                Err(e) => return Err(format!("cannot read {}: {e}", self.path.display()).into()),
+            }
+            let n = self.line.len();
             if self.line.last() != Some(&b'\n') {
                 // The end of the file: before its length, if it shrank meanwhile.
                 if let Some(len) = self.len.filter(|&len| self.offset < len) {
