@@ -36,6 +36,7 @@ pub mod net;
 pub mod operators;
 pub mod recovery;
 pub mod runtime;
+pub mod shm;
 
 pub use dataflow::{Dataflow, Key, Stream};
 pub use error::{BoxError, Error, Result};
