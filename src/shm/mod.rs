@@ -1,7 +1,8 @@
 //! Shared memory between the processes of one host: lock-free SPSC rings of records
-//! over memory they do not own ([`ring`]). The segments that hold them and the
-//! transport over them are the next parts of issue 17 (ARCHITECTURE.md,
-//! "Shared-memory rings").
+//! over memory they do not own ([`ring`]), and the segments under `/dev/shm` that hold
+//! them ([`segment`]). The transport over them is the next part of issue 17
+//! (ARCHITECTURE.md, "Shared-memory rings").
 
 mod annotate;
 pub mod ring;
+pub mod segment;
