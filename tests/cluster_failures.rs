@@ -15,7 +15,8 @@ use waxfast::net::frame::{finish_frame, start_frame, FrameKind};
 use waxfast::net::hello::{Hello, MAGIC, PROTOCOL_VERSION};
 
 use util::{
-    cli_process, finish, finish_status, free_addresses, run_with_timeout, stderr, stdout, waxfast,
+    cli_process, cli_process_in, finish, finish_status, free_addresses, run_with_timeout, stderr,
+    stdout, waxfast,
 };
 
 // ---- helpers -----------------------------------------------------------------------------
@@ -34,20 +35,6 @@ fn words_file(dir: &Path, name: &str, distinct: u64, lines: u64) -> PathBuf {
     }
     std::fs::write(&p, text).unwrap();
     p
-}
-
-/// Process `i` of a cluster, started in directory `dir`.
-fn cli_process_in(dir: &Path, flow: &str, i: usize, addrs: &[String], extra: &[&str]) -> Child {
-    waxfast()
-        .current_dir(dir)
-        .arg(flow)
-        .args(["-i", &i.to_string(), "-a", &addrs.join(";"), "--no-pin"])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
 }
 
 /// Connects to `addr`, retrying until it listens (at most 10 s).
@@ -89,6 +76,28 @@ fn fake_cluster() -> (TcpListener, Vec<String>) {
         free_addresses(1).remove(0),
     ];
     (listener, addrs)
+}
+
+/// Reads from `s` until the peer closes it.
+fn drain(s: &mut TcpStream) {
+    let mut sink = [0u8; 4096];
+    while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+}
+
+/// Runs process 1 of a long exchange flow against a fake process 0 that does `after`
+/// once the handshake is done; returns process 1's (success, stderr).
+fn against_fake_peer(
+    extra: &[&str],
+    after: impl FnOnce(&mut TcpStream) + Send + 'static,
+) -> (bool, String) {
+    let (listener, addrs) = fake_cluster();
+    let fake = fake_process_0(listener, after);
+    let (ok, _, err) = finish(
+        cli_process("bench_exchange:10000000000,16", 1, &addrs, extra),
+        Duration::from_secs(20),
+    );
+    fake.join().unwrap();
+    (ok, err)
 }
 
 fn frame(kind: FrameKind, epoch: u64, payload: &[u8]) -> Vec<u8> {
@@ -382,24 +391,13 @@ fn a_stopped_peer_is_lost_within_the_timeout_and_the_sender_does_not_grow() {
 
 #[test]
 fn a_truncated_frame_then_silence_is_a_lost_peer() {
-    let (listener, addrs) = fake_cluster();
-    let fake = fake_process_0(listener, |s| {
+    let start = Instant::now();
+    let (ok, err) = against_fake_peer(&["--peer-timeout", "1"], |s| {
         let f = frame(FrameKind::Progress, 2, b"");
         s.write_all(&f[..10]).unwrap();
         // Silence, with the connection open, until the peer gives up.
-        let mut sink = [0u8; 4096];
-        while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+        drain(s);
     });
-    let start = Instant::now();
-    let (ok, _, err) = finish(
-        cli_process(
-            "bench_exchange:10000000000,16",
-            1,
-            &addrs,
-            &["--peer-timeout", "1"],
-        ),
-        Duration::from_secs(20),
-    );
     assert!(!ok);
     assert!(
         err.contains("lost process 0") && err.contains("nothing arrived"),
@@ -410,22 +408,15 @@ fn a_truncated_frame_then_silence_is_a_lost_peer() {
         "{:?}",
         start.elapsed()
     );
-    fake.join().unwrap();
 }
 
 #[test]
 fn a_shutdown_with_channels_still_open_is_a_protocol_error() {
-    let (listener, addrs) = fake_cluster();
-    let fake = fake_process_0(listener, |s| {
+    let (ok, err) = against_fake_peer(&[], |s| {
         s.write_all(&frame(FrameKind::Shutdown, 0, b"")).unwrap();
         let _ = s.shutdown(std::net::Shutdown::Write);
-        let mut sink = [0u8; 4096];
-        while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+        drain(s);
     });
-    let (ok, _, err) = finish(
-        cli_process("bench_exchange:10000000000,16", 1, &addrs, &[]),
-        Duration::from_secs(20),
-    );
     assert!(!ok);
     assert!(
         err.contains("lost process 0")
@@ -433,7 +424,6 @@ fn a_shutdown_with_channels_still_open_is_a_protocol_error() {
             && err.contains("channel ends"),
         "{err}"
     );
-    fake.join().unwrap();
 }
 
 #[test]
@@ -464,21 +454,15 @@ fn the_process_blamed_for_a_loss_is_the_one_that_died() {
 
 #[test]
 fn a_peers_abort_message_is_printed_with_control_characters_escaped() {
-    let (listener, addrs) = fake_cluster();
-    let fake = fake_process_0(listener, |s| {
+    let (ok, err) = against_fake_peer(&[], |s| {
         s.write_all(&frame(
             FrameKind::Abort,
             0,
             b"boom \x1b[31mred\x1b[0m\nsecond line",
         ))
         .unwrap();
-        let mut sink = [0u8; 4096];
-        while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+        drain(s);
     });
-    let (ok, _, err) = finish(
-        cli_process("bench_exchange:10000000000,16", 1, &addrs, &[]),
-        Duration::from_secs(20),
-    );
     assert!(!ok);
     assert!(
         err.contains("stopped because process 0 failed: boom \\u{1b}[31mred"),
@@ -486,7 +470,6 @@ fn a_peers_abort_message_is_printed_with_control_characters_escaped() {
     );
     assert!(err.contains("\\nsecond line"), "{err}");
     assert!(!err.contains('\x1b'), "raw escape in {err:?}");
-    fake.join().unwrap();
 }
 
 // ---- formation -------------------------------------------------------------------------------

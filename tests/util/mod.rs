@@ -106,8 +106,20 @@ pub fn free_addresses(n: usize) -> Vec<String> {
 
 /// Starts process `i` of a `waxfast` cluster over `addrs`, its output piped.
 pub fn cli_process(flow: &str, i: usize, addrs: &[String], extra: &[&str]) -> std::process::Child {
+    cli_process_in(std::path::Path::new("."), flow, i, addrs, extra)
+}
+
+/// [`cli_process`], started in directory `dir`.
+pub fn cli_process_in(
+    dir: &std::path::Path,
+    flow: &str,
+    i: usize,
+    addrs: &[String],
+    extra: &[&str],
+) -> std::process::Child {
     use std::process::Stdio;
     waxfast()
+        .current_dir(dir)
         .arg(flow)
         .args(["-i", &i.to_string(), "-a", &addrs.join(";"), "--no-pin"])
         .args(extra)
