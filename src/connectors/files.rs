@@ -727,7 +727,10 @@ mod tests {
         let src = FileSource::new(&missing);
         let err = src.list_parts().unwrap_err().to_string();
         assert!(err.contains("nope.txt"), "{err}");
-        let err = src.build_part("s", "nope.txt", None).unwrap_err().to_string();
+        let err = src
+            .build_part("s", "nope.txt", None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("nope.txt"), "{err}");
         let src = FileSource::new(dir.path()).split_by(10);
         let err = src.list_parts().unwrap_err().to_string();

@@ -17,6 +17,7 @@ use crate::exchange::keyed::{KeyBatch, KeyRouter, KeyedInput};
 use crate::exchange::{ChannelIo, Endpoint, Links, StepChannel};
 use crate::io::SourceStatus;
 use crate::io::{assign_partitions, ErasedSinkPart, ErasedSourcePart, SinkKind, SourceKind};
+use crate::observe::metrics::{PartCells, StepCells, WorkerCells};
 use crate::recovery::{kind, KeyRows, Rows, WorkerRecovery};
 use crate::runtime::listing::Listing;
 use crate::runtime::park::Shared;
@@ -38,6 +39,10 @@ pub(crate) trait Activation {
     }
     /// Called once `next_wake` has passed; `epoch` tags what it emits.
     fn on_wake(&mut self, _now: Instant, _epoch: Epoch) {}
+    /// Keys holding state on this worker, for a keyed step (the dataflow API).
+    fn live_keys(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// An input step's partitions on this worker.
@@ -78,6 +83,8 @@ pub struct BuildCtx {
     recovery: Option<Rc<WorkerRecovery>>,
     first_epoch: Epoch,
     listing: Arc<Listing>,
+    /// This worker's metrics cells, with the dataflow API on.
+    cells: Option<Arc<WorkerCells>>,
 }
 
 impl std::fmt::Debug for BuildCtx {
@@ -117,7 +124,26 @@ impl BuildCtx {
             recovery: None,
             first_epoch: crate::runtime::progress::FIRST_EPOCH,
             listing: Arc::default(),
+            cells: None,
         }
+    }
+
+    /// Counts into `cells` (the dataflow API is on).
+    pub(crate) fn with_cells(mut self, cells: Option<Arc<WorkerCells>>) -> Self {
+        self.cells = cells;
+        self
+    }
+
+    /// The cells of the step being built, with the dataflow API on.
+    fn step_cells(&self) -> Option<Arc<StepCells>> {
+        self.cells.as_ref().map(|c| c.steps[self.step].clone())
+    }
+
+    /// Registers partition `part` of the step being built, with the dataflow API on.
+    fn part_cells(&self, part: &str, input: bool) -> Option<Arc<PartCells>> {
+        self.cells
+            .as_ref()
+            .map(|c| c.add_part(self.step, part, input))
     }
 
     /// The partitions listed for this process before its workers started.
@@ -204,6 +230,7 @@ impl BuildCtx {
         let guarded = Guarded {
             step: self.step,
             inner: consumer,
+            cells: self.step_cells(),
         };
         let slot = self.tees[stream].get_or_insert_with(|| Box::new(Tee::<T>::default()));
         slot.downcast_mut::<Tee<T>>()
@@ -213,12 +240,14 @@ impl BuildCtx {
 
     /// Takes the tee of `stream` (all its consumers are built by now).
     pub(crate) fn take_tee<T: Data>(&mut self, stream: StreamId) -> Tee<T> {
-        match self.tees[stream].take() {
+        let mut tee = match self.tees[stream].take() {
             Some(b) => *b
                 .downcast::<Tee<T>>()
                 .expect("stream item type is fixed by Stream<T>"),
             None => Tee::default(),
-        }
+        };
+        tee.count_into(self.step_cells());
+        tee
     }
 
     pub(crate) fn add_activation(&mut self, a: Rc<RefCell<dyn Activation>>) {
@@ -334,6 +363,7 @@ impl BuildCtx {
             parts: parts
                 .into_iter()
                 .map(|(name, part)| PartSlot {
+                    cells: self.part_cells(&name, true),
                     name,
                     part,
                     awake: now,
@@ -370,6 +400,7 @@ impl BuildCtx {
                     .map_err(wrap)?;
                 let handle = Rc::new(RefCell::new(SinkParts {
                     parts: vec![part],
+                    cells: vec![self.part_cells("", false)],
                     bufs: Vec::new(),
                     gate: None,
                 }));
@@ -378,7 +409,9 @@ impl BuildCtx {
                 self.consume(
                     input,
                     PushFn(move |_e, batch: &mut Vec<T>| {
-                        if let Err(e) = h.borrow_mut().parts[0].write_batch(batch) {
+                        let h = &mut *h.borrow_mut();
+                        let r = timed_write(&mut h.parts[0], h.cells[0].as_deref(), batch);
+                        if let Err(e) = r {
                             fail(Error::in_step(id.to_string(), e));
                         }
                     }),
@@ -399,6 +432,7 @@ impl BuildCtx {
                 let owner = assign_partitions(&visible, self.worker_count);
                 let mut slot_of_part = vec![usize::MAX; names.len()];
                 let mut parts = Vec::new();
+                let mut cells = Vec::new();
                 let mut local_names = Vec::new();
                 for (p, name) in names.iter().enumerate() {
                     if owner[p] == self.worker_index {
@@ -409,11 +443,13 @@ impl BuildCtx {
                                 .map_err(wrap)?,
                         );
                         local_names.push(name.clone());
+                        cells.push(self.part_cells(name, false));
                     }
                 }
                 let n_local = parts.len();
                 let handle = Rc::new(RefCell::new(SinkParts {
                     parts,
+                    cells,
                     bufs: (0..n_local).map(|_| Vec::new()).collect(),
                     gate: self.snapshot_rows().map(|rows| SinkGate {
                         step_id: step_id.clone(),
@@ -470,7 +506,24 @@ pub(crate) fn fail(err: Error) -> ! {
     std::panic::resume_unwind(Box::new(err))
 }
 
+/// Calls `write_batch`, timing it into `cells` when the dataflow API is on.
+fn timed_write<T>(
+    part: &mut Box<dyn ErasedSinkPart<T>>,
+    cells: Option<&PartCells>,
+    batch: &mut Vec<T>,
+) -> Result<(), crate::error::BoxError> {
+    let Some(c) = cells else {
+        return part.write_batch(batch);
+    };
+    let t0 = Instant::now();
+    let r = part.write_batch(batch);
+    c.duration.record(t0.elapsed().as_nanos() as u64);
+    r
+}
+
 struct PartSlot<T> {
+    /// `next_batch` durations and sizes, with the dataflow API on.
+    cells: Option<Arc<PartCells>>,
     name: String,
     part: Box<dyn ErasedSourcePart<T>>,
     awake: Instant,
@@ -523,7 +576,16 @@ impl<T: Data> DriveSource for InputDriver<T> {
         };
         self.next = (i + 1) % n;
         let slot = &mut self.parts[i];
-        let status = slot.part.next_batch(&mut self.batch)?;
+        let status = match &slot.cells {
+            None => slot.part.next_batch(&mut self.batch)?,
+            Some(c) => {
+                let t0 = Instant::now();
+                let r = slot.part.next_batch(&mut self.batch);
+                c.duration.record(t0.elapsed().as_nanos() as u64);
+                c.size.record(self.batch.len() as u64);
+                r?
+            }
+        };
         slot.dirty = true;
         let had_items = !self.batch.is_empty();
         self.tee.push(epoch, &mut self.batch);
@@ -569,6 +631,8 @@ impl<T: Data> DriveSource for InputDriver<T> {
 
 struct SinkParts<T> {
     parts: Vec<Box<dyn ErasedSinkPart<T>>>,
+    /// Per partition: `write_batch` durations, with the dataflow API on.
+    cells: Vec<Option<Arc<PartCells>>>,
     bufs: Vec<Vec<T>>,
     /// Fixed-partitioned sinks with recovery.
     gate: Option<SinkGate<T>>,
@@ -591,9 +655,10 @@ struct SinkGate<T> {
 
 impl<T> SinkParts<T> {
     fn write_bufs(&mut self, step_id: &str) {
-        for (part, buf) in self.parts.iter_mut().zip(self.bufs.iter_mut()) {
+        let parts = self.parts.iter_mut().zip(&self.cells);
+        for ((part, cells), buf) in parts.zip(self.bufs.iter_mut()) {
             if !buf.is_empty() {
-                if let Err(e) = part.write_batch(buf) {
+                if let Err(e) = timed_write(part, cells.as_deref(), buf) {
                     fail(Error::in_step(step_id.to_string(), e));
                 }
                 buf.clear();

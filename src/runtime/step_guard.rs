@@ -16,6 +16,7 @@ pub(crate) struct StepGuard {
 impl StepGuard {
     #[inline]
     pub(crate) fn enter(step: usize) -> StepGuard {
+        crate::observe::publish_step(step);
         StepGuard {
             prev: CURRENT.with(|c| c.replace(step)),
         }
@@ -28,6 +29,7 @@ impl Drop for StepGuard {
         // Not restored while unwinding, so the culprit stays visible to the catcher.
         if !std::thread::panicking() {
             CURRENT.with(|c| c.set(self.prev));
+            crate::observe::publish_step(self.prev);
         }
     }
 }
