@@ -474,7 +474,11 @@ impl Worker {
         }
         // With nothing scheduled, only a peer's message can bring work, and peers wake
         // us; the cap is a safety net, not a poll.
-        let wake = wake.unwrap_or(now + Duration::from_millis(100));
+        let mut wake = wake.unwrap_or(now + Duration::from_millis(100));
+        if self.obs.is_some() {
+            // With the dataflow API on, parked time and gauges stay at most this stale.
+            wake = wake.min(now + PUBLISH_EVERY);
+        }
         let now = Instant::now();
         if wake <= now {
             return;

@@ -22,6 +22,10 @@ pub fn waxfast() -> Command {
         "WAXFAST_CLUSTER_SECRET_FILE",
         "WAXFAST_LOG",
         "WAXFAST_FAULT_ABORT_AFTER_COMMITS",
+        "WAXFAST_DATAFLOW_API_ENABLED",
+        "WAXFAST_DATAFLOW_API_PORT",
+        "WAXFAST_DATAFLOW_API_BIND",
+        "WAXFAST_LOG_FORMAT",
     ] {
         cmd.env_remove(var);
     }
