@@ -17,7 +17,7 @@ use crate::exchange::keyed::{KeyBatch, KeyRouter, KeyedInput};
 use crate::exchange::{ChannelIo, Endpoint, Links, StepChannel};
 use crate::io::SourceStatus;
 use crate::io::{assign_partitions, ErasedSinkPart, ErasedSourcePart, SinkKind, SourceKind};
-use crate::observe::metrics::{PartCells, StepCells, WorkerCells};
+use crate::observe::metrics::{PartTimer, RoundClock, StepCells, WorkerCells};
 use crate::recovery::{kind, KeyRows, Rows, WorkerRecovery};
 use crate::runtime::listing::Listing;
 use crate::runtime::park::Shared;
@@ -83,8 +83,8 @@ pub struct BuildCtx {
     recovery: Option<Rc<WorkerRecovery>>,
     first_epoch: Epoch,
     listing: Arc<Listing>,
-    /// This worker's metrics cells, with the dataflow API on.
-    cells: Option<Arc<WorkerCells>>,
+    /// This worker's metrics cells and round clock, with the dataflow API on.
+    cells: Option<(Arc<WorkerCells>, RoundClock)>,
 }
 
 impl std::fmt::Debug for BuildCtx {
@@ -129,21 +129,21 @@ impl BuildCtx {
     }
 
     /// Counts into `cells` (the dataflow API is on).
-    pub(crate) fn with_cells(mut self, cells: Option<Arc<WorkerCells>>) -> Self {
+    pub(crate) fn with_cells(mut self, cells: Option<(Arc<WorkerCells>, RoundClock)>) -> Self {
         self.cells = cells;
         self
     }
 
     /// The cells of the step being built, with the dataflow API on.
     fn step_cells(&self) -> Option<Arc<StepCells>> {
-        self.cells.as_ref().map(|c| c.steps[self.step].clone())
+        self.cells.as_ref().map(|(c, _)| c.steps[self.step].clone())
     }
 
     /// Registers partition `part` of the step being built, with the dataflow API on.
-    fn part_cells(&self, part: &str, input: bool) -> Option<Arc<PartCells>> {
+    fn part_cells(&self, part: &str, input: bool) -> Option<PartTimer> {
         self.cells
             .as_ref()
-            .map(|c| c.add_part(self.step, part, input))
+            .map(|(c, clock)| PartTimer::new(c.add_part(self.step, part, input), clock.clone()))
     }
 
     /// The partitions listed for this process before its workers started.
@@ -410,7 +410,7 @@ impl BuildCtx {
                     input,
                     PushFn(move |_e, batch: &mut Vec<T>| {
                         let h = &mut *h.borrow_mut();
-                        let r = timed_write(&mut h.parts[0], h.cells[0].as_deref(), batch);
+                        let r = timed_write(&mut h.parts[0], h.cells[0].as_mut(), batch);
                         if let Err(e) = r {
                             fail(Error::in_step(id.to_string(), e));
                         }
@@ -506,24 +506,26 @@ pub(crate) fn fail(err: Error) -> ! {
     std::panic::resume_unwind(Box::new(err))
 }
 
-/// Calls `write_batch`, timing it into `cells` when the dataflow API is on.
+/// Calls `write_batch`, timing it when the dataflow API is on and a timing is due.
 fn timed_write<T>(
     part: &mut Box<dyn ErasedSinkPart<T>>,
-    cells: Option<&PartCells>,
+    timer: Option<&mut PartTimer>,
     batch: &mut Vec<T>,
 ) -> Result<(), crate::error::BoxError> {
-    let Some(c) = cells else {
-        return part.write_batch(batch);
-    };
-    let t0 = Instant::now();
-    let r = part.write_batch(batch);
-    c.duration.record(t0.elapsed().as_nanos() as u64);
-    r
+    match timer.filter(|t| t.due()) {
+        Some(t) => {
+            let t0 = Instant::now();
+            let r = part.write_batch(batch);
+            t.cells.duration.record(t0.elapsed().as_nanos() as u64);
+            r
+        }
+        None => part.write_batch(batch),
+    }
 }
 
 struct PartSlot<T> {
     /// `next_batch` durations and sizes, with the dataflow API on.
-    cells: Option<Arc<PartCells>>,
+    cells: Option<PartTimer>,
     name: String,
     part: Box<dyn ErasedSourcePart<T>>,
     awake: Instant,
@@ -576,13 +578,18 @@ impl<T: Data> DriveSource for InputDriver<T> {
         };
         self.next = (i + 1) % n;
         let slot = &mut self.parts[i];
-        let status = match &slot.cells {
+        let status = match &mut slot.cells {
             None => slot.part.next_batch(&mut self.batch)?,
-            Some(c) => {
-                let t0 = Instant::now();
-                let r = slot.part.next_batch(&mut self.batch);
-                c.duration.record(t0.elapsed().as_nanos() as u64);
-                c.size.record(self.batch.len() as u64);
+            Some(t) => {
+                let r = if t.due() {
+                    let t0 = Instant::now();
+                    let r = slot.part.next_batch(&mut self.batch);
+                    t.cells.duration.record(t0.elapsed().as_nanos() as u64);
+                    r
+                } else {
+                    slot.part.next_batch(&mut self.batch)
+                };
+                t.cells.size.record(self.batch.len() as u64);
                 r?
             }
         };
@@ -632,7 +639,7 @@ impl<T: Data> DriveSource for InputDriver<T> {
 struct SinkParts<T> {
     parts: Vec<Box<dyn ErasedSinkPart<T>>>,
     /// Per partition: `write_batch` durations, with the dataflow API on.
-    cells: Vec<Option<Arc<PartCells>>>,
+    cells: Vec<Option<PartTimer>>,
     bufs: Vec<Vec<T>>,
     /// Fixed-partitioned sinks with recovery.
     gate: Option<SinkGate<T>>,
@@ -655,10 +662,10 @@ struct SinkGate<T> {
 
 impl<T> SinkParts<T> {
     fn write_bufs(&mut self, step_id: &str) {
-        let parts = self.parts.iter_mut().zip(&self.cells);
-        for ((part, cells), buf) in parts.zip(self.bufs.iter_mut()) {
+        let parts = self.parts.iter_mut().zip(&mut self.cells);
+        for ((part, timer), buf) in parts.zip(self.bufs.iter_mut()) {
             if !buf.is_empty() {
-                if let Err(e) = timed_write(part, cells.as_deref(), buf) {
+                if let Err(e) = timed_write(part, timer.as_mut(), buf) {
                     fail(Error::in_step(step_id.to_string(), e));
                 }
                 buf.clear();

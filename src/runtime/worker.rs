@@ -11,7 +11,7 @@ use crate::dataflow::{Plan, Role};
 use crate::error::{Error, Result};
 use crate::exchange::{ChannelIo, StepChannel};
 use crate::net::io::NetPort;
-use crate::observe::metrics::{WorkerCells, PUBLISH_EVERY};
+use crate::observe::metrics::{RoundClock, WorkerCells, PUBLISH_EVERY};
 use crate::recovery::WorkerRecovery;
 use crate::runtime::build::{Activation, BuildCtx, DriveSource, SinkHandle};
 use crate::runtime::park::Shared;
@@ -66,6 +66,8 @@ enum RoundKind {
 /// The worker loop's metrics: each round's time goes to the kind of the round.
 struct LoopObs {
     cells: Arc<WorkerCells>,
+    /// The start of the current round, for partitions deciding what to time.
+    clock: RoundClock,
     last: Instant,
     kind: RoundKind,
     next_publish: Instant,
@@ -96,8 +98,11 @@ impl Worker {
             .as_ref()
             .map(|h| Rc::new(WorkerRecovery::new(h, me.global, me.local)));
         let first_epoch = env.recovery.as_ref().map_or(FIRST_EPOCH, |h| h.first_epoch);
-        let cells = env.observer.as_ref().map(|o| o.add_worker(me.global));
-        crate::observe::set_thread_cells(cells.clone());
+        let cells = env.observer.as_ref().map(|o| {
+            let clock: RoundClock = Rc::new(std::cell::Cell::new(Instant::now()));
+            (o.add_worker(me.global), clock)
+        });
+        crate::observe::set_thread_cells(cells.as_ref().map(|(c, _)| c.clone()));
         let mut ctx = BuildCtx::new(
             me.global,
             me.count,
@@ -140,8 +145,9 @@ impl Worker {
             zero_interval: config.epoch_interval.is_zero(),
             spin: config.spin,
             recovery,
-            obs: cells.map(|cells| LoopObs {
+            obs: cells.map(|(cells, clock)| LoopObs {
                 cells,
+                clock,
                 last: Instant::now(),
                 kind: RoundKind::Idle,
                 next_publish: Instant::now(),
@@ -157,6 +163,7 @@ impl Worker {
         };
         let dt = now.saturating_duration_since(o.last).as_nanos() as u64;
         o.last = now;
+        o.clock.set(now);
         let t = &o.cells.time;
         t.rounds.add(1);
         match o.kind {
