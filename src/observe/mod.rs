@@ -120,16 +120,27 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 thread_local! {
     /// The running worker's cells, while the API is on.
     static CELLS: RefCell<Option<Arc<WorkerCells>>> = const { RefCell::new(None) };
+    /// Whether `CELLS` is set: a plain flag (no destructor, so no lazy registration
+    /// check), which is all a step switch reads when the API is off.
+    static OBSERVED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Makes `cells` the calling worker thread's (or forgets them, with `None`).
 pub(crate) fn set_thread_cells(cells: Option<Arc<WorkerCells>>) {
+    OBSERVED.with(|o| o.set(cells.is_some()));
     CELLS.with(|c| *c.borrow_mut() = cells);
 }
 
 /// Publishes the step the calling worker now runs, for the sampler.
 #[inline]
 pub(crate) fn publish_step(step: usize) {
+    if OBSERVED.with(|o| o.get()) {
+        publish_slow(step);
+    }
+}
+
+#[inline]
+fn publish_slow(step: usize) {
     CELLS.with(|c| {
         if let Ok(c) = c.try_borrow() {
             if let Some(cells) = &*c {

@@ -29,7 +29,12 @@ impl Drop for StepGuard {
         // Not restored while unwinding, so the culprit stays visible to the catcher.
         if !std::thread::panicking() {
             CURRENT.with(|c| c.set(self.prev));
-            crate::observe::publish_step(self.prev);
+            // Back in the worker loop: tell the sampler. A return into an enclosing
+            // step is not published (it would double the cost of sampling); the
+            // sampler may then credit the inner step with the outer one's last moments.
+            if self.prev == usize::MAX {
+                crate::observe::publish_step(self.prev);
+            }
         }
     }
 }
