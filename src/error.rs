@@ -90,6 +90,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// The id of the step this error names, if it names one.
+    pub fn step_id(&self) -> Option<&str> {
+        match self {
+            Error::StepPanicked { step_id, .. } | Error::Step { step_id, .. } => Some(step_id),
+            _ => None,
+        }
+    }
+
     /// Wraps a user error with the id of the step it came from.
     pub fn in_step(step_id: impl Into<String>, source: impl Into<BoxError>) -> Error {
         Error::Step {

@@ -33,6 +33,7 @@ mod exchange;
 pub mod flows;
 pub mod io;
 pub mod net;
+pub mod observe;
 pub mod operators;
 pub mod recovery;
 pub mod runtime;

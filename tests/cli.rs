@@ -622,6 +622,7 @@ fn example_keeps_the_builtins_and_the_command_line() {
         [
             "simple",
             "wordcount",
+            "metrics_demo",
             "bench_pipe",
             "bench_wordcount",
             "bench_exchange",

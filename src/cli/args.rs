@@ -120,6 +120,36 @@ struct Cli {
     /// List the registered flows and exit.
     #[arg(long)]
     list: bool,
+
+    #[command(flatten)]
+    observe: ObserveArgs,
+}
+
+/// The dataflow API and log options (src/observe).
+#[derive(Debug, clap::Args)]
+struct ObserveArgs {
+    /// Serve the dataflow API (/metrics, /dataflow, the dashboard at /) on port 3030.
+    #[arg(long = "api", env = "WAXFAST_DATAFLOW_API_ENABLED", value_parser = clap::builder::FalseyValueParser::new())]
+    api_enabled: bool,
+    /// Serve the dataflow API on PORT (turns it on; default 3030).
+    #[arg(
+        long = "api-port",
+        env = "WAXFAST_DATAFLOW_API_PORT",
+        value_name = "PORT",
+        allow_negative_numbers = true
+    )]
+    api_port: Option<String>,
+    /// The address the dataflow API binds (turns it on; default 127.0.0.1).
+    #[arg(
+        long = "api-bind",
+        env = "WAXFAST_DATAFLOW_API_BIND",
+        value_name = "IP"
+    )]
+    api_bind: Option<String>,
+    /// Log format on stderr: text (default) or json (one object per line, with the
+    /// worker index and step id as fields). The level is WAXFAST_LOG's.
+    #[arg(long = "log-format", env = "WAXFAST_LOG_FORMAT", value_name = "FORMAT")]
+    log_format: Option<String>,
 }
 
 /// The validated settings of one invocation.
@@ -153,6 +183,10 @@ pub struct Settings {
     pub recovery_directory: Option<std::path::PathBuf>,
     /// `-b`: how long superseded snapshots are kept.
     pub backup_interval: Duration,
+    /// Where the dataflow API listens, if it is on.
+    pub api: Option<std::net::SocketAddr>,
+    /// `--log-format json`.
+    pub log_json: bool,
 }
 
 pub(crate) enum ArgsError {
@@ -438,7 +472,10 @@ fn validate(cli: Cli, m: &ArgMatches) -> Result<Settings, String> {
         None => None,
     };
 
+    let (api, log_json) = observe_settings(&cli.observe, m)?;
     Ok(Settings {
+        api,
+        log_json,
         flow: cli.flow,
         peer_timeout,
         cluster_secret,
@@ -454,6 +491,46 @@ fn validate(cli: Cli, m: &ArgMatches) -> Result<Settings, String> {
         recovery_directory,
         backup_interval,
     })
+}
+
+/// The dataflow API's address (if on) and whether logs are JSON.
+fn observe_settings(
+    o: &ObserveArgs,
+    m: &ArgMatches,
+) -> Result<(Option<std::net::SocketAddr>, bool), String> {
+    let log_json = match o.log_format.as_deref().map(str::trim) {
+        None | Some("text") => false,
+        Some("json") => true,
+        Some(other) => {
+            let name = origin(m, "log_format", "--log-format", "WAXFAST_LOG_FORMAT");
+            return Err(format!(
+                "invalid value {other:?} for {name}: expected text or json"
+            ));
+        }
+    };
+    if !o.api_enabled && o.api_port.is_none() && o.api_bind.is_none() {
+        return Ok((None, log_json));
+    }
+    let port = match &o.api_port {
+        None => crate::observe::ApiConfig::DEFAULT_PORT,
+        Some(text) => text
+            .trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| {
+                let name = origin(m, "api_port", "--api-port", "WAXFAST_DATAFLOW_API_PORT");
+                format!("invalid value {text:?} for {name}: expected a port from 1 to 65535")
+            })?,
+    };
+    let ip = match &o.api_bind {
+        None => std::net::IpAddr::from([127, 0, 0, 1]),
+        Some(text) => text.trim().parse().map_err(|_| {
+            let name = origin(m, "api_bind", "--api-bind", "WAXFAST_DATAFLOW_API_BIND");
+            format!("invalid value {text:?} for {name}: expected an IP address such as 127.0.0.1 or 0.0.0.0")
+        })?,
+    };
+    Ok((Some(std::net::SocketAddr::new(ip, port)), log_json))
 }
 
 #[cfg(test)]

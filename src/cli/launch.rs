@@ -83,11 +83,20 @@ pub(crate) fn launch(n: usize, s: &Settings) -> u8 {
             .env_remove("WAXFAST_SNAPSHOT_INTERVAL")
             .env_remove("WAXFAST_PEER_TIMEOUT")
             .env_remove("WAXFAST_CLUSTER_SECRET_FILE")
+            .env_remove("WAXFAST_DATAFLOW_API_ENABLED")
+            .env_remove("WAXFAST_DATAFLOW_API_PORT")
+            .env_remove("WAXFAST_DATAFLOW_API_BIND")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if !s.pin {
             cmd.arg("--no-pin");
+        }
+        // One API server per process: process i serves on the given port + i.
+        if let Some(api) = s.api {
+            let port = api.port().saturating_add(i as u16);
+            cmd.arg("--api-bind").arg(api.ip().to_string());
+            cmd.arg("--api-port").arg(port.to_string());
         }
         if let Some(file) = &s.cluster_secret_file {
             cmd.arg("--cluster-secret-file").arg(file);

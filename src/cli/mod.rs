@@ -92,6 +92,22 @@ impl FlowRegistry {
     fn get(&self, name: &str) -> Option<&FlowEntry> {
         self.entries.iter().find(|e| e.name == name)
     }
+
+    /// Builds `NAME[:ARGS]`: its name, its arguments and the flow, or a usage message.
+    fn make<'a>(&self, flow_arg: &'a str) -> Result<(&'a str, Option<&'a str>, Dataflow), String> {
+        let (name, flow_args) = match flow_arg.split_once(':') {
+            Some((n, a)) => (n, Some(a)),
+            None => (flow_arg, None),
+        };
+        let Some(entry) = self.get(name) else {
+            return Err(format!(
+                "unknown flow {name:?}; known flows: {} (see `waxfast --list`)",
+                self.names().join(", ")
+            ));
+        };
+        let flow = (entry.factory)(flow_args).map_err(|msg| format!("flow {name:?}: {msg}"))?;
+        Ok((name, flow_args, flow))
+    }
 }
 
 /// Runs the command line of this process against `registry`.
@@ -118,6 +134,9 @@ where
     if args.get(1).is_some_and(|a| a == "recovery") {
         return recovery_command(&args[2..]);
     }
+    if args.get(1).is_some_and(|a| a == "visualize") {
+        return visualize_command(&args[2..], registry);
+    }
     let settings = match args::parse(args) {
         Ok(Some(s)) => s,
         Ok(None) => return 0, // --help / --version printed
@@ -136,7 +155,7 @@ where
             return usage_error(&msg);
         }
     }
-    init_logging();
+    init_logging(settings.log_json);
     if settings.list {
         for e in &registry.entries {
             println!("{:<12} {}", e.name, e.description);
@@ -146,19 +165,9 @@ where
     let Some(flow_arg) = settings.flow.as_deref() else {
         return usage_error("missing FLOW: name the flow to run (see `waxfast --list`)");
     };
-    let (name, flow_args) = match flow_arg.split_once(':') {
-        Some((n, a)) => (n, Some(a)),
-        None => (flow_arg, None),
-    };
-    let Some(entry) = registry.get(name) else {
-        return usage_error(&format!(
-            "unknown flow {name:?}; known flows: {} (see `waxfast --list`)",
-            registry.names().join(", ")
-        ));
-    };
-    let flow = match (entry.factory)(flow_args) {
-        Ok(f) => f,
-        Err(msg) => return usage_error(&format!("flow {name:?}: {msg}")),
+    let (name, flow_args, flow) = match registry.make(flow_arg) {
+        Ok(made) => made,
+        Err(msg) => return usage_error(&msg),
     };
     if let Some(n) = settings.processes {
         return launch::launch(n, &settings);
@@ -171,6 +180,10 @@ where
         .flow_args(flow_args.unwrap_or_default());
     if let Some(secret) = &settings.cluster_secret {
         config = config.cluster_secret(secret.clone());
+    }
+    if let Some(addr) = settings.api {
+        config = config.api(crate::observe::ApiConfig::new(addr));
+        eprintln!("waxfast: dataflow API on http://{addr}/ (dashboard), /metrics, /dataflow");
     }
     if let Some(dir) = &settings.recovery_directory {
         config = config.recovery(
@@ -196,6 +209,63 @@ where
             }
         }
     }
+}
+
+const VISUALIZE_USAGE: &str = "usage: waxfast visualize FLOW[:ARGS] [--format mermaid|json|dot]";
+
+/// `waxfast visualize FLOW[:ARGS]` (Bytewax: `python -m bytewax.visualize`): prints the
+/// flow's graph as Mermaid, or as `RenderedDataflow` JSON or Graphviz dot.
+fn visualize_command(args: &[OsString], registry: &FlowRegistry) -> u8 {
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut flow = None;
+    let mut format = "mermaid".to_string();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-h" | "--help" => {
+                println!("Prints a flow's graph (Mermaid by default).\n\n{VISUALIZE_USAGE}");
+                return 0;
+            }
+            "--format" | "-f" => match it.next() {
+                Some(f) => format = f.clone(),
+                None => return usage_error(&format!("--format needs a value; {VISUALIZE_USAGE}")),
+            },
+            f if f.starts_with("--format=") => format = f["--format=".len()..].to_string(),
+            f if f.starts_with('-') => {
+                return usage_error(&format!("unknown option {f:?}; {VISUALIZE_USAGE}"))
+            }
+            f if flow.is_none() => flow = Some(f.to_string()),
+            f => return usage_error(&format!("unexpected argument {f:?}; {VISUALIZE_USAGE}")),
+        }
+    }
+    let Some(flow_arg) = flow else {
+        return usage_error(&format!("missing FLOW; {VISUALIZE_USAGE}"));
+    };
+    let flow = match registry.make(&flow_arg) {
+        Ok((_, _, flow)) => flow,
+        Err(msg) => return usage_error(&msg),
+    };
+    let graph = match crate::observe::RenderedDataflow::of(&flow) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    match format.as_str() {
+        "mermaid" => print!("{}", graph.to_mermaid()),
+        "json" => println!("{}", graph.to_json()),
+        "dot" => print!("{}", graph.to_dot()),
+        other => {
+            return usage_error(&format!(
+                "invalid value {other:?} for --format: expected mermaid, json or dot"
+            ))
+        }
+    }
+    0
 }
 
 const RECOVERY_USAGE: &str = "usage: waxfast recovery init DIR COUNT";
@@ -248,11 +318,20 @@ fn usage_error(msg: &str) -> u8 {
     2
 }
 
-fn init_logging() {
+fn init_logging(json: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("WAXFAST_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        // One object per line; the worker's span puts `worker_index` on each event.
+        fmt.json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
+    } else {
+        fmt.try_init()
+    };
 }

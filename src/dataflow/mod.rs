@@ -120,6 +120,8 @@ struct Graph {
     channels: Vec<Arc<MeshMaker>>,
     /// The fixed-partitioned inputs and outputs, by step id.
     listers: Vec<(Arc<str>, PartLister)>,
+    /// Composite operators (scopes opened by [`Stream::enter`]): id and operator kind.
+    scopes: Vec<(Arc<str>, &'static str)>,
     error: Option<IdProblem>,
 }
 
@@ -154,6 +156,8 @@ pub(crate) struct Plan {
     pub(crate) channels: Vec<Arc<MeshMaker>>,
     /// The fixed-partitioned inputs and outputs, by step id, in declaration order.
     pub(crate) listers: Vec<(Arc<str>, PartLister)>,
+    /// Composite operators: their ids and kinds (for rendering the graph).
+    pub(crate) scopes: Vec<(Arc<str>, &'static str)>,
 }
 
 impl Plan {
@@ -314,6 +318,7 @@ impl Dataflow {
             streams: g.streams,
             channels: g.channels.clone(),
             listers: g.listers.clone(),
+            scopes: g.scopes.clone(),
         })
     }
 }
@@ -463,11 +468,14 @@ impl<T: Data> Stream<T> {
         Stream::new(self.graph.clone(), id, self.scope.clone())
     }
 
-    /// Opens the scope of a composite operator named `name`: reserves the id
-    /// `scope.name` and returns this stream re-homed inside it, so inner steps are
-    /// named `scope.name.inner`.
-    pub(crate) fn enter(&self, name: &str) -> Stream<T> {
-        let id = lock(&self.graph).reserve(&self.scope, name);
+    /// Opens the scope of a composite operator named `name` of kind `kind` (what the
+    /// rendered graph calls its `op_type`): reserves the id `scope.name` and returns
+    /// this stream re-homed inside it, so inner steps are named `scope.name.inner`.
+    pub(crate) fn enter(&self, name: &str, kind: &'static str) -> Stream<T> {
+        let mut g = lock(&self.graph);
+        let id = g.reserve(&self.scope, name);
+        g.scopes.push((id.clone(), kind));
+        drop(g);
         Stream::new(self.graph.clone(), self.id, id)
     }
 

@@ -141,6 +141,8 @@ pub(crate) trait ChannelIo {
     /// A frame from a worker in another process: a batch to decode and deliver, or
     /// progress.
     fn recv_frame(&mut self, frame: &Frame) -> Result<(), String>;
+    /// Messages waiting in this worker's inbound rings, and in its overflow queues.
+    fn backlog(&self) -> (usize, usize);
 }
 
 /// A channel as the worker loop holds it, with the index of the step it belongs to.
@@ -378,6 +380,12 @@ impl<B> Links<B> {
     pub(crate) fn has_inbound(&self) -> bool {
         self.ep.ins.iter().flatten().any(|c| !c.is_empty())
     }
+
+    /// Messages waiting in inbound rings, and in overflow queues.
+    pub(crate) fn backlog(&self) -> (usize, usize) {
+        let rings = self.ep.ins.iter().flatten().map(|c| c.slots()).sum();
+        (rings, self.overflow.iter().map(|q| q.len()).sum())
+    }
 }
 
 /// A batch type that can be staged per target worker.
@@ -522,6 +530,10 @@ impl<B: Batch> ChannelIo for Channel<B> {
 
     fn has_inbound(&self) -> bool {
         self.links.has_inbound()
+    }
+
+    fn backlog(&self) -> (usize, usize) {
+        self.links.backlog()
     }
 
     fn recv_frame(&mut self, frame: &Frame) -> Result<(), String> {

@@ -97,6 +97,40 @@ fn count_words(lines: Vec<String>) -> hashbrown::HashTable<(String, u64)> {
     counts
 }
 
+/// Bytewax's `metrics_demo` with a `fmt` step before stdout: `count` readings of
+/// `cpu`, one per `interval`, through a running maximum (`stateful_map`), printed as
+/// `cpu=max` lines. A slow flow to watch through the dataflow API.
+pub fn metrics_demo(count: u64, interval: std::time::Duration) -> Dataflow {
+    let flow = Dataflow::new("metrics_demo");
+    flow.input(
+        "inp",
+        crate::connectors::demo::RandomMetricSource::new("cpu", interval, Some(count)),
+    )
+    .stateful_map("running_max", |st: Option<f64>, v: f64| {
+        let m = st.map_or(v, |s| s.max(v));
+        (Some(m), m)
+    })
+    .map("fmt", |(k, v)| format!("{k}={v:.3}"))
+    .output("out", StdOutSink::new());
+    flow
+}
+
+fn metrics_demo_args(args: Option<&str>) -> Result<Dataflow, String> {
+    let (count, ms) = match args {
+        None => ("40", "100"),
+        Some(a) => a.split_once(',').unwrap_or((a, "100")),
+    };
+    let count: u64 = count
+        .trim()
+        .parse()
+        .map_err(|_| format!("COUNT {count:?} is not a whole number"))?;
+    let ms: u64 = ms
+        .trim()
+        .parse()
+        .map_err(|_| format!("INTERVAL_MS {ms:?} is not a whole number"))?;
+    Ok(metrics_demo(count, std::time::Duration::from_millis(ms)))
+}
+
 /// Adds the built-in flows to `registry`.
 pub fn register_builtins(registry: FlowRegistry) -> FlowRegistry {
     registry
@@ -117,6 +151,11 @@ pub fn register_builtins(registry: FlowRegistry) -> FlowRegistry {
                 }
                 _ => Err("needs the path of a text file or directory: wordcount:PATH[,OUT]".to_string()),
             },
+        )
+        .register(
+            "metrics_demo",
+            "metrics_demo[:COUNT,INTERVAL_MS]  COUNT random cpu readings, one per INTERVAL_MS, through a running max (default 40,100)",
+            metrics_demo_args,
         )
         .register(
             "bench_pipe",

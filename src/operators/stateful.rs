@@ -567,6 +567,10 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> Activation for KeyedOp<K, V, L> 
         self.timers.next()
     }
 
+    fn live_keys(&self) -> Option<usize> {
+        Some(self.table.len())
+    }
+
     fn on_wake(&mut self, now: Instant, epoch: Epoch) {
         // Fire only what was due when this wake began: a logic whose `notify_at` stays
         // in the past is notified once per scheduling round, not in a tight loop that
@@ -1040,7 +1044,7 @@ impl<T: Data> Stream<T> {
         step: &str,
         key_fn: impl Fn(T) -> K + Send + Sync + 'static,
     ) -> Stream<(K, u64)> {
-        let inner = self.enter(step);
+        let inner = self.enter(step, "count_final");
         let key_fn = Arc::new(key_fn);
         inner
             .unary::<(K, ())>("key", "key_on", move |ctx, inp, out| {
@@ -1310,7 +1314,7 @@ impl<K: Key, V: ExchangeData> Stream<(K, V)> {
             self.same_flow(other),
             "join step {step:?}: both streams must belong to the same Dataflow"
         );
-        let inner = self.enter(step);
+        let inner = self.enter(step, "join");
         let left = inner.map_value("left", Side::<V, W>::Left);
         let right = other
             .rescope(&inner)

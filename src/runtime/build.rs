@@ -17,6 +17,7 @@ use crate::exchange::keyed::{KeyBatch, KeyRouter, KeyedInput};
 use crate::exchange::{ChannelIo, Endpoint, Links, StepChannel};
 use crate::io::SourceStatus;
 use crate::io::{assign_partitions, ErasedSinkPart, ErasedSourcePart, SinkKind, SourceKind};
+use crate::observe::metrics::{PartTimer, RoundClock, StepCells, WorkerCells};
 use crate::recovery::{kind, KeyRows, Rows, WorkerRecovery};
 use crate::runtime::listing::Listing;
 use crate::runtime::park::Shared;
@@ -38,6 +39,10 @@ pub(crate) trait Activation {
     }
     /// Called once `next_wake` has passed; `epoch` tags what it emits.
     fn on_wake(&mut self, _now: Instant, _epoch: Epoch) {}
+    /// Keys holding state on this worker, for a keyed step (the dataflow API).
+    fn live_keys(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// An input step's partitions on this worker.
@@ -80,6 +85,8 @@ pub struct BuildCtx {
     recovery: Option<Rc<WorkerRecovery>>,
     first_epoch: Epoch,
     listing: Arc<Listing>,
+    /// This worker's metrics cells and round clock, with the dataflow API on.
+    cells: Option<(Arc<WorkerCells>, RoundClock)>,
 }
 
 impl std::fmt::Debug for BuildCtx {
@@ -119,7 +126,26 @@ impl BuildCtx {
             recovery: None,
             first_epoch: crate::runtime::progress::FIRST_EPOCH,
             listing: Arc::default(),
+            cells: None,
         }
+    }
+
+    /// Counts into `cells` (the dataflow API is on).
+    pub(crate) fn with_cells(mut self, cells: Option<(Arc<WorkerCells>, RoundClock)>) -> Self {
+        self.cells = cells;
+        self
+    }
+
+    /// The cells of the step being built, with the dataflow API on.
+    fn step_cells(&self) -> Option<Arc<StepCells>> {
+        self.cells.as_ref().map(|(c, _)| c.steps[self.step].clone())
+    }
+
+    /// Registers partition `part` of the step being built, with the dataflow API on.
+    fn part_cells(&self, part: &str, input: bool) -> Option<PartTimer> {
+        self.cells
+            .as_ref()
+            .map(|(c, clock)| PartTimer::new(c.add_part(self.step, part, input), clock.clone()))
     }
 
     /// The partitions listed for this process before its workers started.
@@ -206,6 +232,7 @@ impl BuildCtx {
         let guarded = Guarded {
             step: self.step,
             inner: consumer,
+            cells: self.step_cells(),
         };
         let slot = self.tees[stream].get_or_insert_with(|| Box::new(Tee::<T>::default()));
         slot.downcast_mut::<Tee<T>>()
@@ -215,12 +242,14 @@ impl BuildCtx {
 
     /// Takes the tee of `stream` (all its consumers are built by now).
     pub(crate) fn take_tee<T: Data>(&mut self, stream: StreamId) -> Tee<T> {
-        match self.tees[stream].take() {
+        let mut tee = match self.tees[stream].take() {
             Some(b) => *b
                 .downcast::<Tee<T>>()
                 .expect("stream item type is fixed by Stream<T>"),
             None => Tee::default(),
-        }
+        };
+        tee.count_into(self.step_cells());
+        tee
     }
 
     pub(crate) fn add_activation(&mut self, a: Rc<RefCell<dyn Activation>>) {
@@ -336,6 +365,7 @@ impl BuildCtx {
             parts: parts
                 .into_iter()
                 .map(|(name, part)| PartSlot {
+                    cells: self.part_cells(&name, true),
                     name,
                     part,
                     awake: now,
@@ -372,6 +402,7 @@ impl BuildCtx {
                     .map_err(wrap)?;
                 let handle = Rc::new(RefCell::new(SinkParts {
                     parts: vec![part],
+                    cells: vec![self.part_cells("", false)],
                     bufs: Vec::new(),
                     gate: None,
                 }));
@@ -380,7 +411,9 @@ impl BuildCtx {
                 self.consume(
                     input,
                     PushFn(move |_e, batch: &mut Vec<T>| {
-                        if let Err(e) = h.borrow_mut().parts[0].write_batch(batch) {
+                        let h = &mut *h.borrow_mut();
+                        let r = timed_write(&mut h.parts[0], h.cells[0].as_mut(), batch);
+                        if let Err(e) = r {
                             fail(Error::in_step(id.to_string(), e));
                         }
                     }),
@@ -417,6 +450,7 @@ impl BuildCtx {
                 let owner = assign_partitions(&visible, self.worker_count);
                 let mut slot_of_part = vec![usize::MAX; names.len()];
                 let mut parts = Vec::new();
+                let mut cells = Vec::new();
                 let mut local_names = Vec::new();
                 for (p, name) in names.iter().enumerate() {
                     if owner[p] == self.worker_index {
@@ -427,11 +461,13 @@ impl BuildCtx {
                                 .map_err(wrap)?,
                         );
                         local_names.push(name.clone());
+                        cells.push(self.part_cells(name, false));
                     }
                 }
                 let n_local = parts.len();
                 let handle = Rc::new(RefCell::new(SinkParts {
                     parts,
+                    cells,
                     bufs: (0..n_local).map(|_| Vec::new()).collect(),
                     gate: self.snapshot_rows().map(|rows| SinkGate {
                         step_id: step_id.clone(),
@@ -488,7 +524,26 @@ pub(crate) fn fail(err: Error) -> ! {
     std::panic::resume_unwind(Box::new(err))
 }
 
+/// Calls `write_batch`, timing it when the dataflow API is on and a timing is due.
+fn timed_write<T>(
+    part: &mut Box<dyn ErasedSinkPart<T>>,
+    timer: Option<&mut PartTimer>,
+    batch: &mut Vec<T>,
+) -> Result<(), crate::error::BoxError> {
+    match timer.filter(|t| t.due()) {
+        Some(t) => {
+            let t0 = Instant::now();
+            let r = part.write_batch(batch);
+            t.cells.duration.record(t0.elapsed().as_nanos() as u64);
+            r
+        }
+        None => part.write_batch(batch),
+    }
+}
+
 struct PartSlot<T> {
+    /// `next_batch` durations and sizes, with the dataflow API on.
+    cells: Option<PartTimer>,
     name: String,
     part: Box<dyn ErasedSourcePart<T>>,
     awake: Instant,
@@ -541,7 +596,21 @@ impl<T: Data> DriveSource for InputDriver<T> {
         };
         self.next = (i + 1) % n;
         let slot = &mut self.parts[i];
-        let status = slot.part.next_batch(&mut self.batch)?;
+        let status = match &mut slot.cells {
+            None => slot.part.next_batch(&mut self.batch)?,
+            Some(t) => {
+                let r = if t.due() {
+                    let t0 = Instant::now();
+                    let r = slot.part.next_batch(&mut self.batch);
+                    t.cells.duration.record(t0.elapsed().as_nanos() as u64);
+                    r
+                } else {
+                    slot.part.next_batch(&mut self.batch)
+                };
+                t.cells.size.record(self.batch.len() as u64);
+                r?
+            }
+        };
         slot.dirty = true;
         let had_items = !self.batch.is_empty();
         self.tee.push(epoch, &mut self.batch);
@@ -587,6 +656,8 @@ impl<T: Data> DriveSource for InputDriver<T> {
 
 struct SinkParts<T> {
     parts: Vec<Box<dyn ErasedSinkPart<T>>>,
+    /// Per partition: `write_batch` durations, with the dataflow API on.
+    cells: Vec<Option<PartTimer>>,
     bufs: Vec<Vec<T>>,
     /// Fixed-partitioned sinks with recovery.
     gate: Option<SinkGate<T>>,
@@ -609,9 +680,10 @@ struct SinkGate<T> {
 
 impl<T> SinkParts<T> {
     fn write_bufs(&mut self, step_id: &str) {
-        for (part, buf) in self.parts.iter_mut().zip(self.bufs.iter_mut()) {
+        let parts = self.parts.iter_mut().zip(&mut self.cells);
+        for ((part, timer), buf) in parts.zip(self.bufs.iter_mut()) {
             if !buf.is_empty() {
-                if let Err(e) = part.write_batch(buf) {
+                if let Err(e) = timed_write(part, timer.as_mut(), buf) {
                     fail(Error::in_step(step_id.to_string(), e));
                 }
                 buf.clear();

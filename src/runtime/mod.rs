@@ -46,6 +46,7 @@ pub struct RunConfig {
     pub(crate) recovery: Option<RecoveryConfig>,
     pub(crate) flow_args: String,
     pub(crate) cluster_secret: Option<Arc<[u8]>>,
+    pub(crate) api: Option<crate::observe::ApiConfig>,
 }
 
 impl Default for RunConfig {
@@ -59,6 +60,7 @@ impl Default for RunConfig {
             recovery: None,
             flow_args: String::new(),
             cluster_secret: None,
+            api: None,
         }
     }
 }
@@ -73,6 +75,8 @@ pub(crate) struct RunEnv {
     pub(crate) start: std::time::Instant,
     pub(crate) recovery: Option<crate::recovery::Handle>,
     pub(crate) listing: Arc<listing::Listing>,
+    /// The dataflow API's view of this run, when it is on.
+    pub(crate) observer: Option<Arc<crate::observe::Observer>>,
 }
 
 impl RunConfig {
@@ -127,6 +131,15 @@ impl RunConfig {
     /// ports must be on a trusted network.
     pub fn cluster_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
         self.cluster_secret = Some(secret.into().into());
+        self
+    }
+
+    /// Serves the dataflow API for this run (off by default): Prometheus metrics at
+    /// `/metrics`, the graph at `/dataflow`, a live dashboard at `/`. The server runs
+    /// on its own threads from before the workers start until they stop; a port that
+    /// cannot be bound fails the run, naming the address.
+    pub fn api(mut self, api: crate::observe::ApiConfig) -> Self {
+        self.api = Some(api);
         self
     }
 
@@ -233,6 +246,7 @@ pub fn run_main(flow: &Dataflow) -> Result<()> {
 pub fn run_main_with(flow: &Dataflow, config: &RunConfig) -> Result<()> {
     let plan = Arc::new(flow.plan()?);
     let listing = Arc::new(listing::Listing::of(&plan)?);
+    let (observer, _api) = start_api(config, &plan)?;
     let shared = Arc::new(Shared::new(1));
     interrupt::register(&shared);
     let running = match prepare_recovery(config, &plan, 0, 1, 1)? {
@@ -243,6 +257,7 @@ pub fn run_main_with(flow: &Dataflow, config: &RunConfig) -> Result<()> {
         start: std::time::Instant::now(),
         recovery: running.as_ref().map(|r| r.handle.clone()),
         listing,
+        observer,
     };
     let endpoints = make_endpoints(&plan, 1, 0, 1).pop().expect("one worker");
     let me = WorkerId {
@@ -319,6 +334,7 @@ pub fn cluster_main_with(
     // A process that cannot list its partitions still forms the cluster, to tell its
     // peers why it fails (they would otherwise wait out the connect timeout).
     let listed = listing::Listing::of(&plan);
+    let (observer, _api) = start_api(config, &plan)?;
     let prepared = prepare_recovery(config, &plan, base, n, total)?;
     let shared = Arc::new(Shared::new(n));
     interrupt::register(&shared);
@@ -368,6 +384,7 @@ pub fn cluster_main_with(
         start: std::time::Instant::now(),
         recovery: running.as_ref().map(|r| r.handle.clone()),
         listing: Arc::new(listing),
+        observer,
     };
     let signal = net.as_ref().map(|n| n.signal());
     let net_handle = match net {
@@ -457,6 +474,25 @@ pub fn cluster_main_with(
     }
 }
 
+/// Starts the dataflow API server if the run asks for it; it stops when the returned
+/// server is dropped, at the end of the run.
+#[allow(clippy::type_complexity)]
+fn start_api(
+    config: &RunConfig,
+    plan: &Plan,
+) -> Result<(
+    Option<Arc<crate::observe::Observer>>,
+    Option<crate::observe::ApiServer>,
+)> {
+    let Some(api) = &config.api else {
+        return Ok((None, None));
+    };
+    let obs = Arc::new(crate::observe::Observer::new(plan));
+    let server = crate::observe::ApiServer::start(api, obs.clone())?;
+    tracing::debug!(addr = %server.addr(), "dataflow API started");
+    Ok((Some(obs), Some(server)))
+}
+
 /// Builds every channel's rings among this process's `workers` (global indices from
 /// `base`, of `total`) and deals out one endpoint per channel to each worker.
 fn make_endpoints(
@@ -503,6 +539,8 @@ fn run_worker(
     shared.register(me.local);
     tighten_timer_slack();
     let index = me.global;
+    // Every event of this worker carries its index (a field of JSON logs).
+    let _span = tracing::info_span!("worker", worker_index = index).entered();
     tracing::debug!(flow = %plan.name, worker = index, workers = me.count, "worker starting");
     let mut built: Option<worker::Worker> = None;
     let result = catch_unwind(AssertUnwindSafe(|| {
@@ -528,9 +566,10 @@ fn run_worker(
     }
     drop(built);
     step_guard::reset();
+    crate::observe::set_thread_cells(None);
     match outcome {
         Err(e) if !matches!(e, Error::Aborted) => {
-            tracing::debug!(worker = index, error = %e, "worker failed");
+            tracing::debug!(worker = index, step_id = e.step_id(), error = %e, "worker failed");
             // The first cause goes to the shared slot, where the entry point reports it
             // exactly once; this worker's own result is just "aborted".
             shared.fail(me.local, e);

@@ -5,6 +5,9 @@
 //! its allocation for the next batch. A stream with several consumers clones the batch
 //! for all but the last one.
 
+use std::sync::Arc;
+
+use crate::observe::metrics::StepCells;
 use crate::runtime::progress::Epoch;
 use crate::runtime::step_guard::StepGuard;
 
@@ -31,6 +34,8 @@ pub trait Push<T> {
 pub struct Tee<T> {
     consumers: Vec<Box<dyn Push<T>>>,
     scratch: Vec<T>,
+    /// The producing step's cells, with the dataflow API on: counts items out.
+    cells: Option<Arc<StepCells>>,
 }
 
 impl<T> std::fmt::Debug for Tee<T> {
@@ -46,6 +51,7 @@ impl<T: Data> Default for Tee<T> {
         Tee {
             consumers: Vec::new(),
             scratch: Vec::new(),
+            cells: None,
         }
     }
 }
@@ -55,11 +61,19 @@ impl<T: Data> Tee<T> {
         self.consumers.push(consumer);
     }
 
+    /// Counts what is pushed here as items out of the step `cells` belong to.
+    pub(crate) fn count_into(&mut self, cells: Option<Arc<StepCells>>) {
+        self.cells = cells;
+    }
+
     /// Pushes `batch` to every consumer and leaves it empty for reuse.
     #[inline]
     pub fn push(&mut self, epoch: Epoch, batch: &mut Vec<T>) {
         if batch.is_empty() {
             return;
+        }
+        if let Some(c) = &self.cells {
+            c.items_out.add(batch.len() as u64);
         }
         if let Some((last, rest)) = self.consumers.split_last_mut() {
             for c in rest {
@@ -74,14 +88,19 @@ impl<T: Data> Tee<T> {
 }
 
 /// Wraps a consumer so that a panic inside it is attributed to its step.
+/// With the dataflow API on, it also counts the items in.
 pub(crate) struct Guarded<P> {
     pub(crate) step: usize,
     pub(crate) inner: P,
+    pub(crate) cells: Option<Arc<StepCells>>,
 }
 
 impl<T, P: Push<T>> Push<T> for Guarded<P> {
     #[inline]
     fn push(&mut self, epoch: Epoch, batch: &mut Vec<T>) {
+        if let Some(c) = &self.cells {
+            c.items_in.add(batch.len() as u64);
+        }
         let _g = StepGuard::enter(self.step);
         self.inner.push(epoch, batch);
     }

@@ -16,6 +16,7 @@ pub(crate) struct StepGuard {
 impl StepGuard {
     #[inline]
     pub(crate) fn enter(step: usize) -> StepGuard {
+        crate::observe::publish_step(step);
         StepGuard {
             prev: CURRENT.with(|c| c.replace(step)),
         }
@@ -28,6 +29,12 @@ impl Drop for StepGuard {
         // Not restored while unwinding, so the culprit stays visible to the catcher.
         if !std::thread::panicking() {
             CURRENT.with(|c| c.set(self.prev));
+            // Back in the worker loop: tell the sampler. A return into an enclosing
+            // step is not published (it would double the cost of sampling); the
+            // sampler may then credit the inner step with the outer one's last moments.
+            if self.prev == usize::MAX {
+                crate::observe::publish_step(self.prev);
+            }
         }
     }
 }

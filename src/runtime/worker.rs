@@ -11,6 +11,7 @@ use crate::dataflow::{Plan, Role};
 use crate::error::{Error, Result};
 use crate::exchange::{ChannelIo, StepChannel};
 use crate::net::io::NetPort;
+use crate::observe::metrics::{RoundClock, WorkerCells, PUBLISH_EVERY};
 use crate::recovery::WorkerRecovery;
 use crate::runtime::build::{Activation, BuildCtx, DriveSource, SinkHandle};
 use crate::runtime::park::Shared;
@@ -49,6 +50,27 @@ pub(crate) struct Worker {
     zero_interval: bool,
     spin: bool,
     recovery: Option<Rc<WorkerRecovery>>,
+    /// With the dataflow API on: this worker's cells and what its last round did.
+    obs: Option<LoopObs>,
+}
+
+/// What the last scheduling round did, for the dataflow API's loop times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RoundKind {
+    Busy,
+    Idle,
+    Parked,
+    Backpressured,
+}
+
+/// The worker loop's metrics: each round's time goes to the kind of the round.
+struct LoopObs {
+    cells: Arc<WorkerCells>,
+    /// The start of the current round, for partitions deciding what to time.
+    clock: RoundClock,
+    last: Instant,
+    kind: RoundKind,
+    next_publish: Instant,
 }
 
 fn index_by_step<T>(n: usize, items: &[(usize, T)]) -> Vec<Option<usize>> {
@@ -76,6 +98,11 @@ impl Worker {
             .as_ref()
             .map(|h| Rc::new(WorkerRecovery::new(h, me.global, me.local)));
         let first_epoch = env.recovery.as_ref().map_or(FIRST_EPOCH, |h| h.first_epoch);
+        let cells = env.observer.as_ref().map(|o| {
+            let clock: RoundClock = Rc::new(std::cell::Cell::new(Instant::now()));
+            (o.add_worker(me.global), clock)
+        });
+        crate::observe::set_thread_cells(cells.as_ref().map(|(c, _)| c.clone()));
         let mut ctx = BuildCtx::new(
             me.global,
             me.count,
@@ -85,7 +112,8 @@ impl Worker {
             shared.clone(),
         )
         .with_recovery(recovery.clone(), first_epoch)
-        .with_listing(env.listing.clone());
+        .with_listing(env.listing.clone())
+        .with_cells(cells.clone());
         for (i, step) in plan.steps.iter().enumerate().rev() {
             ctx.set_step(i, step.id.clone());
             let _g = StepGuard::enter(i);
@@ -124,6 +152,13 @@ impl Worker {
             zero_interval: config.epoch_interval.is_zero(),
             spin: config.spin,
             recovery,
+            obs: cells.map(|(cells, clock)| LoopObs {
+                cells,
+                clock,
+                last: Instant::now(),
+                kind: RoundKind::Idle,
+                next_publish: Instant::now(),
+            }),
         })
     }
 
@@ -135,9 +170,61 @@ impl Worker {
         }
     }
 
-    /// Advances the epoch clock; when it moves, the inputs save their positions as of
-    /// the end of the epoch that closed.
-    /// Moves the epoch clock to `now`; true if the epoch advanced.
+    /// Charges the time since the last round began to what that round did, and
+    /// publishes the gauges every [`PUBLISH_EVERY`]. Only with the dataflow API on.
+    fn observe_round(&mut self, now: Instant) {
+        let Some(o) = &mut self.obs else {
+            return;
+        };
+        let dt = now.saturating_duration_since(o.last).as_nanos() as u64;
+        o.last = now;
+        o.clock.set(now);
+        let t = &o.cells.time;
+        t.rounds.add(1);
+        match o.kind {
+            RoundKind::Busy => t.busy_ns.add(dt),
+            RoundKind::Idle => t.idle_ns.add(dt),
+            RoundKind::Parked => t.parked_ns.add(dt),
+            RoundKind::Backpressured => {
+                t.backpressured_ns.add(dt);
+                for (step, ch) in &self.channels {
+                    if ch.borrow().is_backlogged() {
+                        o.cells.steps[*step].backpressured_ns.add(dt);
+                    }
+                }
+                for (step, _) in &self.sources {
+                    o.cells.steps[*step].backpressured_ns.add(dt);
+                }
+            }
+        }
+        if now < o.next_publish {
+            return;
+        }
+        o.next_publish = now + PUBLISH_EVERY;
+        t.epoch.set(self.clock.epoch());
+        for (i, f) in self.step_frontier.iter().enumerate() {
+            o.cells.steps[i].frontier.set(*f);
+        }
+        for (step, ch) in &self.channels {
+            let (rings, overflow) = ch.borrow().backlog();
+            o.cells.steps[*step].ring_backlog.set(rings as u64);
+            o.cells.steps[*step].overflow_backlog.set(overflow as u64);
+        }
+        for (step, a) in &self.activations {
+            if let Some(n) = a.borrow().live_keys() {
+                o.cells.steps[*step].live_keys.set(n as u64);
+            }
+        }
+    }
+
+    fn set_round_kind(&mut self, kind: RoundKind) {
+        if let Some(o) = &mut self.obs {
+            o.kind = kind;
+        }
+    }
+
+    /// Moves the epoch clock to `now`; true if the epoch advanced. When it moves, the
+    /// inputs save their positions as of the end of the epoch that closed.
     fn tick(&mut self, now: Instant) -> Result<bool> {
         let old = self.clock.epoch();
         let advanced = self.clock.tick(now);
@@ -189,6 +276,7 @@ impl Worker {
                 return Err(Error::Aborted);
             }
             let now = Instant::now();
+            self.observe_round(now);
             // A zero interval means an epoch per round that read input (it ends right
             // after the input was read, below); idle rounds do not advance it (each
             // advance sends a progress marker to every peer).
@@ -262,6 +350,15 @@ impl Worker {
             if !overflow && self.step_frontier.iter().all(|&f| f == EOF_EPOCH) {
                 break;
             }
+            if self.obs.is_some() {
+                self.set_round_kind(if backpressured {
+                    RoundKind::Backpressured
+                } else if progressed {
+                    RoundKind::Busy
+                } else {
+                    RoundKind::Idle
+                });
+            }
             if progressed {
                 idle_rounds = 0;
                 continue;
@@ -275,9 +372,11 @@ impl Worker {
             } else if idle_rounds < SPIN_ROUNDS + YIELD_ROUNDS {
                 std::thread::yield_now();
             } else {
+                self.set_round_kind(RoundKind::Parked);
                 self.park(now, overflow);
             }
         }
+        self.observe_round(Instant::now());
         for (step, sink) in &self.sinks {
             let _g = StepGuard::enter(*step);
             let r = sink.borrow_mut().close();
@@ -396,7 +495,11 @@ impl Worker {
         }
         // With nothing scheduled, only a peer's message can bring work, and peers wake
         // us; the cap is a safety net, not a poll.
-        let wake = wake.unwrap_or(now + Duration::from_millis(100));
+        let mut wake = wake.unwrap_or(now + Duration::from_millis(100));
+        if self.obs.is_some() {
+            // With the dataflow API on, parked time and gauges stay at most this stale.
+            wake = wake.min(now + PUBLISH_EVERY);
+        }
         let now = Instant::now();
         if wake <= now {
             return;

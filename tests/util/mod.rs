@@ -23,6 +23,10 @@ pub fn waxfast() -> Command {
         "WAXFAST_LOG",
         "WAXFAST_FAULT_ABORT_AFTER_COMMITS",
         "WAXFAST_FAULT_TRUNCATE_INPUT",
+        "WAXFAST_DATAFLOW_API_ENABLED",
+        "WAXFAST_DATAFLOW_API_PORT",
+        "WAXFAST_DATAFLOW_API_BIND",
+        "WAXFAST_LOG_FORMAT",
     ] {
         cmd.env_remove(var);
     }

@@ -311,6 +311,7 @@ impl<K: Key, V: crate::ExchangeData> Stream<(K, V)> {
     fn windowed<C, Wr, A>(
         &self,
         step: &str,
+        kind: &'static str,
         clock: C,
         windower: Wr,
         agg: A,
@@ -323,7 +324,7 @@ impl<K: Key, V: crate::ExchangeData> Stream<(K, V)> {
     {
         let id = format!("{}.{step}", self.scope());
         let out = self
-            .enter(step)
+            .enter(step, kind)
             .window_steps(id, clock, windower, agg, ordered);
         rescope(out, self)
     }
@@ -387,6 +388,7 @@ impl<K: Key, V: crate::ExchangeData> Stream<(K, V)> {
     {
         self.windowed(
             step,
+            "window",
             clock,
             windower,
             UserWindow(builder, PhantomData),
@@ -437,6 +439,7 @@ impl<K: Key, V: crate::ExchangeData> Stream<(K, V)> {
     ) -> WindowOut<K, V, S> {
         self.windowed(
             step,
+            "fold_window",
             clock,
             windower,
             FoldAgg(builder, folder, merger),
@@ -476,7 +479,7 @@ impl<K: Key, V: crate::ExchangeData> Stream<(K, V)> {
         windower: Wr,
         ordered: bool,
     ) -> WindowOut<K, V, Vec<V>> {
-        self.windowed(step, clock, windower, CollectAgg, ordered)
+        self.windowed(step, "collect_window", clock, windower, CollectAgg, ordered)
     }
 
     /// Combines each window's values pairwise with `reducer` (in arrival order, as
@@ -513,7 +516,14 @@ impl<K: Key, V: crate::ExchangeData> Stream<(K, V)> {
         windower: Wr,
         reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
     ) -> WindowOut<K, V, V> {
-        self.windowed(step, clock, windower, ReduceAgg(reducer), false)
+        self.windowed(
+            step,
+            "reduce_window",
+            clock,
+            windower,
+            ReduceAgg(reducer),
+            false,
+        )
     }
 
     /// The largest value of each window, when the window closes.
@@ -551,6 +561,7 @@ impl<K: Key, V: crate::ExchangeData> Stream<(K, V)> {
     {
         self.windowed(
             step,
+            "max_window",
             clock,
             windower,
             ReduceAgg(|a: V, b: V| if b > a { b } else { a }),
@@ -589,6 +600,7 @@ impl<K: Key, V: crate::ExchangeData> Stream<(K, V)> {
     {
         self.windowed(
             step,
+            "min_window",
             clock,
             windower,
             ReduceAgg(|a: V, b: V| if b < a { b } else { a }),
@@ -655,7 +667,7 @@ impl<K: Key, V: crate::ExchangeData> Stream<(K, V)> {
             "join_window step {step:?}: both streams must belong to the same Dataflow"
         );
         let id = format!("{}.{step}", self.scope());
-        let inner = self.enter(step);
+        let inner = self.enter(step, "join_window");
         let left = inner.map_value("left", JoinSide::<V, W>::Left);
         let right = other
             .rescope(&inner)
@@ -714,7 +726,7 @@ impl<T: Data> Stream<T> {
     {
         let id = format!("{}.{step}", self.scope());
         let out = self
-            .enter(step)
+            .enter(step, "count_window")
             .key_on("key", key_fn)
             .window_steps(id, clock, windower, CountAgg, false);
         rescope(out, self)

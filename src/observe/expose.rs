@@ -1,0 +1,370 @@
+//! What the server sends: the Prometheus text exposition (`/metrics`) and the
+//! dashboard's JSON (`/status`), both read from the workers' cells.
+//!
+//! Metrics that mean what Bytewax's mean keep Bytewax's names (`bytewax_item_inp_count`,
+//! `bytewax_inp_part_next_batch_duration_seconds`, ...), so dashboards made for Bytewax
+//! read them; the rest are `waxfast_*`.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::metrics::{Counter, Histogram, WorkerCells, ABSENT};
+use super::{lock, Observer, SAMPLE_EVERY};
+use crate::runtime::EOF_EPOCH;
+
+/// A label value, escaped as the text format requires.
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn ns_to_s(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
+
+/// `ns` nanoseconds as decimal seconds, exactly (`500000` is `0.0005`).
+fn secs_text(ns: u64) -> String {
+    let (s, frac) = (ns / 1_000_000_000, ns % 1_000_000_000);
+    if frac == 0 {
+        return s.to_string();
+    }
+    let f = format!("{frac:09}");
+    format!("{s}.{}", f.trim_end_matches('0'))
+}
+
+/// Writes one histogram's series; `scale` turns recorded units into the metric's
+/// (1e-9 for nanoseconds recorded, seconds exposed).
+fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram, scale: f64) {
+    let mut cum = 0;
+    for (i, b) in h.buckets.iter().enumerate() {
+        cum += b.get();
+        let le = match h.bounds.get(i) {
+            Some(&v) if scale == 1.0 => v.to_string(),
+            Some(&v) => secs_text(v),
+            None => "+Inf".to_string(),
+        };
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cum}");
+    }
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum.get() as f64 * scale);
+    let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count.get());
+}
+
+/// The Prometheus text exposition of every worker's cells.
+pub(crate) fn prometheus(obs: &Observer) -> String {
+    let workers = obs.workers();
+    let samples = lock(&obs.samples).clone();
+    let mut out = String::with_capacity(16 << 10);
+    let step_label = |w: &WorkerCells, s: usize| {
+        format!(
+            "step_id=\"{}\",worker_index=\"{}\"",
+            esc(&obs.step_ids[s]),
+            w.index
+        )
+    };
+
+    // Partition histograms, as Bytewax's (plus part_id).
+    let parts: Vec<(Arc<WorkerCells>, Vec<Arc<super::metrics::PartCells>>)> = workers
+        .iter()
+        .map(|w| (w.clone(), lock(&w.parts).clone()))
+        .collect();
+    // Dynamic partitions have no name: they are the worker's.
+    let part_label = |w: &WorkerCells, p: &super::metrics::PartCells| match p.part.as_str() {
+        "" => step_label(w, p.step),
+        name => format!("{},part_id=\"{}\"", step_label(w, p.step), esc(name)),
+    };
+    for (name, help, input, size) in [
+        (
+            "bytewax_inp_part_next_batch_duration_seconds",
+            "`next_batch` duration in seconds",
+            true,
+            false,
+        ),
+        (
+            "bytewax_inp_part_next_batch_size",
+            "`next_batch` batch size",
+            true,
+            true,
+        ),
+        (
+            "bytewax_out_part_write_batch_duration_seconds",
+            "`write_batch` duration in seconds",
+            false,
+            false,
+        ),
+    ] {
+        header(&mut out, name, "histogram", help);
+        for (w, ps) in &parts {
+            for p in ps.iter().filter(|p| p.input == input) {
+                let (h, scale) = if size {
+                    (&p.size, 1.0)
+                } else {
+                    (&p.duration, 1e-9)
+                };
+                histogram(&mut out, name, &part_label(w, p), h, scale);
+            }
+        }
+    }
+
+    // Items in and out of every step.
+    type Get = fn(&super::metrics::StepCells) -> &Counter;
+    let step_counters: [(&str, &str, Get); 2] = [
+        (
+            "bytewax_item_inp_count_total",
+            "number of items this step has ingested",
+            |c| &c.items_in,
+        ),
+        (
+            "bytewax_item_out_count_total",
+            "number of items this step has emitted",
+            |c| &c.items_out,
+        ),
+    ];
+    for (name, help, get) in step_counters {
+        header(&mut out, name, "counter", help);
+        for w in &workers {
+            for (s, c) in w.steps.iter().enumerate() {
+                let _ = writeln!(out, "{name}{{{}}} {}", step_label(w, s), get(c).get());
+            }
+        }
+    }
+
+    header(
+        &mut out,
+        "waxfast_step_busy_seconds_total",
+        "counter",
+        "time the worker spent in this step (sampled every 10 ms)",
+    );
+    for (wi, w) in workers.iter().enumerate() {
+        for s in 0..w.steps.len() {
+            let n = samples
+                .in_step
+                .get(wi)
+                .and_then(|v| v.get(s))
+                .copied()
+                .unwrap_or(0);
+            let secs = n as f64 * SAMPLE_EVERY.as_secs_f64();
+            let _ = writeln!(
+                out,
+                "waxfast_step_busy_seconds_total{{{}}} {secs}",
+                step_label(w, s)
+            );
+        }
+    }
+    header(
+        &mut out,
+        "waxfast_step_backpressured_seconds_total",
+        "counter",
+        "time this step's exchange held the worker's inputs back, or an input was not polled because of it",
+    );
+    for w in &workers {
+        for (s, c) in w.steps.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "waxfast_step_backpressured_seconds_total{{{}}} {}",
+                step_label(w, s),
+                ns_to_s(c.backpressured_ns.get())
+            );
+        }
+    }
+
+    // Gauges a worker publishes every 100 ms.
+    header(
+        &mut out,
+        "waxfast_step_frontier",
+        "gauge",
+        "the step's input frontier: the oldest epoch that may still arrive (+Inf at end of stream)",
+    );
+    for w in &workers {
+        for (s, c) in w.steps.iter().enumerate() {
+            let f = c.frontier.get();
+            let v = if f == EOF_EPOCH || f == ABSENT {
+                "+Inf".to_string()
+            } else {
+                f.to_string()
+            };
+            let _ = writeln!(out, "waxfast_step_frontier{{{}}} {v}", step_label(w, s));
+        }
+    }
+    type GetG = fn(&super::metrics::StepCells) -> &Counter;
+    let gauges: [(&str, &str, GetG); 3] = [
+        (
+            "waxfast_step_live_keys",
+            "keys holding state in this keyed step on this worker",
+            |c| &c.live_keys,
+        ),
+        (
+            "waxfast_exchange_ring_messages",
+            "messages waiting in this worker's inbound rings of the step's exchange",
+            |c| &c.ring_backlog,
+        ),
+        (
+            "waxfast_exchange_overflow_messages",
+            "messages in this worker's overflow queues of the step's exchange (full rings)",
+            |c| &c.overflow_backlog,
+        ),
+    ];
+    for (name, help, get) in gauges {
+        header(&mut out, name, "gauge", help);
+        for w in &workers {
+            for (s, c) in w.steps.iter().enumerate() {
+                let v = get(c).get();
+                if v != ABSENT {
+                    let _ = writeln!(out, "{name}{{{}}} {v}", step_label(w, s));
+                }
+            }
+        }
+    }
+
+    // The worker loop.
+    type GetT = fn(&super::metrics::LoopTime) -> &Counter;
+    let times: [(&str, &str, GetT); 4] = [
+        (
+            "waxfast_worker_busy_seconds_total",
+            "time in scheduling rounds that moved data",
+            |t| &t.busy_ns,
+        ),
+        (
+            "waxfast_worker_idle_seconds_total",
+            "time in rounds that found nothing to do (spinning or yielding)",
+            |t| &t.idle_ns,
+        ),
+        (
+            "waxfast_worker_parked_seconds_total",
+            "time parked, waiting for a peer or a deadline",
+            |t| &t.parked_ns,
+        ),
+        (
+            "waxfast_worker_backpressured_seconds_total",
+            "time in rounds whose inputs were held back by a backlogged exchange",
+            |t| &t.backpressured_ns,
+        ),
+    ];
+    for (name, help, get) in times {
+        header(&mut out, name, "counter", help);
+        for w in &workers {
+            let _ = writeln!(
+                out,
+                "{name}{{worker_index=\"{}\"}} {}",
+                w.index,
+                ns_to_s(get(&w.time).get())
+            );
+        }
+    }
+    header(
+        &mut out,
+        "waxfast_worker_rounds_total",
+        "counter",
+        "scheduling rounds",
+    );
+    for w in &workers {
+        let _ = writeln!(
+            out,
+            "waxfast_worker_rounds_total{{worker_index=\"{}\"}} {}",
+            w.index,
+            w.time.rounds.get()
+        );
+    }
+    header(
+        &mut out,
+        "waxfast_worker_epoch",
+        "gauge",
+        "the worker's current epoch",
+    );
+    for w in &workers {
+        let _ = writeln!(
+            out,
+            "waxfast_worker_epoch{{worker_index=\"{}\"}} {}",
+            w.index,
+            w.time.epoch.get()
+        );
+    }
+    header(
+        &mut out,
+        "waxfast_uptime_seconds",
+        "gauge",
+        "seconds since this process's run started",
+    );
+    let _ = writeln!(
+        out,
+        "waxfast_uptime_seconds {}",
+        obs.started.elapsed().as_secs_f64()
+    );
+    out
+}
+
+/// The dashboard's JSON: cumulative counts per step and worker, with the time they
+/// were read; the page turns differences into rates.
+pub(crate) fn status(obs: &Observer) -> Value {
+    let workers = obs.workers();
+    let samples = lock(&obs.samples).clone();
+    let steps: Vec<Value> = (0..obs.step_ids.len())
+        .map(|s| {
+            let per: Vec<Value> = workers
+                .iter()
+                .enumerate()
+                .map(|(wi, w)| {
+                    let c = &w.steps[s];
+                    let f = c.frontier.get();
+                    json!({
+                        "worker_index": w.index,
+                        "items_in": c.items_in.get(),
+                        "items_out": c.items_out.get(),
+                        "busy_samples": samples.in_step.get(wi).and_then(|v| v.get(s)).copied().unwrap_or(0),
+                        "backpressured_s": ns_to_s(c.backpressured_ns.get()),
+                        "frontier": if f == EOF_EPOCH { Value::Null } else { json!(f) },
+                        "live_keys": (c.live_keys.get() != ABSENT).then(|| c.live_keys.get()),
+                        "overflow": (c.overflow_backlog.get() != ABSENT).then(|| c.overflow_backlog.get()),
+                    })
+                })
+                .collect();
+            json!({
+                "step_id": &*obs.step_ids[s],
+                "op_type": obs.step_kinds[s],
+                "workers": per,
+            })
+        })
+        .collect();
+    let ws: Vec<Value> = workers
+        .iter()
+        .enumerate()
+        .map(|(wi, w)| {
+            json!({
+                "worker_index": w.index,
+                "samples": samples.total.get(wi).copied().unwrap_or(0),
+                "busy_s": ns_to_s(w.time.busy_ns.get()),
+                "idle_s": ns_to_s(w.time.idle_ns.get()),
+                "parked_s": ns_to_s(w.time.parked_ns.get()),
+                "backpressured_s": ns_to_s(w.time.backpressured_ns.get()),
+                "epoch": w.time.epoch.get(),
+                "rounds": w.time.rounds.get(),
+            })
+        })
+        .collect();
+    json!({
+        "flow_id": obs.graph.flow_id,
+        "uptime_s": obs.started.elapsed().as_secs_f64(),
+        "sample_period_s": SAMPLE_EVERY.as_secs_f64(),
+        "steps": steps,
+        "workers": ws,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bucket_bounds_are_exact_decimals() {
+        assert_eq!(super::secs_text(500_000), "0.0005");
+        assert_eq!(super::secs_text(1_000), "0.000001");
+        assert_eq!(super::secs_text(7_500_000_000), "7.5");
+        assert_eq!(super::secs_text(10_000_000_000), "10");
+        assert_eq!(super::secs_text(0), "0");
+    }
+}
