@@ -669,3 +669,50 @@ fn json_logs_carry_worker_index_and_step_id() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_cluster_process_counts_the_bytes_and_frames_of_each_peer() {
+    let addrs = util::free_addresses(2);
+    let joined = addrs.join(";");
+    let (p0, p1) = (free_port(), free_port());
+    let flow = "bench_exchange:20000000000,64";
+    let _one = Running(
+        waxfast()
+            .args([
+                flow,
+                "-i1",
+                "-a",
+                &joined,
+                "--no-pin",
+                "--api-port",
+                &p1.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let _zero = start_flow(&[flow, "-i0", "-a", &joined], p0);
+    let peer = format!("peer_address=\"{}\"", addrs[1]);
+    // Both directions carry data: the counters move while the run is on.
+    let first = wait_for(Duration::from_secs(20), || {
+        let (_, m) = get(p0, "/metrics")?;
+        let sent = sample(&m, "waxfast_peer_sent_bytes_total", &["peer=\"1\"", &peer])?;
+        let recv = sample(&m, "waxfast_peer_received_frames_total", &["peer=\"1\""])?;
+        (sent > 0.0 && recv > 0.0).then_some((sent, m))
+    })
+    .expect("process 0 reports traffic with process 1");
+    let later = wait_for(Duration::from_secs(20), || {
+        let (_, m) = get(p0, "/metrics")?;
+        let sent = sample(&m, "waxfast_peer_sent_bytes_total", &["peer=\"1\""])?;
+        (sent > first.0).then_some(sent)
+    });
+    assert!(later.is_some(), "the byte count grows");
+    assert!(
+        sample(&first.1, "waxfast_peer_sent_bytes_total", &["peer=\"0\""]).is_none(),
+        "a process is not its own peer"
+    );
+    assert!(sample(&first.1, "waxfast_peer_queued_bytes", &["peer=\"1\""]).is_some());
+    let _ = promtool_check(&first.1);
+}

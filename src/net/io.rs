@@ -24,7 +24,7 @@ use std::collections::VecDeque;
 use std::io::{IoSlice, Write};
 use std::net::Shutdown;
 use std::ops::Range;
-use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -63,6 +63,29 @@ pub(crate) struct NetSignal {
     in_bytes: Vec<AtomicUsize>,
     /// Workers per process, to find a frame's target process.
     workers_per_proc: usize,
+    /// What crossed each peer's connection (by process id), for the metrics.
+    pub(crate) traffic: Vec<PeerTraffic>,
+}
+
+/// Bytes and frames sent to and received from one peer process; written by the
+/// network thread only (so a relaxed add on a line no worker writes), read by the
+/// metrics server.
+#[derive(Debug, Default)]
+pub(crate) struct PeerTraffic {
+    pub(crate) sent_bytes: AtomicU64,
+    pub(crate) sent_frames: AtomicU64,
+    pub(crate) recv_bytes: AtomicU64,
+    pub(crate) recv_frames: AtomicU64,
+}
+
+impl NetSignal {
+    /// Bytes of frames waiting to be written to process `p` (the outbound budget's
+    /// count).
+    pub(crate) fn queued_bytes(&self, p: usize) -> u64 {
+        self.out_bytes
+            .get(p)
+            .map_or(0, |b| b.load(Ordering::Relaxed) as u64)
+    }
 }
 
 impl NetSignal {
@@ -255,6 +278,9 @@ pub(crate) fn start(
         out_bytes: (0..addresses.len()).map(|_| AtomicUsize::new(0)).collect(),
         in_bytes: (0..workers_per_proc).map(|_| AtomicUsize::new(0)).collect(),
         workers_per_proc,
+        traffic: (0..addresses.len())
+            .map(|_| PeerTraffic::default())
+            .collect(),
     });
     let now = Instant::now();
     let mut peers = Vec::new();
@@ -520,18 +546,24 @@ impl NetThread {
                         any = true;
                         p.said = Instant::now();
                         let mut done = 0;
+                        let mut frames = 0;
+                        let wrote = n;
                         while n > 0 {
                             let left = p.out[0].len() - p.written;
                             if n >= left {
                                 n -= left;
                                 let f = p.out.pop_front().expect("written from it");
                                 done += f.len();
+                                frames += 1;
                                 p.written = 0;
                             } else {
                                 p.written += n;
                                 n = 0;
                             }
                         }
+                        let t = &self.signal.traffic[p.process];
+                        t.sent_bytes.fetch_add(wrote as u64, Ordering::Relaxed);
+                        t.sent_frames.fetch_add(frames, Ordering::Relaxed);
                         // Frames the network thread made itself (heartbeats, shutdown)
                         // were never counted; saturate rather than wrap.
                         let _ = queued.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
@@ -572,9 +604,12 @@ impl NetThread {
                             return Err(lost(p, why));
                         }
                     }
-                    Ok(_) => {
+                    Ok(n) => {
                         any = true;
                         p.heard = Instant::now();
+                        self.signal.traffic[p.process]
+                            .recv_bytes
+                            .fetch_add(n as u64, Ordering::Relaxed);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => p.readable = false,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -604,6 +639,9 @@ impl NetThread {
             };
             let h = frame.header;
             let kind = h.kind().expect("checked by the reader");
+            self.signal.traffic[p.process]
+                .recv_frames
+                .fetch_add(1, Ordering::Relaxed);
             match kind {
                 FrameKind::Heartbeat => continue,
                 FrameKind::Shutdown => {

@@ -286,6 +286,52 @@ pub(crate) fn prometheus(obs: &Observer) -> String {
             w.time.epoch.get()
         );
     }
+    if let Some((signal, addresses, me)) = obs.net.get() {
+        let peers: Vec<usize> = (0..addresses.len()).filter(|p| p != me).collect();
+        let peer = |p: usize| format!("peer=\"{p}\",peer_address=\"{}\"", esc(&addresses[p]));
+        let counters: [(&str, &str, fn(&crate::net::io::PeerTraffic) -> u64); 4] = [
+            (
+                "waxfast_peer_sent_bytes_total",
+                "bytes written to a peer process's connection",
+                |t| t.sent_bytes.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "waxfast_peer_sent_frames_total",
+                "frames written to a peer process's connection",
+                |t| t.sent_frames.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "waxfast_peer_received_bytes_total",
+                "bytes read from a peer process's connection",
+                |t| t.recv_bytes.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
+                "waxfast_peer_received_frames_total",
+                "frames read from a peer process's connection",
+                |t| t.recv_frames.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, get) in counters {
+            header(&mut out, name, "counter", help);
+            for &p in &peers {
+                let _ = writeln!(out, "{name}{{{}}} {}", peer(p), get(&signal.traffic[p]));
+            }
+        }
+        header(
+            &mut out,
+            "waxfast_peer_queued_bytes",
+            "gauge",
+            "bytes of frames waiting to be written to a peer process (the outbound budget's count)",
+        );
+        for &p in &peers {
+            let _ = writeln!(
+                out,
+                "waxfast_peer_queued_bytes{{{}}} {}",
+                peer(p),
+                signal.queued_bytes(p)
+            );
+        }
+    }
     header(
         &mut out,
         "waxfast_uptime_seconds",

@@ -52,6 +52,9 @@ pub(crate) struct Observer {
     pub(crate) started: Instant,
     pub(crate) samples: Mutex<Samples>,
     pub(crate) stop: AtomicBool,
+    /// The network thread's per-peer counters, every process's address and this
+    /// process's id (clusters only), set once the cluster formed.
+    pub(crate) net: std::sync::OnceLock<(Arc<crate::net::io::NetSignal>, Vec<String>, usize)>,
 }
 
 impl Observer {
@@ -64,6 +67,7 @@ impl Observer {
             started: Instant::now(),
             samples: Mutex::default(),
             stop: AtomicBool::new(false),
+            net: std::sync::OnceLock::new(),
         }
     }
 

@@ -387,6 +387,9 @@ pub fn cluster_main_with(
         observer,
     };
     let signal = net.as_ref().map(|n| n.signal());
+    if let (Some(obs), Some(sig)) = (&env.observer, &signal) {
+        let _ = obs.net.set((sig.clone(), addresses.to_vec(), proc_id));
+    }
     let net_handle = match net {
         Some(net) => Some(
             std::thread::Builder::new()
