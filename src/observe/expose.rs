@@ -289,7 +289,8 @@ pub(crate) fn prometheus(obs: &Observer) -> String {
     if let Some((signal, addresses, me)) = obs.net.get() {
         let peers: Vec<usize> = (0..addresses.len()).filter(|p| p != me).collect();
         let peer = |p: usize| format!("peer=\"{p}\",peer_address=\"{}\"", esc(&addresses[p]));
-        let counters: [(&str, &str, fn(&crate::net::io::PeerTraffic) -> u64); 4] = [
+        type Read = fn(&crate::net::io::PeerTraffic) -> u64;
+        let counters: [(&str, &str, Read); 4] = [
             (
                 "waxfast_peer_sent_bytes_total",
                 "bytes written to a peer process's connection",
