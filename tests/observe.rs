@@ -716,3 +716,41 @@ fn a_cluster_process_counts_the_bytes_and_frames_of_each_peer() {
     assert!(sample(&first.1, "waxfast_peer_queued_bytes", &["peer=\"1\""]).is_some());
     let _ = promtool_check(&first.1);
 }
+
+#[test]
+fn a_run_with_recovery_reports_its_snapshot_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let init = run_with_timeout(waxfast().args(["recovery", "init", state.to_str().unwrap(), "2"]));
+    assert!(init.status.success(), "{}", stderr(&init));
+    let port = free_port();
+    let _run = start_flow(
+        &[
+            "bench_wordcount:20000000000,1000",
+            "-r",
+            state.to_str().unwrap(),
+            "-s",
+            "0.05",
+        ],
+        port,
+    );
+    let m = wait_for(Duration::from_secs(20), || {
+        let (_, m) = get(port, "/metrics")?;
+        let commits = sample_plain(&m, "waxfast_snapshot_commit_duration_seconds_count")?;
+        let rows = sample_plain(&m, "waxfast_snapshot_rows_total")?;
+        let epoch = sample_plain(&m, "waxfast_snapshot_committed_epoch")?;
+        (commits >= 2.0 && rows > 0.0 && epoch > 0.0).then_some(m)
+    })
+    .expect("commits, rows and a committed epoch appear in /metrics");
+    assert!(sample_plain(&m, "waxfast_snapshot_bytes_total").unwrap() > 0.0);
+    assert!(m.contains("waxfast_snapshot_commit_duration_seconds_bucket{le=\"+Inf\"}"));
+    let _ = promtool_check(&m);
+}
+
+/// The value of an unlabelled sample.
+fn sample_plain(exposition: &str, metric: &str) -> Option<f64> {
+    exposition.lines().find_map(|l| {
+        let v = l.strip_prefix(metric)?.strip_prefix(' ')?;
+        v.trim().parse().ok()
+    })
+}

@@ -286,6 +286,63 @@ pub(crate) fn prometheus(obs: &Observer) -> String {
             w.time.epoch.get()
         );
     }
+    if let Some(stats) = obs.snapshots.get() {
+        let r = std::sync::atomic::Ordering::Relaxed;
+        let commits = stats.commits.load(r);
+        header(
+            &mut out,
+            "waxfast_snapshot_commit_duration_seconds",
+            "histogram",
+            "time to commit a batch of snapshot rows into the recovery partitions",
+        );
+        let mut cumulative = 0;
+        for (i, le) in crate::recovery::COMMIT_BUCKETS.iter().enumerate() {
+            cumulative += stats.buckets[i].load(r);
+            let _ = writeln!(
+                out,
+                "waxfast_snapshot_commit_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "waxfast_snapshot_commit_duration_seconds_bucket{{le=\"+Inf\"}} {commits}"
+        );
+        let _ = writeln!(
+            out,
+            "waxfast_snapshot_commit_duration_seconds_sum {}",
+            ns_to_s(stats.nanos.load(r))
+        );
+        let _ = writeln!(
+            out,
+            "waxfast_snapshot_commit_duration_seconds_count {commits}"
+        );
+        for (name, help, v) in [
+            (
+                "waxfast_snapshot_rows_total",
+                "snapshot rows committed",
+                stats.rows.load(r),
+            ),
+            (
+                "waxfast_snapshot_bytes_total",
+                "encoded bytes of the snapshot rows committed (keys and states)",
+                stats.bytes.load(r),
+            ),
+        ] {
+            header(&mut out, name, "counter", help);
+            let _ = writeln!(out, "{name} {v}");
+        }
+        header(
+            &mut out,
+            "waxfast_snapshot_committed_epoch",
+            "gauge",
+            "the epoch every worker of this run has committed (the resume point)",
+        );
+        let _ = writeln!(
+            out,
+            "waxfast_snapshot_committed_epoch {}",
+            stats.committed_epoch.load(r)
+        );
+    }
     if let Some((signal, addresses, me)) = obs.net.get() {
         let peers: Vec<usize> = (0..addresses.len()).filter(|p| p != me).collect();
         let peer = |p: usize| format!("peer=\"{p}\",peer_address=\"{}\"", esc(&addresses[p]));

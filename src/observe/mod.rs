@@ -55,6 +55,8 @@ pub(crate) struct Observer {
     /// The network thread's per-peer counters, every process's address and this
     /// process's id (clusters only), set once the cluster formed.
     pub(crate) net: std::sync::OnceLock<(Arc<crate::net::io::NetSignal>, Vec<String>, usize)>,
+    /// The snapshot writer's counters (with a recovery directory only).
+    pub(crate) snapshots: std::sync::OnceLock<Arc<crate::recovery::CommitStats>>,
 }
 
 impl Observer {
@@ -68,6 +70,7 @@ impl Observer {
             samples: Mutex::default(),
             stop: AtomicBool::new(false),
             net: std::sync::OnceLock::new(),
+            snapshots: std::sync::OnceLock::new(),
         }
     }
 

@@ -24,6 +24,7 @@ pub(crate) mod store;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -109,6 +110,13 @@ struct RowMeta {
 pub(crate) struct Rows {
     bytes: Vec<u8>,
     metas: Vec<RowMeta>,
+}
+
+impl Rows {
+    /// Bytes of the rows' keys and states.
+    pub(crate) fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
 }
 
 impl std::fmt::Debug for Rows {
@@ -462,10 +470,50 @@ impl std::fmt::Debug for Handle {
     }
 }
 
+/// Upper bounds (seconds) of the commit-duration buckets.
+pub(crate) const COMMIT_BUCKETS: [f64; 10] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+];
+
+/// What the snapshot writer has done, for the metrics: written by the writer thread
+/// only, read by the API server.
+#[derive(Debug, Default)]
+pub(crate) struct CommitStats {
+    /// Commits (one per batch of the workers' messages, all partitions).
+    pub(crate) commits: AtomicU64,
+    /// Rows and their encoded bytes (keys and states).
+    pub(crate) rows: AtomicU64,
+    pub(crate) bytes: AtomicU64,
+    /// Total commit time, in nanoseconds, and per bucket of [`COMMIT_BUCKETS`] (plus
+    /// one for longer ones).
+    pub(crate) nanos: AtomicU64,
+    pub(crate) buckets: [AtomicU64; COMMIT_BUCKETS.len() + 1],
+    /// The epoch every worker of this execution has committed, as last read.
+    pub(crate) committed_epoch: AtomicU64,
+}
+
+impl CommitStats {
+    fn record(&self, rows: u64, bytes: u64, took: Duration) {
+        let r = Ordering::Relaxed;
+        self.commits.fetch_add(1, r);
+        self.rows.fetch_add(rows, r);
+        self.bytes.fetch_add(bytes, r);
+        self.nanos.fetch_add(took.as_nanos() as u64, r);
+        let secs = took.as_secs_f64();
+        let b = COMMIT_BUCKETS
+            .iter()
+            .position(|&le| secs <= le)
+            .unwrap_or(COMMIT_BUCKETS.len());
+        self.buckets[b].fetch_add(1, r);
+    }
+}
+
 /// The running recovery tier of a process: the writer thread and the workers' handle.
 #[derive(Debug)]
 pub(crate) struct Running {
     pub(crate) handle: Handle,
+    /// What the writer has committed, for the metrics.
+    pub(crate) stats: Arc<CommitStats>,
     writer: std::thread::JoinHandle<()>,
     /// Held until the writer has stopped.
     lock: lock::DirLock,
@@ -494,7 +542,9 @@ impl Prepared {
         }
         let (sender, rx) = std::sync::mpsc::sync_channel(QUEUE);
         let partitions = self.parts.len();
+        let stats = Arc::new(CommitStats::default());
         let writer = Writer {
+            stats: stats.clone(),
             gc_parts: (0..partitions)
                 .filter(|i| i % processes.max(1) == proc_id)
                 .collect(),
@@ -517,6 +567,7 @@ impl Prepared {
             .spawn(move || writer.run(rx))
             .map_err(|e| Error::Config(format!("cannot start the snapshot writer thread: {e}")))?;
         Ok(Running {
+            stats,
             handle: Handle {
                 sender,
                 resume: Arc::new(Mutex::new(self.resume)),
@@ -563,6 +614,7 @@ struct Writer {
     /// Test hook (`WAXFAST_FAULT_ABORT_AFTER_COMMITS=N`): abort the process after N
     /// partition commits, to crash in the middle of writing a snapshot.
     abort_after: Option<u64>,
+    stats: Arc<CommitStats>,
 }
 
 impl Writer {
@@ -630,10 +682,14 @@ impl Writer {
                 }
             }
         }
+        let took = started.elapsed();
+        let rows: usize = routed.iter().map(Vec::len).sum();
+        let bytes: usize = batch.iter().map(|m| m.rows.byte_len()).sum();
+        self.stats.record(rows as u64, bytes as u64, took);
         tracing::debug!(
-            rows = routed.iter().map(Vec::len).sum::<usize>(),
+            rows,
             fronts = fronts.len(),
-            us = started.elapsed().as_micros() as u64,
+            us = took.as_micros() as u64,
             "recovery: committed"
         );
         Ok(())
@@ -647,6 +703,7 @@ impl Writer {
     fn maybe_collect(&mut self) -> Result<()> {
         self.last_gc = Instant::now();
         let c = self.committed()?;
+        self.stats.committed_epoch.store(c, Ordering::Relaxed);
         let now = Instant::now();
         if c > self.committed {
             self.committed = c;

@@ -235,6 +235,13 @@ pub fn handshake_hello(
     ))
 }
 
+/// Hands the snapshot writer's counters to the dataflow API, if both are on.
+fn observe_snapshots(env: &RunEnv, running: &Option<crate::recovery::Running>) {
+    if let (Some(obs), Some(r)) = (&env.observer, running) {
+        let _ = obs.snapshots.set(r.stats.clone());
+    }
+}
+
 /// Runs `flow` on one worker on the calling thread until every input is exhausted.
 ///
 /// Returns an error naming the step if user code panics or a source or sink fails.
@@ -259,6 +266,7 @@ pub fn run_main_with(flow: &Dataflow, config: &RunConfig) -> Result<()> {
         listing,
         observer,
     };
+    observe_snapshots(&env, &running);
     let endpoints = make_endpoints(&plan, 1, 0, 1).pop().expect("one worker");
     let me = WorkerId {
         local: 0,
@@ -386,6 +394,7 @@ pub fn cluster_main_with(
         listing: Arc::new(listing),
         observer,
     };
+    observe_snapshots(&env, &running);
     let signal = net.as_ref().map(|n| n.signal());
     if let (Some(obs), Some(sig)) = (&env.observer, &signal) {
         let _ = obs.net.set((sig.clone(), addresses.to_vec(), proc_id));
