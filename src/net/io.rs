@@ -534,6 +534,7 @@ impl NetThread {
     /// Writes queued frames until the sockets would block; true if anything was written.
     fn write_all(&mut self) -> Result<bool, Stop> {
         let mut any = false;
+        let mut unblocked = false;
         for p in &mut self.peers {
             let queued = &self.signal.out_bytes[p.process];
             while p.writable && !p.out.is_empty() && !p.closed {
@@ -566,14 +567,26 @@ impl NetThread {
                         t.sent_frames.fetch_add(frames, Ordering::Relaxed);
                         // Frames the network thread made itself (heartbeats, shutdown)
                         // were never counted; saturate rather than wrap.
-                        let _ = queued.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                            Some(b.saturating_sub(done))
-                        });
+                        let before = queued
+                            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                                Some(b.saturating_sub(done))
+                            })
+                            .unwrap_or(0);
+                        if before >= OUT_BUDGET && before.saturating_sub(done) < OUT_BUDGET {
+                            // The workers stopped their sources for this peer and may
+                            // have parked: there is room again.
+                            unblocked = true;
+                        }
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => p.writable = false,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(lost(p, &e.to_string())),
                 }
+            }
+        }
+        if unblocked {
+            for w in 0..self.workers_per_proc {
+                self.shared.wake(w);
             }
         }
         Ok(any)
