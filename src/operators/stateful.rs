@@ -1110,9 +1110,9 @@ impl<V: ExchangeData> KeyedLogic<V> for CollectLogic {
         Ok(Collecting { items, due })
     }
     fn on_item(&self, state: &mut Collecting<V>, value: V, emit: &mut Vec<Vec<V>>) -> Retention {
-        if state.items.is_empty() {
-            state.due = Instant::now().checked_add(self.timeout);
-        }
+        // Bytewax's rule (`_CollectLogic.on_item`): every item restarts the timeout, so
+        // a list is emitted once its key has been quiet for `timeout`.
+        state.due = Instant::now().checked_add(self.timeout);
         state.items.push(value);
         if state.items.len() >= self.max_size {
             emit.push(std::mem::take(&mut state.items));
@@ -1251,7 +1251,9 @@ impl<A: ExchangeData, B: ExchangeData> KeyedLogic<Side<A, B>> for JoinLogic {
 
 impl<K: Key, V: ExchangeData> Stream<(K, V)> {
     /// Collects each key's values into lists, emitted when a list reaches `max_size`,
-    /// when `timeout` (system time) has passed since its first value, or at end of
+    /// when `timeout` (system time) has passed since its latest value, or at end of
+    /// stream. As in Bytewax, every value restarts the timeout: a key that keeps
+    /// receiving values more often than `timeout` is emitted only by size or at end of
     /// stream.
     ///
     /// ```
@@ -1325,6 +1327,26 @@ impl<K: Key, V: ExchangeData> Stream<(K, V)> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn collect_restarts_its_timeout_on_every_item() {
+        let logic = CollectLogic {
+            timeout: Duration::from_secs(1),
+            max_size: 10,
+        };
+        let mut state = KeyedLogic::<u32>::build(&logic);
+        let mut emit = Vec::new();
+        logic.on_item(&mut state, 1, &mut emit);
+        let first = state.due.expect("a timeout after the first item");
+        std::thread::sleep(Duration::from_millis(2));
+        logic.on_item(&mut state, 2, &mut emit);
+        let second = state.due.expect("a timeout after the second item");
+        assert!(
+            second > first,
+            "the second item moved the timeout: {first:?} -> {second:?}"
+        );
+        assert!(emit.is_empty());
+    }
 
     #[test]
     fn timers_fire_in_time_order_and_only_at_their_latest_time() {
