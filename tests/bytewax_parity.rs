@@ -1,0 +1,144 @@
+//! Bytewax parity for migrating users (issue 20): programs ported from Bytewax 0.21.1's
+//! examples and docs, compared with what Bytewax printed.
+//!
+//! Bytewax is not needed at test time: each expected file under
+//! `tests/bytewax_outputs/` was produced by running the Python program beside it with
+//! Bytewax 0.21.1 (`python -m bytewax.run NAME`), as the file's program says.
+
+mod util;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use waxfast::connectors::repr::to_repr;
+use waxfast::connectors::testing::{TestingSink, TestingSource};
+use waxfast::operators::{JoinEmit, JoinInsert};
+use waxfast::{cluster_main, run_main, Dataflow};
+
+use util::{run_with_timeout, stderr, stdout};
+
+/// What Bytewax printed for `name` (a file in `tests/bytewax_outputs/`).
+fn bytewax_output(name: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/bytewax_outputs")
+        .join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The built example `name`: `cargo test --test bytewax_parity` does not build
+/// examples, so it is built here with the profile of this test (a no-op when fresh).
+fn example(name: &'static str) -> Command {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let profile = if cfg!(debug_assertions) {
+            "test"
+        } else {
+            "bench"
+        };
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--examples", "--profile", profile])
+            .arg("--manifest-path")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+            .status()
+            .expect("run cargo build --examples");
+        assert!(status.success(), "cargo build --examples failed");
+        let exe = std::env::current_exe().expect("current_exe");
+        exe.parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>")
+            .join("examples")
+    });
+    let bin = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.is_file(), "{} was not built", bin.display());
+    Command::new(bin)
+}
+
+fn assert_prints(name: &'static str, expected_file: &str) {
+    let o = run_with_timeout(&mut example(name));
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    assert_eq!(stdout(&o), bytewax_output(expected_file), "example {name}");
+}
+
+#[test]
+fn example_join_prints_what_bytewax_prints() {
+    assert_prints("join", "join_w1.txt");
+}
+
+/// `join_nway.py`: four sides, every insert mode with emit `final`, and `complete`.
+fn join_nway(workers: usize) -> Vec<String> {
+    let flow = Dataflow::new("join_nway");
+    let s = |x: &str| x.to_string();
+    let a = flow.input(
+        "a",
+        TestingSource::new(vec![(s("k"), 1), (s("k"), 2), (s("j"), 3)]),
+    );
+    let b = flow.input(
+        "b",
+        TestingSource::new(vec![(s("k"), s("x")), (s("k"), s("y"))]),
+    );
+    let c = flow.input("c", TestingSource::new(vec![(s("k"), 1.5), (s("m"), 2.5)]));
+    let d = flow.input("d", TestingSource::new(vec![(s("k"), true)]));
+    let (sink, out) = TestingSink::new();
+    let mut tagged = Vec::new();
+    for (mode, insert) in [
+        ("first", JoinInsert::First),
+        ("last", JoinInsert::Last),
+        ("product", JoinInsert::Product),
+    ] {
+        let j = a.join(
+            &format!("final_{mode}"),
+            (&b, &c, &d),
+            insert,
+            JoinEmit::Final,
+        );
+        tagged.push(j.map(&format!("tag_{mode}"), move |kv| {
+            to_repr(&("final", mode, kv))
+        }));
+    }
+    let one_a = flow.input("one_a", TestingSource::new(vec![(s("k"), 1), (s("j"), 3)]));
+    let one_b = flow.input(
+        "one_b",
+        TestingSource::new(vec![(s("k"), s("x")), (s("j"), s("z"))]),
+    );
+    let one_c = flow.input(
+        "one_c",
+        TestingSource::new(vec![(s("k"), 1.5), (s("m"), 2.5)]),
+    );
+    let one_d = flow.input(
+        "one_d",
+        TestingSource::new(vec![(s("k"), false), (s("j"), true)]),
+    );
+    let complete = one_a
+        .join_complete("complete", (&one_b, &one_c, &one_d), JoinInsert::Last)
+        .map("tag_complete", |kv| to_repr(&("complete", "last", kv)));
+    let first = tagged.remove(0);
+    first
+        .merge("all", tagged.iter().chain([&complete]))
+        .output("out", sink);
+    if workers == 1 {
+        run_main(&flow).unwrap();
+    } else {
+        cluster_main(&flow, &[], 0, workers).unwrap();
+    }
+    let mut lines = out.take();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn four_way_join_matches_bytewax_in_every_insert_mode() {
+    let expected: Vec<String> = bytewax_output("join_nway.txt")
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(join_nway(1), expected);
+    assert_eq!(join_nway(2), expected);
+}
+
+/// Takes 5 s (the program's own pace: 20 items 0.25 s apart). Its output depends on
+/// timing only through margins of 0.25 s against a 1 s timeout.
+#[test]
+fn example_batch_operator_prints_what_bytewax_prints() {
+    assert_prints("batch_operator", "batch_operator_w1.txt");
+}
