@@ -9,12 +9,12 @@ mod util;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use waxfast::connectors::repr::to_repr;
 use waxfast::connectors::testing::{TestingSink, TestingSource};
-use waxfast::operators::{JoinEmit, JoinInsert};
-use waxfast::{cluster_main, run_main, Dataflow};
+use waxfast::operators::{JoinEmit, JoinInsert, Retention, StatefulBatchLogic};
+use waxfast::{cluster_main, run_main, Dataflow, Error, Stream};
 
 use util::{run_with_timeout, stderr, stdout};
 
@@ -141,4 +141,142 @@ fn four_way_join_matches_bytewax_in_every_insert_mode() {
 #[test]
 fn example_batch_operator_prints_what_bytewax_prints() {
     assert_prints("batch_operator", "batch_operator_w1.txt");
+}
+
+// ---- composite operators, stateful_batch, raises, fallible steps ----------------------
+
+struct Sum(i64);
+
+impl StatefulBatchLogic<i64> for Sum {
+    type Out = i64;
+    type State = i64;
+    fn on_batch(&mut self, values: Vec<i64>, _emit: &mut Vec<i64>) -> Retention {
+        assert!(
+            !values.is_empty(),
+            "on_batch is never called with no values"
+        );
+        self.0 += values.iter().sum::<i64>();
+        Retention::Retain
+    }
+    fn on_eof(&mut self, emit: &mut Vec<i64>) -> Retention {
+        emit.push(self.0);
+        Retention::Discard
+    }
+    fn snapshot(&self) -> i64 {
+        self.0
+    }
+}
+
+/// Bytewax's `@operator def double_and_sum(step_id, up)`, as a user writes it here.
+fn double_and_sum(
+    up: &Stream<(String, i64)>,
+    step: &str,
+    looked: Arc<Mutex<Vec<String>>>,
+) -> Stream<(String, i64)> {
+    let inner = up.enter(step);
+    let doubled = inner.map("double", |(k, v)| (k, v * 2));
+    doubled.inspect_with("look", move |id, item| {
+        looked
+            .lock()
+            .unwrap()
+            .push(format!("{id}: {}", to_repr(item)))
+    });
+    doubled
+        .stateful_batch("sum", |resume: Option<i64>| Sum(resume.unwrap_or(0)))
+        .rescope(up)
+}
+
+#[test]
+fn composite_operator_and_stateful_batch_match_bytewax() {
+    let expected = bytewax_output("composite_batch.txt");
+    for workers in [1, 2] {
+        let flow = Dataflow::new("composite_batch");
+        let s = |k: &str, v| (k.to_string(), v);
+        let inp = flow.input(
+            "inp",
+            TestingSource::new(vec![s("a", 1), s("b", 2), s("a", 3), s("c", 4), s("a", 5)]),
+        );
+        let looked = Arc::new(Mutex::new(Vec::new()));
+        let (sink, out) = TestingSink::new();
+        double_and_sum(&inp, "ds", looked.clone()).output("out", sink);
+        let ids = flow.step_ids();
+        for id in ["composite_batch.ds.double", "composite_batch.ds.sum.logic"] {
+            assert!(ids.contains(&id.to_string()), "{id} in {ids:?}");
+        }
+        cluster_main(&flow, &[], 0, workers).unwrap();
+        let mut lines = looked.lock().unwrap().clone();
+        let mut outs: Vec<String> = out.take().iter().map(to_repr).collect();
+        outs.sort();
+        if workers > 1 {
+            lines.sort();
+        }
+        lines.extend(outs);
+        let mut want: Vec<String> = expected.lines().map(String::from).collect();
+        if workers > 1 {
+            want[..5].sort();
+        }
+        assert_eq!(lines, want, "-w{workers}");
+    }
+}
+
+#[test]
+fn raises_fails_the_run_with_bytewaxs_message() {
+    let flow = Dataflow::new("raises_demo");
+    flow.input("inp", TestingSource::new(vec![5, 6]))
+        .raises("boom");
+    match run_main(&flow) {
+        Err(Error::Step { step_id, source }) => {
+            assert_eq!(step_id, "raises_demo.boom");
+            assert_eq!(
+                format!("{source}\n"),
+                bytewax_output("raises_demo.txt"),
+                "Bytewax's RuntimeError text"
+            );
+        }
+        other => panic!("expected a step error, got {other:?}"),
+    }
+    // No item, no error.
+    let flow = Dataflow::new("raises_demo");
+    flow.input("inp", TestingSource::new(Vec::<u8>::new()))
+        .raises("boom");
+    run_main(&flow).unwrap();
+}
+
+#[test]
+fn try_map_err_fails_the_run_naming_the_step_on_every_worker_count() {
+    for workers in [1, 3] {
+        let flow = Dataflow::new("f");
+        let (sink, out) = TestingSink::new();
+        flow.input("inp", TestingSource::new(0..100u32))
+            .try_map("check", |x| {
+                if x == 57 {
+                    Err(format!("bad record {x}"))
+                } else {
+                    Ok(x)
+                }
+            })
+            .output("out", sink);
+        match cluster_main(&flow, &[], 0, workers) {
+            Err(Error::Step { step_id, source }) => {
+                assert_eq!(step_id, "f.check");
+                assert_eq!(source.to_string(), "bad record 57");
+            }
+            other => panic!("-w{workers}: expected a step error, got {other:?}"),
+        }
+        assert!(!out.take().contains(&57));
+    }
+}
+
+#[test]
+fn try_map_ok_passes_everything_on() {
+    let flow = Dataflow::new("f");
+    let (sink, out) = TestingSink::new();
+    flow.input("inp", TestingSource::new(vec!["1", "22"]))
+        .try_map("parse", str::parse::<u32>)
+        .try_flat_map("digits", |n: u32| -> Result<Vec<u32>, std::fmt::Error> {
+            Ok(n.to_string().bytes().map(|b| u32::from(b - b'0')).collect())
+        })
+        .output("out", sink);
+    run_main(&flow).unwrap();
+    assert_eq!(out.take(), vec![1, 2, 2]);
 }

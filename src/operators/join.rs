@@ -144,6 +144,9 @@ pub trait JoinSides: Send + Sync + 'static {
     fn complete(row: Self::Row) -> Option<Self::Complete>;
 }
 
+/// The sides of a join and the stream of their tagged values, merged.
+pub type Tagged<K, S> = (S, Stream<(K, <S as JoinSides>::Value)>);
+
 /// The other streams of a join: one stream, a tuple of streams, or a slice of streams
 /// of the receiver's value type. See the [module docs](self).
 pub trait JoinWith<K: Key, V: ExchangeData> {
@@ -151,11 +154,7 @@ pub trait JoinWith<K: Key, V: ExchangeData> {
     type Sides: JoinSides;
     /// Tags every side's values inside the composite scope of `inner` (the receiver,
     /// already in it) and merges them.
-    fn tag_and_merge(
-        &self,
-        step: &str,
-        inner: &Stream<(K, V)>,
-    ) -> (Self::Sides, Stream<(K, <Self::Sides as JoinSides>::Value)>);
+    fn tag_and_merge(&self, step: &str, inner: &Stream<(K, V)>) -> Tagged<K, Self::Sides>;
 }
 
 /// The typed sides of a tuple join (`A` the receiver's values).
@@ -230,7 +229,7 @@ macro_rules! join_sides {
                 &self,
                 step: &str,
                 inner: &Stream<(K, $V)>,
-            ) -> (Self::Sides, Stream<(K, <Self::Sides as JoinSides>::Value)>) {
+            ) -> Tagged<K, Self::Sides> {
                 let first = inner.map_value($vname, |v| $Side::$vvar(v));
                 let rest = [$({
                     check_flow(step, inner, self.$i);
