@@ -280,3 +280,39 @@ fn try_map_ok_passes_everything_on() {
     run_main(&flow).unwrap();
     assert_eq!(out.take(), vec![1, 2, 2]);
 }
+
+// ---- max/min by ------------------------------------------------------------------------
+
+#[test]
+fn max_and_min_final_by_match_bytewax_on_floats_ties_and_nan() {
+    let flow = Dataflow::new("minmax_by");
+    let s = |k: &str, id: u32, t: f64| (k.to_string(), (id, t));
+    let inp = flow.input(
+        "inp",
+        TestingSource::new(vec![
+            s("a", 1, 1.5),
+            s("a", 2, -2.0),
+            s("b", 3, 0.5),
+            s("a", 4, 3.25),
+            s("b", 5, f64::NAN),
+            s("c", 6, 2.0),
+            s("c", 7, 2.0),
+        ]),
+    );
+    let (sink, out) = TestingSink::new();
+    let mx = inp
+        .max_final_by("max", |r: &(u32, f64)| r.1)
+        .map("tag_max", |kv| to_repr(&("max", kv)));
+    let mn = inp
+        .min_final_by("min", |r: &(u32, f64)| r.1)
+        .map("tag_min", |kv| to_repr(&("min", kv)));
+    mx.merge("both", [&mn]).output("out", sink);
+    cluster_main(&flow, &[], 0, 2).unwrap();
+    let mut got = out.take();
+    got.sort();
+    let want: Vec<String> = bytewax_output("minmax_by.txt")
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(got, want);
+}

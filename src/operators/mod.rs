@@ -11,6 +11,8 @@
 //! * [`stateful_batch`]: `stateful_batch`, per-key logic over batches of values.
 //! * [`fallible`]: `try_map`, `try_flat_map` (an `Err` fails the run naming the step)
 //!   and `raises`.
+//! * [`extremes`]: `max_final_by`, `min_final_by`, `max_window_by`, `min_window_by`
+//!   (Bytewax's `by=`, for floats and records).
 //! * [`enrich`]: `enrich_cached`, a per-worker TTL cache in front of a lookup.
 //! * [`window`]: time windows per key (Bytewax's windowing): `window`, `fold_window`,
 //!   `collect_window`, `count_window`, `reduce_window`, `max_window`, `min_window`,
@@ -19,6 +21,7 @@
 //! * [`output`](crate::Stream::output): writes a stream to a sink.
 
 pub mod enrich;
+pub mod extremes;
 pub mod fallible;
 pub mod join;
 pub mod stateful;
