@@ -316,3 +316,37 @@ fn max_and_min_final_by_match_bytewax_on_floats_ties_and_nan() {
         .collect();
     assert_eq!(got, want);
 }
+
+// ---- a custom binary's own name and version -------------------------------------------
+
+/// `examples/custom_flow.rs` names itself with `FlowRegistry::named`.
+#[test]
+fn custom_binary_uses_its_own_name_and_version() {
+    let o = run_with_timeout(example("custom_flow").arg("--version"));
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(stdout(&o), "custom_flow 1.0.0\n");
+    let o = run_with_timeout(example("custom_flow").arg("--help"));
+    let help = stdout(&o);
+    assert!(help.contains("Usage: custom_flow"), "{help}");
+    assert!(help.contains("Squares and parities"), "{help}");
+    assert!(!help.contains("waxfast"), "{help}");
+    let o = run_with_timeout(example("custom_flow").arg("nosuchflow"));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("(see `custom_flow --list`)"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run_with_timeout(example("custom_flow").arg("recovery"));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("usage: custom_flow recovery init DIR COUNT"));
+}
+
+#[test]
+fn a_process_id_past_a_single_address_names_the_only_valid_id() {
+    let o = run_with_timeout(util::waxfast().args(["simple", "-i", "1", "-a", "127.0.0.1:1"]));
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("the only valid id is 0"), "{err}");
+    assert!(!err.contains("0..0"), "{err}");
+}
