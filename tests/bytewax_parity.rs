@@ -350,3 +350,60 @@ fn a_process_id_past_a_single_address_names_the_only_valid_id() {
     assert!(err.contains("the only valid id is 0"), "{err}");
     assert!(!err.contains("0..0"), "{err}");
 }
+
+// ---- sinks and sources -------------------------------------------------------------------
+
+/// `name: line` for every line of every file of `dir`, files in sorted order.
+fn listing(dir: &Path, sep: Option<char>) -> String {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.path().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut out = String::new();
+    for n in names {
+        let text = std::fs::read_to_string(dir.join(&n)).unwrap();
+        match sep {
+            None => text
+                .lines()
+                .for_each(|l| out.push_str(&format!("{n}: {l}\n"))),
+            Some(_) => out.push_str(&format!("{n}: {text}\n")),
+        }
+    }
+    out
+}
+
+#[test]
+fn dir_sink_bytewax_names_files_and_assigns_keys_as_bytewax() {
+    use waxfast::connectors::files::DirSink;
+    for workers in [1, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("end")).unwrap();
+        let flow = Dataflow::new("dirsink_assign");
+        let mut items: Vec<(String, String)> = (0..30)
+            .map(|i| (format!("key{i}"), format!("v{i}")))
+            .collect();
+        items.push(("key3".into(), "again".into()));
+        let inp = flow.input("inp", TestingSource::new(items));
+        inp.output("out", DirSink::bytewax(dir.path(), 12));
+        inp.output(
+            "out_end",
+            DirSink::bytewax(dir.path().join("end"), 2)
+                .file_namer(|i, n| format!("f{i}of{n}.txt"))
+                .end(";"),
+        );
+        cluster_main(&flow, &[], 0, workers).unwrap();
+        assert_eq!(
+            listing(dir.path(), None),
+            bytewax_output("dirsink_assign.txt"),
+            "-w{workers}"
+        );
+        assert_eq!(
+            listing(&dir.path().join("end"), Some(';')),
+            bytewax_output("dirsink_end.txt"),
+            "-w{workers}"
+        );
+    }
+}

@@ -884,6 +884,8 @@ pub struct LinePartition<V> {
     written: u64,
     /// Renamed to `path`: the run completed.
     closed: bool,
+    /// Written after each value (Bytewax's `end`).
+    end: Arc<str>,
     _v: PhantomData<fn(V)>,
 }
 
@@ -894,7 +896,7 @@ fn partial_path(path: &Path) -> PathBuf {
 }
 
 impl<V> LinePartition<V> {
-    fn open(path: &Path, resume: Option<u64>) -> Result<Self, BoxError> {
+    fn open(path: &Path, resume: Option<u64>, end: Arc<str>) -> Result<Self, BoxError> {
         let partial = partial_path(path);
         let named = |e: std::io::Error| format!("cannot write {}: {e}", partial.display());
         if let Some(at) = resume {
@@ -949,6 +951,7 @@ impl<V> LinePartition<V> {
             out,
             written,
             closed: false,
+            end,
             _v: PhantomData,
         })
     }
@@ -964,7 +967,7 @@ impl<V: std::fmt::Display + Send + 'static> StatefulSinkPartition for LinePartit
         for v in items.drain(..) {
             line.clear();
             use std::fmt::Write as _;
-            let _ = writeln!(line, "{v}");
+            let _ = write!(line, "{v}{}", self.end);
             self.out.write_all(line.as_bytes()).map_err(named)?;
             self.written += line.len() as u64;
         }
@@ -1035,6 +1038,7 @@ impl<V: std::fmt::Display + Send + 'static> StatefulSinkPartition for LinePartit
 #[derive(Debug)]
 pub struct FileSink<V> {
     path: PathBuf,
+    end: Arc<str>,
     _v: PhantomData<fn(V)>,
 }
 
@@ -1043,8 +1047,21 @@ impl<V> FileSink<V> {
     pub fn new(path: impl AsRef<Path>) -> Self {
         FileSink {
             path: path.as_ref().to_path_buf(),
+            end: "\n".into(),
             _v: PhantomData,
         }
+    }
+
+    /// Writes `end` after each value instead of a newline (Bytewax's `end`).
+    ///
+    /// ```no_run
+    /// use waxfast::connectors::files::FileSink;
+    /// let sink = FileSink::<String>::new("out.csv").end("\r\n");
+    /// # let _ = sink;
+    /// ```
+    pub fn end(mut self, end: &str) -> Self {
+        self.end = end.into();
+        self
     }
 }
 
@@ -1066,7 +1083,7 @@ impl<V: std::fmt::Display + Data> FixedPartitionedSink for FileSink<V> {
         _for_part: &str,
         resume_state: Option<u64>,
     ) -> Result<LinePartition<V>, BoxError> {
-        LinePartition::open(&self.path, resume_state)
+        LinePartition::open(&self.path, resume_state, self.end.clone())
     }
 }
 
@@ -1076,25 +1093,134 @@ impl<K: Key, V: std::fmt::Display + crate::ExchangeData> Sink<(K, V)> for FileSi
     }
 }
 
-/// Writes the values of a keyed stream as lines to `file_count` files `part-0` ...
-/// `part-{n-1}` in a directory, each key's values to the file `stable_hash(key) % n`
-/// (so one key's lines stay together, in order). Each file is a partition with
-/// [`FileSink`]'s guarantees.
-#[derive(Debug)]
+/// Zlib's Adler-32 checksum (RFC 1950), which Bytewax's `DirSink` assigns files by.
+pub fn adler32(bytes: &[u8]) -> u32 {
+    const MOD: u32 = 65_521;
+    let (mut a, mut b) = (1u32, 0u32);
+    // 5552 bytes is the most that cannot overflow `b` before the reduction (zlib's NMAX).
+    for chunk in bytes.chunks(5552) {
+        for &x in chunk {
+            a += u32::from(x);
+            b += a;
+        }
+        a %= MOD;
+        b %= MOD;
+    }
+    (b << 16) | a
+}
+
+type FileNamer = Arc<dyn Fn(usize, usize) -> String + Send + Sync>;
+type AssignFile = Arc<dyn Fn(&[u8]) -> usize + Send + Sync>;
+
+/// Writes the values of a keyed stream as lines to `file_count` files in a directory,
+/// one key's values all to one file (so they stay together, in order). Each file is a
+/// partition with [`FileSink`]'s guarantees.
+///
+/// [`new`](Self::new) names the files `part-0` ... `part-{n-1}` and puts a key in the
+/// file `stable_hash(key) % n`. [`bytewax`](Self::bytewax) does what Bytewax's
+/// `DirSink` does, so the same keys land in the same files: files `part_0` ...
+/// `part_{n-1}`, a key in the file `adler32(key) % n` of the file names in sorted
+/// order (Bytewax's rule: with more than ten files `part_10` sorts before `part_2`).
+/// [`file_namer`](Self::file_namer), [`assign_file`](Self::assign_file) and
+/// [`end`](Self::end) are Bytewax's options of the same names.
+///
+/// ```no_run
+/// use waxfast::connectors::files::DirSink;
+/// let sink = DirSink::<String>::bytewax("out/", 4)
+///     .file_namer(|i, n| format!("counts-{i}-of-{n}.txt"));
+/// # let _ = sink;
+/// ```
 pub struct DirSink<V> {
     dir: PathBuf,
     file_count: usize,
+    namer: FileNamer,
+    /// `None`: by the key's stable hash, into the files in listed order.
+    assign: Option<AssignFile>,
+    /// Position `j` holds the index of the `j`-th file name in sorted order.
+    by_sorted_name: Vec<usize>,
+    end: Arc<str>,
     _v: PhantomData<fn(V)>,
 }
 
+impl<V> std::fmt::Debug for DirSink<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirSink")
+            .field("dir", &self.dir)
+            .field("files", &self.names())
+            .field("end", &self.end)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<V> DirSink<V> {
-    /// `file_count` files (at least 1) in `dir`, which must exist.
+    /// `file_count` files (at least 1) `part-{i}` in `dir`, which must exist; a key's
+    /// values go to file `stable_hash(key) % file_count`.
     pub fn new(dir: impl AsRef<Path>, file_count: usize) -> Self {
         DirSink {
             dir: dir.as_ref().to_path_buf(),
             file_count: file_count.max(1),
+            namer: Arc::new(|i, _| format!("part-{i}")),
+            assign: None,
+            by_sorted_name: Vec::new(),
+            end: "\n".into(),
             _v: PhantomData,
         }
+        .sort_names()
+    }
+
+    fn sort_names(mut self) -> Self {
+        let names = self.names();
+        let mut sorted: Vec<usize> = (0..names.len()).collect();
+        sorted.sort_by(|&a, &b| names[a].cmp(&names[b]));
+        self.by_sorted_name = sorted;
+        self
+    }
+
+    /// Bytewax's `DirSink(dir, file_count)`: files `part_{i}`, a key's values in the
+    /// file `adler32(key bytes) % file_count` of the sorted file names.
+    ///
+    /// ```
+    /// use waxfast::connectors::files::{adler32, DirSink};
+    /// let sink = DirSink::<String>::bytewax("out/", 3);
+    /// // Key "a" (adler32 6422626 % 3 == 1) goes to part_1, as in Bytewax.
+    /// assert_eq!(adler32(b"a") % 3, 1);
+    /// # let _ = sink;
+    /// ```
+    pub fn bytewax(dir: impl AsRef<Path>, file_count: usize) -> Self {
+        Self::new(dir, file_count)
+            .file_namer(|i, _| format!("part_{i}"))
+            .assign_file(|key| adler32(key) as usize)
+    }
+
+    /// Names file `i` of `n` `namer(i, n)` (Bytewax's `file_namer`). The names must
+    /// differ from each other.
+    pub fn file_namer(
+        mut self,
+        namer: impl Fn(usize, usize) -> String + Send + Sync + 'static,
+    ) -> Self {
+        self.namer = Arc::new(namer);
+        self.sort_names()
+    }
+
+    /// Puts a key's values in the file `assign(key) % file_count` of the file names
+    /// in sorted order, as Bytewax's `assign_file` does. `assign` is given the key's
+    /// canonical bytes: the UTF-8 of a string key (Bytewax's keys are strings), the
+    /// little-endian bytes of an integer.
+    pub fn assign_file(mut self, assign: impl Fn(&[u8]) -> usize + Send + Sync + 'static) -> Self {
+        self.assign = Some(Arc::new(assign));
+        self
+    }
+
+    /// Writes `end` after each value instead of a newline (Bytewax's `end`).
+    pub fn end(mut self, end: &str) -> Self {
+        self.end = end.into();
+        self
+    }
+
+    fn names(&self) -> Vec<String> {
+        (0..self.file_count)
+            .map(|i| (self.namer)(i, self.file_count))
+            .collect()
     }
 }
 
@@ -1103,7 +1229,19 @@ impl<V: std::fmt::Display + Data> FixedPartitionedSink for DirSink<V> {
     type Part = LinePartition<V>;
 
     fn list_parts(&self) -> Vec<String> {
-        (0..self.file_count).map(|i| format!("part-{i}")).collect()
+        self.names()
+    }
+
+    fn picks_by_key_bytes(&self) -> bool {
+        self.assign.is_some()
+    }
+
+    fn part_fn_bytes(&self, key: &[u8], key_hash: u64) -> usize {
+        let Some(assign) = &self.assign else {
+            return self.part_fn(key_hash);
+        };
+        // Bytewax indexes the sorted names; the runtime indexes `list_parts`.
+        self.by_sorted_name[assign(key) % self.by_sorted_name.len()]
     }
 
     fn build_part(
@@ -1115,7 +1253,7 @@ impl<V: std::fmt::Display + Data> FixedPartitionedSink for DirSink<V> {
         if !self.dir.is_dir() {
             return Err(format!("{} is not a directory", self.dir.display()).into());
         }
-        LinePartition::open(&self.dir.join(for_part), resume_state)
+        LinePartition::open(&self.dir.join(for_part), resume_state, self.end.clone())
     }
 }
 
@@ -1128,6 +1266,18 @@ impl<K: Key, V: std::fmt::Display + crate::ExchangeData> Sink<(K, V)> for DirSin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn adler32_matches_pythons_zlib() {
+        // zlib.adler32(...) in Python 3.11.
+        assert_eq!(adler32(b""), 1);
+        assert_eq!(adler32(b"a"), 6_422_626);
+        assert_eq!(adler32(b"abc"), 38_600_999);
+        assert_eq!(adler32(b"Wikipedia"), 300_286_872);
+        assert_eq!(adler32(b"hello world"), 436_929_629);
+        let long: Vec<u8> = (0..40).flat_map(|_| 0..=255u8).collect();
+        assert_eq!(adler32(&long), 4_101_369_118, "past one 5552-byte chunk");
+    }
     use proptest::prelude::*;
 
     fn read_all(p: &mut FilePartition) -> Vec<String> {
