@@ -407,3 +407,40 @@ fn dir_sink_bytewax_names_files_and_assigns_keys_as_bytewax() {
         );
     }
 }
+
+#[test]
+fn dir_source_default_glob_and_recursive_glob_read_what_bytewax_reads() {
+    use waxfast::connectors::files::DirSource;
+    let root = tempfile::tempdir().unwrap();
+    for (rel, text) in [
+        ("flat/one.txt", "f1\nf2\n"),
+        ("flat/two.log", "f3\n"),
+        ("tree/a.txt", "a1\n"),
+        ("tree/b.log", "b1\n"),
+        ("tree/sub/c.txt", "c1\nc2\n"),
+        ("tree/sub/deeper/d.txt", "d1\n"),
+    ] {
+        let p = root.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    for workers in [1, 2] {
+        let flow = Dataflow::new("dirsource_glob");
+        let (sink, out) = TestingSink::new();
+        let flat = flow
+            .input("flat", DirSource::all(root.path().join("flat")))
+            .map("tag_flat", |x| to_repr(&("flat", x)));
+        let deep = flow
+            .input("deep", DirSource::new(root.path().join("tree"), "**/*.txt"))
+            .map("tag_deep", |x| to_repr(&("deep", x)));
+        flat.merge("both", [&deep]).output("out", sink);
+        cluster_main(&flow, &[], 0, workers).unwrap();
+        let mut got = out.take();
+        got.sort();
+        let want: Vec<String> = bytewax_output("dirsource_glob.txt")
+            .lines()
+            .map(String::from)
+            .collect();
+        assert_eq!(got, want, "-w{workers}");
+    }
+}

@@ -766,14 +766,22 @@ impl Source<String> for FileSource {
     }
 }
 
-/// Reads the lines of every file in a directory whose name matches a glob pattern, one
-/// partition per file (named by its file name), assigned to workers as Bytewax assigns
-/// partitions.
+/// Reads the lines of every file in a directory whose path (relative to the directory)
+/// matches a glob pattern, one partition per file (named by that relative path),
+/// assigned to workers as Bytewax assigns partitions.
+///
+/// A pattern without `/` matches the file names of the directory itself (`"*.log"`);
+/// one with `/` matches relative paths through subdirectories, `**` standing for any
+/// number of directories, zero included, as in Bytewax (Python's `Path.glob`):
+/// `"**/*.txt"` reads `a.txt` and `logs/2024/b.txt`. `*` and `?` never match `/`.
+/// Only regular files are read (Bytewax also lists directories, and then fails to
+/// read them), and symbolic links to directories are not followed (no loops).
 ///
 /// ```no_run
 /// use waxfast::connectors::files::DirSource;
-/// let logs = DirSource::new("logs/", "*.log");
-/// # let _ = logs;
+/// let logs = DirSource::new("logs/", "**/*.log");
+/// let everything = DirSource::all("inbox/"); // Bytewax's default pattern, "*"
+/// # let _ = (logs, everything);
 /// ```
 #[derive(Debug, Clone)]
 pub struct DirSource {
@@ -784,7 +792,8 @@ pub struct DirSource {
 }
 
 impl DirSource {
-    /// Every file of `dir` whose name matches `glob` (e.g. `"*.txt"`).
+    /// Every file of `dir` whose relative path matches `glob` (e.g. `"*.txt"`,
+    /// `"**/*.txt"`).
     pub fn new(dir: impl AsRef<Path>, glob: &str) -> Self {
         DirSource {
             dir: dir.as_ref().to_path_buf(),
@@ -794,25 +803,44 @@ impl DirSource {
         }
     }
 
+    /// Every file directly in `dir`: Bytewax's default pattern `"*"`.
+    pub fn all(dir: impl AsRef<Path>) -> Self {
+        Self::new(dir, "*")
+    }
+
     /// Lines per batch (at least 1).
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch_size = n.max(1);
         self
     }
 
-    /// The matching file names, sorted.
+    /// The matching files' relative paths, sorted.
     fn files(&self) -> Result<Vec<String>, BoxError> {
         let pattern = glob::Pattern::new(&self.pattern)
             .map_err(|e| format!("invalid glob {:?}: {e}", self.pattern))?;
-        let entries = std::fs::read_dir(&self.dir)
-            .map_err(|e| format!("cannot read directory {}: {e}", self.dir.display()))?;
+        let options = glob::MatchOptions {
+            require_literal_separator: true,
+            ..glob::MatchOptions::new()
+        };
+        let deep = self.pattern.contains('/');
         let mut names = Vec::new();
-        for entry in entries {
-            let entry =
-                entry.map_err(|e| format!("cannot read directory {}: {e}", self.dir.display()))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if entry.path().is_file() && pattern.matches(&name) {
-                names.push(name);
+        let mut dirs = vec![PathBuf::new()];
+        while let Some(rel_dir) = dirs.pop() {
+            let at = self.dir.join(&rel_dir);
+            let entries = std::fs::read_dir(&at)
+                .map_err(|e| format!("cannot read directory {}: {e}", at.display()))?;
+            for entry in entries {
+                let entry =
+                    entry.map_err(|e| format!("cannot read directory {}: {e}", at.display()))?;
+                let rel = rel_dir.join(entry.file_name());
+                let kind = entry
+                    .file_type()
+                    .map_err(|e| format!("cannot read {}: {e}", entry.path().display()))?;
+                if deep && kind.is_dir() {
+                    dirs.push(rel);
+                } else if entry.path().is_file() && pattern.matches_path_with(&rel, options) {
+                    names.push(rel.to_string_lossy().into_owned());
+                }
             }
         }
         names.sort();
