@@ -691,7 +691,12 @@ impl FilePartition {
                 )
                 .into()
             };
-            if keep > LONG_LINE {
+            if memchr::memchr(b'\r', &self.line[..keep]).is_some() {
+                // A lone `\r` ends a line too, as in Python's universal newlines (so
+                // in Bytewax): the pieces all belong to this `\n` line's position.
+                let text = std::str::from_utf8(&self.line[..keep]).map_err(bad_utf8)?;
+                push_cr_lines(text, keep < self.line.len(), batch);
+            } else if keep > LONG_LINE {
                 // Moved, not copied: a line of hundreds of MB is held once.
                 let mut bytes = std::mem::take(&mut self.line);
                 bytes.truncate(keep);
@@ -703,6 +708,18 @@ impl FilePartition {
         }
         Ok(SourceStatus::Active)
     }
+}
+
+/// Pushes the lines of `text` (a line without its `\n` or `\r\n`) split at each `\r`.
+/// At the end of a file without a final `\n` (`!ended`), a last `\r` ends the last line
+/// and starts no empty one: `"a\r"` is one line, `"a\r\r\n"` two (`"a"`, `""`), as
+/// Python reads them.
+fn push_cr_lines(text: &str, ended: bool, batch: &mut Vec<String>) {
+    let text = match ended {
+        true => text,
+        false => text.strip_suffix('\r').unwrap_or(text),
+    };
+    batch.extend(text.split('\r').map(str::to_owned));
 }
 
 impl FixedPartitionedSource for FileSource {
@@ -1294,6 +1311,32 @@ impl<K: Key, V: std::fmt::Display + crate::ExchangeData> Sink<(K, V)> for DirSin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lone_cr_is_a_line_break_as_in_pythons_universal_newlines() {
+        // Python: open(p, newline=None).read().splitlines() for each input.
+        let cases: [(&[u8], &[&str]); 6] = [
+            (b"a\rb\nc", &["a", "b", "c"]),
+            (b"a\r\r\nb\r\n", &["a", "", "b"]),
+            (b"a\r", &["a"]),
+            (b"a\r\rb", &["a", "", "b"]),
+            (b"\r\n\r", &["", ""]),
+            (b"x\r\ny\n", &["x", "y"]),
+        ];
+        for (bytes, want) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("in.txt");
+            std::fs::write(&path, bytes).unwrap();
+            let src = FileSource::new(&path);
+            let parts = src.list_parts().unwrap();
+            let mut got = Vec::new();
+            for name in parts {
+                let mut p = src.build_part("s", &name, None).unwrap();
+                while p.next_batch(&mut got).unwrap() == SourceStatus::Active {}
+            }
+            assert_eq!(got, want, "{:?}", String::from_utf8_lossy(bytes));
+        }
+    }
 
     #[test]
     fn adler32_matches_pythons_zlib() {
