@@ -444,3 +444,83 @@ fn dir_source_default_glob_and_recursive_glob_read_what_bytewax_reads() {
         assert_eq!(got, want, "-w{workers}");
     }
 }
+
+/// A `CsvRow` as Python prints the dict `DictReader` makes of it.
+fn dict_repr(row: &waxfast::connectors::csv::CsvRow) -> String {
+    let mut parts: Vec<String> = row
+        .headers()
+        .enumerate()
+        .map(|(i, h)| format!("{}: {}", to_repr(h), to_repr(&row.get_index(i))))
+        .collect();
+    let extra: Vec<&str> = row.extra().collect();
+    if !extra.is_empty() {
+        parts.push(format!("None: {}", to_repr(&extra)));
+    }
+    format!("{{{}}}", parts.join(", "))
+}
+
+#[test]
+fn csv_source_dialect_and_ragged_rows_read_as_bytewax_reads_them() {
+    use waxfast::connectors::csv::CsvSource;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.csv");
+    std::fs::write(
+        &path,
+        "name;note;n\nada;'semi;colon';1\nbob;short\ncy;x;3;extra;more\n\ndee;'it''s';4\n",
+    )
+    .unwrap();
+    let flow = Dataflow::new("csv_dialect");
+    let (sink, out) = TestingSink::new();
+    flow.input(
+        "inp",
+        CsvSource::new(&path)
+            .delimiter(b';')
+            .quote(b'\'')
+            .flexible(),
+    )
+    .map("repr", |row| dict_repr(&row))
+    .output("out", sink);
+    run_main(&flow).unwrap();
+    let got: String = out.take().iter().map(|l| format!("{l}\n")).collect();
+    assert_eq!(got, bytewax_output("csv_dialect.txt"));
+
+    // Typed rows: a missing column is a `None` field.
+    #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+    struct Row {
+        name: String,
+        n: Option<u32>,
+    }
+    let flow = Dataflow::new("csv_typed");
+    let (sink, out) = TestingSink::new();
+    flow.input(
+        "inp",
+        CsvSource::typed::<Row>(&path)
+            .delimiter(b';')
+            .quote(b'\'')
+            .flexible(),
+    )
+    .output("out", sink);
+    run_main(&flow).unwrap();
+    let names: Vec<(String, Option<u32>)> = out.take().into_iter().map(|r| (r.name, r.n)).collect();
+    let s = String::from;
+    assert_eq!(
+        names,
+        vec![
+            (s("ada"), Some(1)),
+            (s("bob"), None),
+            (s("cy"), Some(3)),
+            (s("dee"), Some(4))
+        ]
+    );
+
+    // Without `flexible` the short row fails the run, naming the file and line.
+    let flow = Dataflow::new("csv_strict");
+    let (sink, _out) = TestingSink::new();
+    flow.input("inp", CsvSource::new(&path).delimiter(b';').quote(b'\''))
+        .output("out", sink);
+    let err = run_main(&flow).unwrap_err().to_string();
+    assert!(
+        err.contains("d.csv: line 3: the row has 2 fields, but the header has 3"),
+        "{err}"
+    );
+}
