@@ -409,6 +409,9 @@ pub struct FilePartition {
     digest: std::cell::RefCell<Digest>,
     batch_size: usize,
     line: Vec<u8>,
+    /// The bytes before this offset hold no `\r` (checked once per buffer fill, so
+    /// files without one pay no per-line search for it).
+    cr_free_until: u64,
     bar: Option<indicatif::ProgressBar>,
     /// An error met after earlier lines of the same batch: reported on the next call,
     /// once those lines are delivered.
@@ -554,6 +557,7 @@ impl FilePartition {
             digest: std::cell::RefCell::new(Digest::new(origin)),
             batch_size,
             line: Vec::new(),
+            cr_free_until: 0,
             bar: None,
             pending_error: None,
             truncate_after_first_batch,
@@ -660,6 +664,14 @@ impl FilePartition {
                 return Ok(SourceStatus::Eof);
             }
             self.line.clear();
+            if self.offset >= self.cr_free_until {
+                let buf = self
+                    .reader
+                    .fill_buf()
+                    .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
+                let clean = memchr::memchr(b'\r', buf).unwrap_or(buf.len());
+                self.cr_free_until = self.offset + clean as u64;
+            }
             let n = self
                 .reader
                 .read_until(b'\n', &mut self.line)
@@ -691,7 +703,8 @@ impl FilePartition {
                 )
                 .into()
             };
-            if memchr::memchr(b'\r', &self.line[..keep]).is_some() {
+            let past_clean = start + keep as u64 > self.cr_free_until;
+            if past_clean && memchr::memchr(b'\r', &self.line[..keep]).is_some() {
                 // A lone `\r` ends a line too, as in Python's universal newlines (so
                 // in Bytewax): the pieces all belong to this `\n` line's position.
                 let text = std::str::from_utf8(&self.line[..keep]).map_err(bad_utf8)?;
