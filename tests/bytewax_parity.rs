@@ -524,3 +524,69 @@ fn csv_source_dialect_and_ragged_rows_read_as_bytewax_reads_them() {
         "{err}"
     );
 }
+
+#[test]
+fn three_way_join_window_matches_bytewax() {
+    use chrono::{DateTime, TimeDelta, Utc};
+    use waxfast::operators::window::{EventClock, TumblingWindower};
+    use waxfast::operators::JoinSide3;
+    type Tagged = (DateTime<Utc>, String);
+    type Reading = (DateTime<Utc>, f64);
+    let t0 = DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let at = move |s| t0 + TimeDelta::seconds(s);
+    for workers in [1, 2] {
+        let flow = Dataflow::new("join_window3");
+        let k = || "k".to_string();
+        let s = String::from;
+        let a = flow.input(
+            "a",
+            TestingSource::new(vec![(k(), (at(1), s("a1"))), (k(), (at(12), s("a2")))]),
+        );
+        let b = flow.input(
+            "b",
+            TestingSource::new(vec![(k(), (at(2), s("b1"))), (k(), (at(3), s("b2")))]),
+        );
+        let c = flow.input(
+            "c",
+            TestingSource::new(vec![(k(), (at(4), 1.5)), (k(), (at(15), 2.5))]),
+        );
+        let ts = |v: &JoinSide3<Tagged, Tagged, Reading>| match v {
+            JoinSide3::A(x) | JoinSide3::B(x) => x.0,
+            JoinSide3::C(x) => x.0,
+        };
+        let (sink, out) = TestingSink::new();
+        let mut rows = Vec::new();
+        for (mode, insert, emit) in [
+            ("final", JoinInsert::Product, JoinEmit::Final),
+            ("complete", JoinInsert::Last, JoinEmit::Complete),
+        ] {
+            let j = a.join_window(
+                &format!("j_{mode}"),
+                (&b, &c),
+                EventClock::new(ts, TimeDelta::seconds(60)),
+                TumblingWindower::new(TimeDelta::seconds(10), t0),
+                insert,
+                emit,
+                true,
+            );
+            rows.push(
+                j.down
+                    .map(&format!("names_{mode}"), move |(key, (w, (x, y, z)))| {
+                        let row = (x.map(|v| v.1), y.map(|v| v.1), z.map(|v| v.1));
+                        to_repr(&(mode, key, w, row))
+                    }),
+            );
+        }
+        rows[0].merge("both", [&rows[1]]).output("out", sink);
+        cluster_main(&flow, &[], 0, workers).unwrap();
+        let mut got = out.take();
+        got.sort();
+        let want: Vec<String> = bytewax_output("join_window3.txt")
+            .lines()
+            .map(String::from)
+            .collect();
+        assert_eq!(got, want, "-w{workers}");
+    }
+}
