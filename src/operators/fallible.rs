@@ -18,8 +18,9 @@ use crate::runtime::build::fail;
 use crate::runtime::push::Data;
 
 impl<T: Data> Stream<T> {
-    /// Transforms each item with `f`; an `Err` fails the run with
-    /// [`Error::Step`] naming this step (items before it in the batch are passed on).
+    /// Transforms each item with `f`; an `Err` fails the run at once with
+    /// [`Error::Step`] naming this step (the items of its batch that came before it do
+    /// not reach later steps: the run is failing).
     ///
     /// ```
     /// use waxfast::{Dataflow, Error, run_main};

@@ -13,7 +13,7 @@
 //! at run time. In `Complete` mode every slot is present, so
 //! [`join_complete`](Stream::join_complete) gives the values without `Option`s.
 //!
-//! Every join is one [`KeyedLogic`] on the keyed engine: the sides' values are tagged
+//! Every join is one `KeyedLogic` on the keyed engine: the sides' values are tagged
 //! with their side ([`JoinSide`], [`JoinSide3`], ... or `(index, value)`), merged, and
 //! routed by key to one per-key state holding each side's values.
 
