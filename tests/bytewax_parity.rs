@@ -590,3 +590,50 @@ fn three_way_join_window_matches_bytewax() {
         assert_eq!(got, want, "-w{workers}");
     }
 }
+
+// ---- polling sources: end, resume ----------------------------------------------------------
+
+/// Bytewax's `SimplePollingSource.snapshot` / `resume`: a run that fails after item 10
+/// resumes the getter's saved state, and the exactly-once `FileSink` ends up holding
+/// every item once, whichever epoch the last snapshot was taken in.
+#[test]
+fn polling_source_state_resumes_after_a_failure_exactly_once() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+    use waxfast::connectors::files::FileSink;
+    use waxfast::connectors::polling::{Polled, SimplePollingSource};
+    use waxfast::recovery::{init, RecoveryConfig};
+    use waxfast::{run_main_with, RunConfig};
+
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().join("state");
+    std::fs::create_dir(&state_dir).unwrap();
+    init(&state_dir, 1).unwrap();
+    let out_path = dir.path().join("out.txt");
+    let failed_once = Arc::new(AtomicBool::new(false));
+    let flag = failed_once.clone();
+    let source = SimplePollingSource::with_state(Duration::ZERO, 0u32, move |next: &mut u32| {
+        if *next == 10 && !flag.swap(true, Ordering::SeqCst) {
+            return Err("the endpoint went away".into());
+        }
+        if *next == 20 {
+            return Ok(Polled::End);
+        }
+        *next += 1;
+        Ok(Polled::Item(*next - 1))
+    });
+    let flow = Dataflow::new("poll_resume");
+    flow.input("inp", source)
+        .key_on("key", |_| "all")
+        .output("out", FileSink::new(&out_path));
+    let config = RunConfig::default()
+        .epoch_interval(Duration::ZERO)
+        .recovery(RecoveryConfig::new(&state_dir));
+    let err = run_main_with(&flow, &config).unwrap_err();
+    assert!(err.to_string().contains("the endpoint went away"), "{err}");
+    assert!(failed_once.load(Ordering::SeqCst));
+    run_main_with(&flow, &config).unwrap();
+    let text = std::fs::read_to_string(&out_path).unwrap();
+    let want: String = (0..20).map(|i| format!("{i}\n")).collect();
+    assert_eq!(text, want);
+}
