@@ -227,7 +227,7 @@ where
         Err(msg) => return usage_error(&format!("flow {name:?}: {msg}")),
     };
     if let Some(n) = settings.processes {
-        return launch::launch(n, &settings);
+        return launch::launch(n, &settings, prog);
     }
     let mut config = RunConfig::default()
         .epoch_interval(settings.epoch_interval)
