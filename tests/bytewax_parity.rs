@@ -637,3 +637,12 @@ fn polling_source_state_resumes_after_a_failure_exactly_once() {
     let want: String = (0..20).map(|i| format!("{i}\n")).collect();
     assert_eq!(text, want);
 }
+
+#[test]
+fn example_wordcount_prints_what_bytewax_prints() {
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/bytewax_outputs/examples/sample_data/wordcount.txt");
+    let o = run_with_timeout(example("wordcount").arg(sample));
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    assert_eq!(stdout(&o), bytewax_output("wordcount_w1.txt"));
+}
