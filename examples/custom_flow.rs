@@ -45,7 +45,11 @@ fn parity(n: u64) -> Dataflow {
 }
 
 fn main() -> ExitCode {
+    // `named`: `--version` prints `custom_flow 1.0.0`, `--help` and the messages say
+    // `custom_flow`, not `waxfast`.
     let flows = FlowRegistry::with_builtins()
+        .named("custom_flow", "1.0.0")
+        .about("Squares and parities: a custom dataflow binary.")
         .register("squares", "squares:N  print n*n for n in 0..N", |args| {
             parse_n(args).map(squares)
         })

@@ -8,5 +8,8 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    waxfast::cli::main(waxfast::cli::FlowRegistry::with_builtins())
+    let flows = waxfast::cli::FlowRegistry::with_builtins()
+        .named("waxfast", env!("CARGO_PKG_VERSION"))
+        .about("Runs a waxfast dataflow, like `python -m bytewax.run`.");
+    waxfast::cli::main(flows)
 }

@@ -194,13 +194,19 @@ pub(crate) enum ArgsError {
     Usage(String),
 }
 
-/// Parses `args`; `Ok(None)` when clap printed help or version.
-pub(crate) fn parse<I, T>(args: I) -> Result<Option<Settings>, ArgsError>
+/// Parses `args` for the program `program` (its name, version and about text in
+/// `--help` and `--version`); `Ok(None)` when clap printed help or version.
+pub(crate) fn parse<I, T>(args: I, program: &super::Program) -> Result<Option<Settings>, ArgsError>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let matches = match Cli::command().try_get_matches_from(args) {
+    let command = Cli::command()
+        .name(program.name)
+        .bin_name(program.name)
+        .version(program.version)
+        .about(program.about);
+    let matches = match command.try_get_matches_from(args) {
         Ok(m) => m,
         Err(e) => {
             return match e.kind() {
@@ -368,10 +374,13 @@ fn validate(cli: Cli, m: &ArgMatches) -> Result<Settings, String> {
                 ));
             }
             if id >= addresses.len() {
+                let valid = match addresses.len() {
+                    1 => "the only valid id is 0".to_string(),
+                    n => format!("valid ids: 0 to {}", n - 1),
+                };
                 return Err(format!(
-                    "{i_name} is {id}, but {a_name} lists only {} process(es) (valid ids: 0..{})",
-                    addresses.len(),
-                    addresses.len() - 1
+                    "{i_name} is {id}, but {a_name} lists only {} process(es) ({valid})",
+                    addresses.len()
                 ));
             }
             id

@@ -31,7 +31,7 @@ const GRACE: Duration = Duration::from_secs(10);
 /// A line longer than this is relayed while holding the output lock, in pieces.
 const LONG_LINE: usize = 1 << 20;
 
-pub(crate) fn launch(n: usize, s: &Settings) -> u8 {
+pub(crate) fn launch(n: usize, s: &Settings, prog: &str) -> u8 {
     let exe = match std::env::current_exe() {
         Ok(e) => e,
         Err(e) => {
@@ -168,7 +168,7 @@ pub(crate) fn launch(n: usize, s: &Settings) -> u8 {
                         let code = st
                             .code()
                             .map_or("a signal".to_string(), |c| format!("code {c}"));
-                        eprintln!("waxfast: process {i} of {n} exited with {code}");
+                        eprintln!("{prog}: process {i} of {n} exited with {code}");
                         if status == 0 {
                             status = st
                                 .code()
@@ -186,7 +186,7 @@ pub(crate) fn launch(n: usize, s: &Settings) -> u8 {
         if failed_at.is_some_and(|t| t.elapsed() > GRACE) {
             for (i, c) in &mut children {
                 eprintln!(
-                    "waxfast: process {i} did not stop {GRACE:?} after a peer failed; killing it"
+                    "{prog}: process {i} did not stop {GRACE:?} after a peer failed; killing it"
                 );
                 let _ = c.kill();
                 let _ = c.wait();

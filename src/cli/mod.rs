@@ -42,10 +42,49 @@ struct FlowEntry {
     factory: Factory,
 }
 
-/// The flows a `waxfast` binary can run, by name.
+/// The flows a `waxfast` binary can run, by name, and the name, version and about
+/// text that binary gives in `--help`, `--version` and its messages.
 #[derive(Default)]
 pub struct FlowRegistry {
     entries: Vec<FlowEntry>,
+    name: Option<String>,
+    version: Option<String>,
+    about: Option<String>,
+}
+
+/// A binary's identity on its command line (strings leaked once per process: clap
+/// takes `&'static str`).
+pub(crate) struct Program {
+    pub(crate) name: &'static str,
+    pub(crate) version: &'static str,
+    pub(crate) about: &'static str,
+}
+
+impl Program {
+    /// `registry`'s identity; a binary that named none is called by its file name
+    /// (`argv[0]`) and shows the waxfast version it was built with.
+    fn of(registry: &FlowRegistry, argv0: Option<&OsString>) -> Program {
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        let name = registry.name.clone().unwrap_or_else(|| {
+            argv0
+                .and_then(|a| std::path::Path::new(a).file_stem())
+                .map(|s| s.to_string_lossy().into_owned())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "waxfast".to_string())
+        });
+        let version = registry
+            .version
+            .clone()
+            .unwrap_or_else(|| format!("(built with waxfast {})", env!("CARGO_PKG_VERSION")));
+        let about = registry.about.clone().unwrap_or_else(|| {
+            "Runs a dataflow (built with waxfast), like `python -m bytewax.run`.".to_string()
+        });
+        Program {
+            name: leak(name),
+            version: leak(version),
+            about: leak(about),
+        }
+    }
 }
 
 impl std::fmt::Debug for FlowRegistry {
@@ -84,6 +123,29 @@ impl FlowRegistry {
         self
     }
 
+    /// Names the binary: `name` and `version` are what `--help`, `--version` and its
+    /// messages (`see \`NAME --list\``) show. Without it a binary is called by its file
+    /// name and shows the waxfast version it was built with.
+    ///
+    /// ```
+    /// use waxfast::cli::FlowRegistry;
+    /// let flows = FlowRegistry::with_builtins().named("mytool", env!("CARGO_PKG_VERSION"));
+    /// // waxfast::cli::main(flows) would now print `mytool 0.1.0` for --version.
+    /// # let _ = flows;
+    /// ```
+    pub fn named(mut self, name: &str, version: &str) -> Self {
+        self.name = Some(name.to_string());
+        self.version = Some(version.to_string());
+        self
+    }
+
+    /// The one-line description `--help` shows (default: "Runs a dataflow (built with
+    /// waxfast), like `python -m bytewax.run`.").
+    pub fn about(mut self, about: &str) -> Self {
+        self.about = Some(about.to_string());
+        self
+    }
+
     /// The registered names, in registration order.
     pub fn names(&self) -> Vec<&str> {
         self.entries.iter().map(|e| e.name.as_str()).collect()
@@ -94,14 +156,18 @@ impl FlowRegistry {
     }
 
     /// Builds `NAME[:ARGS]`: its name, its arguments and the flow, or a usage message.
-    fn make<'a>(&self, flow_arg: &'a str) -> Result<(&'a str, Option<&'a str>, Dataflow), String> {
+    fn make<'a>(
+        &self,
+        flow_arg: &'a str,
+        prog: &str,
+    ) -> Result<(&'a str, Option<&'a str>, Dataflow), String> {
         let (name, flow_args) = match flow_arg.split_once(':') {
             Some((n, a)) => (n, Some(a)),
             None => (flow_arg, None),
         };
         let Some(entry) = self.get(name) else {
             return Err(format!(
-                "unknown flow {name:?}; known flows: {} (see `waxfast --list`)",
+                "unknown flow {name:?}; known flows: {} (see `{prog} --list`)",
                 self.names().join(", ")
             ));
         };
@@ -131,13 +197,15 @@ where
     T: Into<OsString> + Clone,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let program = Program::of(registry, args.first());
+    let prog = program.name;
     if args.get(1).is_some_and(|a| a == "recovery") {
-        return recovery_command(&args[2..]);
+        return recovery_command(prog, &args[2..]);
     }
     if args.get(1).is_some_and(|a| a == "visualize") {
-        return visualize_command(&args[2..], registry);
+        return visualize_command(prog, &args[2..], registry);
     }
-    let settings = match args::parse(args) {
+    let settings = match args::parse(args, &program) {
         Ok(Some(s)) => s,
         Ok(None) => return 0, // --help / --version printed
         Err(args::ArgsError::Clap(e)) => {
@@ -163,14 +231,16 @@ where
         return 0;
     }
     let Some(flow_arg) = settings.flow.as_deref() else {
-        return usage_error("missing FLOW: name the flow to run (see `waxfast --list`)");
+        return usage_error(&format!(
+            "missing FLOW: name the flow to run (see `{prog} --list`)"
+        ));
     };
-    let (name, flow_args, flow) = match registry.make(flow_arg) {
+    let (name, flow_args, flow) = match registry.make(flow_arg, prog) {
         Ok(made) => made,
         Err(msg) => return usage_error(&msg),
     };
     if let Some(n) = settings.processes {
-        return launch::launch(n, &settings);
+        return launch::launch(n, &settings, prog);
     }
     let mut config = RunConfig::default()
         .epoch_interval(settings.epoch_interval)
@@ -215,7 +285,7 @@ const VISUALIZE_USAGE: &str = "usage: waxfast visualize FLOW[:ARGS] [--format me
 
 /// `waxfast visualize FLOW[:ARGS]` (Bytewax: `python -m bytewax.visualize`): prints the
 /// flow's graph as Mermaid, or as `RenderedDataflow` JSON or Graphviz dot.
-fn visualize_command(args: &[OsString], registry: &FlowRegistry) -> u8 {
+fn visualize_command(prog: &str, args: &[OsString], registry: &FlowRegistry) -> u8 {
     let args: Vec<String> = args
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
@@ -244,7 +314,7 @@ fn visualize_command(args: &[OsString], registry: &FlowRegistry) -> u8 {
     let Some(flow_arg) = flow else {
         return usage_error(&format!("missing FLOW; {VISUALIZE_USAGE}"));
     };
-    let flow = match registry.make(&flow_arg) {
+    let flow = match registry.make(&flow_arg, prog) {
         Ok((_, _, flow)) => flow,
         Err(msg) => return usage_error(&msg),
     };
@@ -268,30 +338,27 @@ fn visualize_command(args: &[OsString], registry: &FlowRegistry) -> u8 {
     0
 }
 
-const RECOVERY_USAGE: &str = "usage: waxfast recovery init DIR COUNT";
-
-/// `waxfast recovery init DIR COUNT` (Bytewax: `python -m bytewax.recovery DIR COUNT`).
-fn recovery_command(args: &[OsString]) -> u8 {
+/// `PROG recovery init DIR COUNT` (Bytewax: `python -m bytewax.recovery DIR COUNT`).
+fn recovery_command(prog: &str, args: &[OsString]) -> u8 {
+    let usage = format!("usage: {prog} recovery init DIR COUNT");
     let args: Vec<String> = args
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     match args.first().map(String::as_str) {
         Some("-h" | "--help") => {
-            println!("Creates COUNT empty recovery partitions in DIR, for `waxfast FLOW -r DIR`.\n\n{RECOVERY_USAGE}");
+            println!("Creates COUNT empty recovery partitions in DIR, for `{prog} FLOW -r DIR`.\n\n{usage}");
             0
         }
         Some("init") => {
             let [_, dir, count] = args.as_slice() else {
-                return usage_error(&format!(
-                    "recovery init takes DIR and COUNT; {RECOVERY_USAGE}"
-                ));
+                return usage_error(&format!("recovery init takes DIR and COUNT; {usage}"));
             };
             let count = match count.trim().parse::<usize>() {
                 Ok(n) if n >= 1 => n,
                 _ => {
                     return usage_error(&format!(
-                        "invalid COUNT {count:?}: expected a whole number >= 1; {RECOVERY_USAGE}"
+                        "invalid COUNT {count:?}: expected a whole number >= 1; {usage}"
                     ))
                 }
             };
@@ -306,10 +373,8 @@ fn recovery_command(args: &[OsString]) -> u8 {
                 }
             }
         }
-        Some(other) => usage_error(&format!(
-            "unknown recovery command {other:?}; {RECOVERY_USAGE}"
-        )),
-        None => usage_error(RECOVERY_USAGE),
+        Some(other) => usage_error(&format!("unknown recovery command {other:?}; {usage}")),
+        None => usage_error(&usage),
     }
 }
 

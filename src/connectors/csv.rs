@@ -60,6 +60,27 @@ impl CsvRow {
         self.values.get(index)
     }
 
+    /// The values past the header's columns, in a row with more fields than the
+    /// header (only with [`CsvSource::flexible`]): what Python's `DictReader` puts under
+    /// its `restkey`. Empty for other rows.
+    ///
+    /// ```
+    /// use waxfast::connectors::csv::CsvSource;
+    /// use waxfast::io::{FixedPartitionedSource, StatefulSourcePartition};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("ragged.csv");
+    /// std::fs::write(&path, "a,b\n1\n1,2,3,4\n").unwrap();
+    /// let source = CsvSource::new(&path).flexible();
+    /// let mut part = source.build_part("inp", &source.list_parts().unwrap()[0], None).unwrap();
+    /// let mut rows = Vec::new();
+    /// part.next_batch(&mut rows).unwrap();
+    /// assert_eq!((rows[0].get("a"), rows[0].get("b")), (Some("1"), None)); // DictReader: None
+    /// assert_eq!(rows[1].extra().collect::<Vec<_>>(), vec!["3", "4"]);
+    /// ```
+    pub fn extra(&self) -> impl Iterator<Item = &str> {
+        self.values.iter().skip(self.headers.len())
+    }
+
     /// The header names, in file order.
     pub fn headers(&self) -> impl Iterator<Item = &str> {
         self.headers.iter()
@@ -177,7 +198,7 @@ fn column_name(headers: &StringRecord, field: u64) -> String {
 /// ```
 pub struct CsvSource<T = CsvRow> {
     path: PathBuf,
-    delimiter: u8,
+    dialect: Dialect,
     batch_size: usize,
     decode: Decode<T>,
     _item: PhantomData<fn() -> T>,
@@ -187,7 +208,7 @@ impl<T> fmt::Debug for CsvSource<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CsvSource")
             .field("path", &self.path)
-            .field("delimiter", &(self.delimiter as char))
+            .field("dialect", &self.dialect)
             .field("batch_size", &self.batch_size)
             .finish()
     }
@@ -197,7 +218,7 @@ impl<T> Clone for CsvSource<T> {
     fn clone(&self) -> Self {
         CsvSource {
             path: self.path.clone(),
-            delimiter: self.delimiter,
+            dialect: self.dialect,
             batch_size: self.batch_size,
             decode: self.decode,
             _item: PhantomData,
@@ -222,16 +243,53 @@ impl<T> CsvSource<T> {
     fn with_decode(path: impl AsRef<Path>, decode: Decode<T>) -> Self {
         CsvSource {
             path: path.as_ref().to_path_buf(),
-            delimiter: b',',
+            dialect: Dialect::default(),
             batch_size: 1000,
             decode,
             _item: PhantomData,
         }
     }
 
-    /// The field delimiter (default `b','`; `b'\t'` for TSV).
+    /// The field delimiter (default `b','`; `b'\t'` for TSV; Python's `delimiter`).
     pub fn delimiter(mut self, delimiter: u8) -> Self {
-        self.delimiter = delimiter;
+        self.dialect.delimiter = delimiter;
+        self
+    }
+
+    /// The quote character (default `b'"'`; Python's `quotechar`).
+    pub fn quote(mut self, quote: u8) -> Self {
+        self.dialect.quote = quote;
+        self
+    }
+
+    /// An escape character inside quoted fields (default none; Python's `escapechar`).
+    /// Python also honours it outside quotes; the `csv` crate used here does not.
+    pub fn escape(mut self, escape: u8) -> Self {
+        self.dialect.escape = Some(escape);
+        self
+    }
+
+    /// Whether two quote characters in a quoted field stand for one (default `true`;
+    /// Python's `doublequote`).
+    pub fn double_quote(mut self, yes: bool) -> Self {
+        self.dialect.double_quote = yes;
+        self
+    }
+
+    /// Whether quote characters are special at all (default `true`; `false` is
+    /// Python's `quoting=csv.QUOTE_NONE`).
+    pub fn quoting(mut self, yes: bool) -> Self {
+        self.dialect.quoting = yes;
+        self
+    }
+
+    /// Accepts rows with fewer or more fields than the header, as Python's
+    /// `DictReader` (so Bytewax's `CSVSource`) does: a missing column reads as `None`
+    /// ([`CsvRow::get`]), extra values are in [`CsvRow::extra`], and a typed row's
+    /// missing `Option` fields are `None`. Without it such a row fails the run, naming
+    /// the file and line: a ragged row is more often a broken file than a wish.
+    pub fn flexible(mut self) -> Self {
+        self.dialect.flexible = true;
         self
     }
 
@@ -239,6 +297,31 @@ impl<T> CsvSource<T> {
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch_size = n.max(1);
         self
+    }
+}
+
+/// How a CSV file is written: Python's `csv` dialect parameters that the `csv` crate
+/// supports (`skipinitialspace` is not among them), and whether rows may be ragged.
+#[derive(Debug, Clone, Copy)]
+struct Dialect {
+    delimiter: u8,
+    quote: u8,
+    escape: Option<u8>,
+    double_quote: bool,
+    quoting: bool,
+    flexible: bool,
+}
+
+impl Default for Dialect {
+    fn default() -> Self {
+        Dialect {
+            delimiter: b',',
+            quote: b'"',
+            escape: None,
+            double_quote: true,
+            quoting: true,
+            flexible: false,
+        }
     }
 }
 
@@ -393,8 +476,14 @@ impl<T: Send + 'static> FixedPartitionedSource for CsvSource<T> {
             return Err(format!("{} is a directory, expected a CSV file", path.display()).into());
         }
         let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let d = self.dialect;
         let mut reader = csv::ReaderBuilder::new()
-            .delimiter(self.delimiter)
+            .delimiter(d.delimiter)
+            .quote(d.quote)
+            .escape(d.escape)
+            .double_quote(d.double_quote)
+            .quoting(d.quoting)
+            .flexible(d.flexible)
             .buffer_capacity(1 << 16)
             .from_reader(file);
         let header_bytes = reader

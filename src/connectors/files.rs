@@ -491,6 +491,9 @@ pub struct FilePartition {
     line: Vec<u8>,
     /// `line` holds the start of a line whose end has not arrived (streams only).
     partial_line: bool,
+    /// The bytes before this offset hold no `\r` (checked once per buffer fill, so
+    /// files without one pay no per-line search for it).
+    cr_free_until: u64,
     bar: Option<indicatif::ProgressBar>,
     /// An error met after earlier lines of the same batch: reported on the next call,
     /// once those lines are delivered.
@@ -652,6 +655,7 @@ impl FilePartition {
             batch_size,
             line: Vec::new(),
             partial_line: false,
+            cr_free_until: 0,
             bar: None,
             pending_error: None,
             truncate_after_first_batch,
@@ -761,6 +765,20 @@ impl FilePartition {
             if !self.partial_line {
                 self.line.clear();
             }
+            if self.offset >= self.cr_free_until {
+                match self.reader.fill_buf() {
+                    Ok(buf) => {
+                        let clean = memchr::memchr(b'\r', buf).unwrap_or(buf.len());
+                        self.cr_free_until = self.offset + clean as u64;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        return Ok(SourceStatus::Active)
+                    }
+                    Err(e) => {
+                        return Err(format!("cannot read {}: {e}", self.path.display()).into())
+                    }
+                }
+            }
             let had = self.line.len();
             let read = self.reader.read_until(b'\n', &mut self.line);
             let n = self.line.len() - had;
@@ -800,7 +818,13 @@ impl FilePartition {
                 )
                 .into()
             };
-            if keep > LONG_LINE {
+            let past_clean = start + keep as u64 > self.cr_free_until;
+            if past_clean && memchr::memchr(b'\r', &self.line[..keep]).is_some() {
+                // A lone `\r` ends a line too, as in Python's universal newlines (so
+                // in Bytewax): the pieces all belong to this `\n` line's position.
+                let text = std::str::from_utf8(&self.line[..keep]).map_err(bad_utf8)?;
+                push_cr_lines(text, keep < self.line.len(), batch);
+            } else if keep > LONG_LINE {
                 // Moved, not copied: a line of hundreds of MB is held once.
                 let mut bytes = std::mem::take(&mut self.line);
                 bytes.truncate(keep);
@@ -812,6 +836,18 @@ impl FilePartition {
         }
         Ok(SourceStatus::Active)
     }
+}
+
+/// Pushes the lines of `text` (a line without its `\n` or `\r\n`) split at each `\r`.
+/// At the end of a file without a final `\n` (`!ended`), a last `\r` ends the last line
+/// and starts no empty one: `"a\r"` is one line, `"a\r\r\n"` two (`"a"`, `""`), as
+/// Python reads them.
+fn push_cr_lines(text: &str, ended: bool, batch: &mut Vec<String>) {
+    let text = match ended {
+        true => text,
+        false => text.strip_suffix('\r').unwrap_or(text),
+    };
+    batch.extend(text.split('\r').map(str::to_owned));
 }
 
 impl FixedPartitionedSource for FileSource {
@@ -875,14 +911,22 @@ impl Source<String> for FileSource {
     }
 }
 
-/// Reads the lines of every file in a directory whose name matches a glob pattern, one
-/// partition per file (named by its file name), assigned to workers as Bytewax assigns
-/// partitions.
+/// Reads the lines of every file in a directory whose path (relative to the directory)
+/// matches a glob pattern, one partition per file (named by that relative path),
+/// assigned to workers as Bytewax assigns partitions.
+///
+/// A pattern without `/` matches the file names of the directory itself (`"*.log"`);
+/// one with `/` matches relative paths through subdirectories, `**` standing for any
+/// number of directories, zero included, as in Bytewax (Python's `Path.glob`):
+/// `"**/*.txt"` reads `a.txt` and `logs/2024/b.txt`. `*` and `?` never match `/`.
+/// Only regular files are read (Bytewax also lists directories, and then fails to
+/// read them), and symbolic links to directories are not followed (no loops).
 ///
 /// ```no_run
 /// use waxfast::connectors::files::DirSource;
-/// let logs = DirSource::new("logs/", "*.log");
-/// # let _ = logs;
+/// let logs = DirSource::new("logs/", "**/*.log");
+/// let everything = DirSource::all("inbox/"); // Bytewax's default pattern, "*"
+/// # let _ = (logs, everything);
 /// ```
 #[derive(Debug, Clone)]
 pub struct DirSource {
@@ -893,7 +937,8 @@ pub struct DirSource {
 }
 
 impl DirSource {
-    /// Every file of `dir` whose name matches `glob` (e.g. `"*.txt"`).
+    /// Every file of `dir` whose relative path matches `glob` (e.g. `"*.txt"`,
+    /// `"**/*.txt"`).
     pub fn new(dir: impl AsRef<Path>, glob: &str) -> Self {
         DirSource {
             dir: dir.as_ref().to_path_buf(),
@@ -903,25 +948,44 @@ impl DirSource {
         }
     }
 
+    /// Every file directly in `dir`: Bytewax's default pattern `"*"`.
+    pub fn all(dir: impl AsRef<Path>) -> Self {
+        Self::new(dir, "*")
+    }
+
     /// Lines per batch (at least 1).
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch_size = n.max(1);
         self
     }
 
-    /// The matching file names, sorted.
+    /// The matching files' relative paths, sorted.
     fn files(&self) -> Result<Vec<String>, BoxError> {
         let pattern = glob::Pattern::new(&self.pattern)
             .map_err(|e| format!("invalid glob {:?}: {e}", self.pattern))?;
-        let entries = std::fs::read_dir(&self.dir)
-            .map_err(|e| format!("cannot read directory {}: {e}", self.dir.display()))?;
+        let options = glob::MatchOptions {
+            require_literal_separator: true,
+            ..glob::MatchOptions::new()
+        };
+        let deep = self.pattern.contains('/');
         let mut names = Vec::new();
-        for entry in entries {
-            let entry =
-                entry.map_err(|e| format!("cannot read directory {}: {e}", self.dir.display()))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if entry.path().is_file() && pattern.matches(&name) {
-                names.push(name);
+        let mut dirs = vec![PathBuf::new()];
+        while let Some(rel_dir) = dirs.pop() {
+            let at = self.dir.join(&rel_dir);
+            let entries = std::fs::read_dir(&at)
+                .map_err(|e| format!("cannot read directory {}: {e}", at.display()))?;
+            for entry in entries {
+                let entry =
+                    entry.map_err(|e| format!("cannot read directory {}: {e}", at.display()))?;
+                let rel = rel_dir.join(entry.file_name());
+                let kind = entry
+                    .file_type()
+                    .map_err(|e| format!("cannot read {}: {e}", entry.path().display()))?;
+                if deep && kind.is_dir() {
+                    dirs.push(rel);
+                } else if entry.path().is_file() && pattern.matches_path_with(&rel, options) {
+                    names.push(rel.to_string_lossy().into_owned());
+                }
             }
         }
         names.sort();
@@ -993,6 +1057,8 @@ pub struct LinePartition<V> {
     written: u64,
     /// Renamed to `path`: the run completed.
     closed: bool,
+    /// Written after each value (Bytewax's `end`).
+    end: Arc<str>,
     _v: PhantomData<fn(V)>,
 }
 
@@ -1003,7 +1069,7 @@ fn partial_path(path: &Path) -> PathBuf {
 }
 
 impl<V> LinePartition<V> {
-    fn open(path: &Path, resume: Option<u64>) -> Result<Self, BoxError> {
+    fn open(path: &Path, resume: Option<u64>, end: Arc<str>) -> Result<Self, BoxError> {
         let partial = partial_path(path);
         let named = |e: std::io::Error| format!("cannot write {}: {e}", partial.display());
         if let Some(at) = resume {
@@ -1058,6 +1124,7 @@ impl<V> LinePartition<V> {
             out,
             written,
             closed: false,
+            end,
             _v: PhantomData,
         })
     }
@@ -1073,7 +1140,7 @@ impl<V: std::fmt::Display + Send + 'static> StatefulSinkPartition for LinePartit
         for v in items.drain(..) {
             line.clear();
             use std::fmt::Write as _;
-            let _ = writeln!(line, "{v}");
+            let _ = write!(line, "{v}{}", self.end);
             self.out.write_all(line.as_bytes()).map_err(named)?;
             self.written += line.len() as u64;
         }
@@ -1144,6 +1211,7 @@ impl<V: std::fmt::Display + Send + 'static> StatefulSinkPartition for LinePartit
 #[derive(Debug)]
 pub struct FileSink<V> {
     path: PathBuf,
+    end: Arc<str>,
     _v: PhantomData<fn(V)>,
 }
 
@@ -1152,8 +1220,21 @@ impl<V> FileSink<V> {
     pub fn new(path: impl AsRef<Path>) -> Self {
         FileSink {
             path: path.as_ref().to_path_buf(),
+            end: "\n".into(),
             _v: PhantomData,
         }
+    }
+
+    /// Writes `end` after each value instead of a newline (Bytewax's `end`).
+    ///
+    /// ```no_run
+    /// use waxfast::connectors::files::FileSink;
+    /// let sink = FileSink::<String>::new("out.csv").end("\r\n");
+    /// # let _ = sink;
+    /// ```
+    pub fn end(mut self, end: &str) -> Self {
+        self.end = end.into();
+        self
     }
 }
 
@@ -1175,7 +1256,7 @@ impl<V: std::fmt::Display + Data> FixedPartitionedSink for FileSink<V> {
         _for_part: &str,
         resume_state: Option<u64>,
     ) -> Result<LinePartition<V>, BoxError> {
-        LinePartition::open(&self.path, resume_state)
+        LinePartition::open(&self.path, resume_state, self.end.clone())
     }
 }
 
@@ -1185,25 +1266,134 @@ impl<K: Key, V: std::fmt::Display + crate::ExchangeData> Sink<(K, V)> for FileSi
     }
 }
 
-/// Writes the values of a keyed stream as lines to `file_count` files `part-0` ...
-/// `part-{n-1}` in a directory, each key's values to the file `stable_hash(key) % n`
-/// (so one key's lines stay together, in order). Each file is a partition with
-/// [`FileSink`]'s guarantees.
-#[derive(Debug)]
+/// Zlib's Adler-32 checksum (RFC 1950), which Bytewax's `DirSink` assigns files by.
+pub fn adler32(bytes: &[u8]) -> u32 {
+    const MOD: u32 = 65_521;
+    let (mut a, mut b) = (1u32, 0u32);
+    // 5552 bytes is the most that cannot overflow `b` before the reduction (zlib's NMAX).
+    for chunk in bytes.chunks(5552) {
+        for &x in chunk {
+            a += u32::from(x);
+            b += a;
+        }
+        a %= MOD;
+        b %= MOD;
+    }
+    (b << 16) | a
+}
+
+type FileNamer = Arc<dyn Fn(usize, usize) -> String + Send + Sync>;
+type AssignFile = Arc<dyn Fn(&[u8]) -> usize + Send + Sync>;
+
+/// Writes the values of a keyed stream as lines to `file_count` files in a directory,
+/// one key's values all to one file (so they stay together, in order). Each file is a
+/// partition with [`FileSink`]'s guarantees.
+///
+/// [`new`](Self::new) names the files `part-0` ... `part-{n-1}` and puts a key in the
+/// file `stable_hash(key) % n`. [`bytewax`](Self::bytewax) does what Bytewax's
+/// `DirSink` does, so the same keys land in the same files: files `part_0` ...
+/// `part_{n-1}`, a key in the file `adler32(key) % n` of the file names in sorted
+/// order (Bytewax's rule: with more than ten files `part_10` sorts before `part_2`).
+/// [`file_namer`](Self::file_namer), [`assign_file`](Self::assign_file) and
+/// [`end`](Self::end) are Bytewax's options of the same names.
+///
+/// ```no_run
+/// use waxfast::connectors::files::DirSink;
+/// let sink = DirSink::<String>::bytewax("out/", 4)
+///     .file_namer(|i, n| format!("counts-{i}-of-{n}.txt"));
+/// # let _ = sink;
+/// ```
 pub struct DirSink<V> {
     dir: PathBuf,
     file_count: usize,
+    namer: FileNamer,
+    /// `None`: by the key's stable hash, into the files in listed order.
+    assign: Option<AssignFile>,
+    /// Position `j` holds the index of the `j`-th file name in sorted order.
+    by_sorted_name: Vec<usize>,
+    end: Arc<str>,
     _v: PhantomData<fn(V)>,
 }
 
+impl<V> std::fmt::Debug for DirSink<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirSink")
+            .field("dir", &self.dir)
+            .field("files", &self.names())
+            .field("end", &self.end)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<V> DirSink<V> {
-    /// `file_count` files (at least 1) in `dir`, which must exist.
+    /// `file_count` files (at least 1) `part-{i}` in `dir`, which must exist; a key's
+    /// values go to file `stable_hash(key) % file_count`.
     pub fn new(dir: impl AsRef<Path>, file_count: usize) -> Self {
         DirSink {
             dir: dir.as_ref().to_path_buf(),
             file_count: file_count.max(1),
+            namer: Arc::new(|i, _| format!("part-{i}")),
+            assign: None,
+            by_sorted_name: Vec::new(),
+            end: "\n".into(),
             _v: PhantomData,
         }
+        .sort_names()
+    }
+
+    fn sort_names(mut self) -> Self {
+        let names = self.names();
+        let mut sorted: Vec<usize> = (0..names.len()).collect();
+        sorted.sort_by(|&a, &b| names[a].cmp(&names[b]));
+        self.by_sorted_name = sorted;
+        self
+    }
+
+    /// Bytewax's `DirSink(dir, file_count)`: files `part_{i}`, a key's values in the
+    /// file `adler32(key bytes) % file_count` of the sorted file names.
+    ///
+    /// ```
+    /// use waxfast::connectors::files::{adler32, DirSink};
+    /// let sink = DirSink::<String>::bytewax("out/", 3);
+    /// // Key "a" (adler32 6422626 % 3 == 1) goes to part_1, as in Bytewax.
+    /// assert_eq!(adler32(b"a") % 3, 1);
+    /// # let _ = sink;
+    /// ```
+    pub fn bytewax(dir: impl AsRef<Path>, file_count: usize) -> Self {
+        Self::new(dir, file_count)
+            .file_namer(|i, _| format!("part_{i}"))
+            .assign_file(|key| adler32(key) as usize)
+    }
+
+    /// Names file `i` of `n` `namer(i, n)` (Bytewax's `file_namer`). The names must
+    /// differ from each other.
+    pub fn file_namer(
+        mut self,
+        namer: impl Fn(usize, usize) -> String + Send + Sync + 'static,
+    ) -> Self {
+        self.namer = Arc::new(namer);
+        self.sort_names()
+    }
+
+    /// Puts a key's values in the file `assign(key) % file_count` of the file names
+    /// in sorted order, as Bytewax's `assign_file` does. `assign` is given the key's
+    /// canonical bytes: the UTF-8 of a string key (Bytewax's keys are strings), the
+    /// little-endian bytes of an integer.
+    pub fn assign_file(mut self, assign: impl Fn(&[u8]) -> usize + Send + Sync + 'static) -> Self {
+        self.assign = Some(Arc::new(assign));
+        self
+    }
+
+    /// Writes `end` after each value instead of a newline (Bytewax's `end`).
+    pub fn end(mut self, end: &str) -> Self {
+        self.end = end.into();
+        self
+    }
+
+    fn names(&self) -> Vec<String> {
+        (0..self.file_count)
+            .map(|i| (self.namer)(i, self.file_count))
+            .collect()
     }
 }
 
@@ -1212,7 +1402,19 @@ impl<V: std::fmt::Display + Data> FixedPartitionedSink for DirSink<V> {
     type Part = LinePartition<V>;
 
     fn list_parts(&self) -> Vec<String> {
-        (0..self.file_count).map(|i| format!("part-{i}")).collect()
+        self.names()
+    }
+
+    fn picks_by_key_bytes(&self) -> bool {
+        self.assign.is_some()
+    }
+
+    fn part_fn_bytes(&self, key: &[u8], key_hash: u64) -> usize {
+        let Some(assign) = &self.assign else {
+            return self.part_fn(key_hash);
+        };
+        // Bytewax indexes the sorted names; the runtime indexes `list_parts`.
+        self.by_sorted_name[assign(key) % self.by_sorted_name.len()]
     }
 
     fn build_part(
@@ -1224,7 +1426,7 @@ impl<V: std::fmt::Display + Data> FixedPartitionedSink for DirSink<V> {
         if !self.dir.is_dir() {
             return Err(format!("{} is not a directory", self.dir.display()).into());
         }
-        LinePartition::open(&self.dir.join(for_part), resume_state)
+        LinePartition::open(&self.dir.join(for_part), resume_state, self.end.clone())
     }
 }
 
@@ -1237,6 +1439,44 @@ impl<K: Key, V: std::fmt::Display + crate::ExchangeData> Sink<(K, V)> for DirSin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lone_cr_is_a_line_break_as_in_pythons_universal_newlines() {
+        // Python: open(p, newline=None).read().splitlines() for each input.
+        let cases: [(&[u8], &[&str]); 6] = [
+            (b"a\rb\nc", &["a", "b", "c"]),
+            (b"a\r\r\nb\r\n", &["a", "", "b"]),
+            (b"a\r", &["a"]),
+            (b"a\r\rb", &["a", "", "b"]),
+            (b"\r\n\r", &["", ""]),
+            (b"x\r\ny\n", &["x", "y"]),
+        ];
+        for (bytes, want) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("in.txt");
+            std::fs::write(&path, bytes).unwrap();
+            let src = FileSource::new(&path);
+            let parts = src.list_parts().unwrap();
+            let mut got = Vec::new();
+            for name in parts {
+                let mut p = src.build_part("s", &name, None).unwrap();
+                while p.next_batch(&mut got).unwrap() == SourceStatus::Active {}
+            }
+            assert_eq!(got, want, "{:?}", String::from_utf8_lossy(bytes));
+        }
+    }
+
+    #[test]
+    fn adler32_matches_pythons_zlib() {
+        // zlib.adler32(...) in Python 3.11.
+        assert_eq!(adler32(b""), 1);
+        assert_eq!(adler32(b"a"), 6_422_626);
+        assert_eq!(adler32(b"abc"), 38_600_999);
+        assert_eq!(adler32(b"Wikipedia"), 300_286_872);
+        assert_eq!(adler32(b"hello world"), 436_929_629);
+        let long: Vec<u8> = (0..40).flat_map(|_| 0..=255u8).collect();
+        assert_eq!(adler32(&long), 4_101_369_118, "past one 5552-byte chunk");
+    }
     use proptest::prelude::*;
 
     fn read_all(p: &mut FilePartition) -> Vec<String> {

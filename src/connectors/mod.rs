@@ -15,5 +15,6 @@ pub mod csv;
 pub mod demo;
 pub mod files;
 pub mod polling;
+pub mod repr;
 pub mod stdio;
 pub mod testing;

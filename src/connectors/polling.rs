@@ -13,20 +13,42 @@ use crate::io::{
 };
 use crate::runtime::push::Data;
 
-type Getter<T> = Box<dyn FnMut() -> Result<Option<T>, BoxError> + Send>;
+type Getter<T, S> = Box<dyn FnMut(&mut S) -> Result<Polled<T>, BoxError> + Send>;
+
+/// What a polling getter returns: Bytewax's `next_item` results.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Polled<T> {
+    /// Emit this item; the next call is at the next interval.
+    Item(T),
+    /// Nothing this time (Bytewax's `None`); the next call is at the next interval.
+    Nothing,
+    /// Nothing could be fetched: call again after this long rather than at the next
+    /// interval (Bytewax's `raise SimplePollingSource.Retry(timeout)`). The schedule
+    /// then continues from that call.
+    Retry(Duration),
+    /// The source is done: its partition reaches end of stream (Bytewax's
+    /// `StopIteration`), so downstream steps see end of stream and emit what they
+    /// hold (a pending `collect` list, `*_final` results) and the run can complete.
+    End,
+}
 
 /// Calls a getter every `interval` and emits what it returns, in one partition
 /// (`"singleton"`), so exactly one worker polls whatever the worker count.
 ///
-/// The getter returns `Ok(Some(item))` to emit an item, `Ok(None)` when there is
-/// nothing this time, and `Err(e)` to end the run with `e` (reported for the input
-/// step). The source never reaches EOF by itself: a flow that reads it runs until it
-/// fails or is stopped.
+/// [`new`](Self::new) takes a getter returning `Ok(Some(item))` to emit an item and
+/// `Ok(None)` when there is nothing this time; such a source never ends by itself.
+/// [`polled`](Self::polled) takes a getter returning a [`Polled`], which can also ask
+/// for a [retry](Polled::Retry) sooner than the interval or [end](Polled::End) the
+/// source, and [`with_state`](Self::with_state) adds a state that is saved in
+/// snapshots and given back to the getter on resume (Bytewax's `snapshot` and
+/// `resume`). A getter's `Err(e)` ends the run with `e`, reported for the input step.
 ///
 /// The first call is at once, or, with [`align_to`](Self::align_to), at the first
 /// instant that is a whole number of intervals from the given time. Calls keep to that
 /// schedule; if the worker was busy past a due time, the missed calls are skipped rather
-/// than made in a burst. There is no resume state (the getter has none to give).
+/// than made in a burst (Bytewax makes them in a burst). A retry waits its timeout from
+/// the moment the getter returned (Bytewax adds it to the time the call was due, so a
+/// slow getter's retry comes early).
 ///
 /// The getter runs on the worker thread that owns the partition, like every source's
 /// `next_batch`: a slow getter (a network call) delays that worker's other steps for as
@@ -53,13 +75,14 @@ type Getter<T> = Box<dyn FnMut() -> Result<Option<T>, BoxError> + Send>;
 /// assert!(err.to_string().contains("no more readings"));
 /// assert_eq!(out.take(), vec![1, 2, 3]);
 /// ```
-pub struct SimplePollingSource<T> {
+pub struct SimplePollingSource<T, S = ()> {
     interval: Duration,
     align_to: Option<SystemTime>,
-    getter: Arc<Mutex<Getter<T>>>,
+    getter: Arc<Mutex<Getter<T, S>>>,
+    initial: S,
 }
 
-impl<T> std::fmt::Debug for SimplePollingSource<T> {
+impl<T, S> std::fmt::Debug for SimplePollingSource<T, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SimplePollingSource")
             .field("interval", &self.interval)
@@ -72,12 +95,79 @@ impl<T> SimplePollingSource<T> {
     /// Calls `getter` every `interval` (a zero interval calls it on every poll).
     pub fn new(
         interval: Duration,
-        getter: impl FnMut() -> Result<Option<T>, BoxError> + Send + 'static,
+        mut getter: impl FnMut() -> Result<Option<T>, BoxError> + Send + 'static,
+    ) -> Self {
+        Self::polled(interval, move || {
+            Ok(getter()?.map_or(Polled::Nothing, Polled::Item))
+        })
+    }
+
+    /// Calls `getter` every `interval`; it says what it got with a [`Polled`], so it
+    /// can retry sooner or end the source.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use waxfast::{Dataflow, run_main};
+    /// use waxfast::connectors::{polling::{Polled, SimplePollingSource}, testing::TestingSink};
+    ///
+    /// let mut calls = 0;
+    /// let source = SimplePollingSource::polled(Duration::from_millis(1), move || {
+    ///     calls += 1;
+    ///     Ok(match calls {
+    ///         1 => Polled::Retry(Duration::from_millis(1)), // the endpoint was busy
+    ///         2..=4 => Polled::Item(calls),
+    ///         _ => Polled::End,
+    ///     })
+    /// });
+    /// let flow = Dataflow::new("poll");
+    /// let (sink, out) = TestingSink::new();
+    /// flow.input("inp", source).output("out", sink);
+    /// run_main(&flow).unwrap(); // completes: the source ended
+    /// assert_eq!(out.take(), vec![2, 3, 4]);
+    /// ```
+    pub fn polled(
+        interval: Duration,
+        mut getter: impl FnMut() -> Result<Polled<T>, BoxError> + Send + 'static,
+    ) -> Self {
+        Self::with_state(interval, (), move |_| getter())
+    }
+}
+
+impl<T, S> SimplePollingSource<T, S> {
+    /// Calls `getter` every `interval` with a state (`initial` at first), which a run
+    /// with recovery saves at every snapshot and gives back on resume: keep in it the
+    /// position of the next read ("after the last item returned"), and the getter
+    /// carries on from there (Bytewax's `snapshot` / `resume`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use waxfast::{Dataflow, run_main};
+    /// use waxfast::connectors::{polling::{Polled, SimplePollingSource}, testing::TestingSink};
+    ///
+    /// // Reads rows 0..5 of a table, one per poll; the state is the next row.
+    /// let source = SimplePollingSource::with_state(Duration::ZERO, 0u64, |next: &mut u64| {
+    ///     if *next == 5 {
+    ///         return Ok(Polled::End);
+    ///     }
+    ///     *next += 1;
+    ///     Ok(Polled::Item(*next - 1))
+    /// });
+    /// let flow = Dataflow::new("poll");
+    /// let (sink, out) = TestingSink::new();
+    /// flow.input("inp", source).output("out", sink);
+    /// run_main(&flow).unwrap();
+    /// assert_eq!(out.take(), vec![0, 1, 2, 3, 4]);
+    /// ```
+    pub fn with_state(
+        interval: Duration,
+        initial: S,
+        getter: impl FnMut(&mut S) -> Result<Polled<T>, BoxError> + Send + 'static,
     ) -> Self {
         SimplePollingSource {
             interval,
             align_to: None,
             getter: Arc::new(Mutex::new(Box::new(getter))),
+            initial,
         }
     }
 
@@ -134,17 +224,20 @@ pub(crate) fn next_tick(prev: Instant, interval: Duration, now: Instant) -> Inst
 }
 
 /// The partition of a [`SimplePollingSource`].
-pub struct PollingPartition<T> {
+pub struct PollingPartition<T, S = ()> {
     interval: Duration,
-    getter: Arc<Mutex<Getter<T>>>,
+    getter: Arc<Mutex<Getter<T, S>>>,
+    state: S,
     next_awake: Instant,
+    ended: bool,
 }
 
-impl<T> std::fmt::Debug for PollingPartition<T> {
+impl<T, S> std::fmt::Debug for PollingPartition<T, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PollingPartition")
             .field("interval", &self.interval)
             .field("next_awake", &self.next_awake)
+            .field("ended", &self.ended)
             .finish()
     }
 }
@@ -153,18 +246,43 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl<T: Send + 'static> StatefulSourcePartition for PollingPartition<T> {
+/// What a polling source's state must be: saved with serde in snapshots.
+pub trait PollState:
+    Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static
+{
+}
+impl<S: Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static> PollState
+    for S
+{
+}
+
+impl<T: Send + 'static, S: PollState> StatefulSourcePartition for PollingPartition<T, S> {
     type Item = T;
-    type State = ();
+    type State = S;
 
     fn next_batch(&mut self, batch: &mut Vec<T>) -> Result<SourceStatus, BoxError> {
+        if self.ended {
+            return Ok(SourceStatus::Eof);
+        }
         let now = Instant::now();
         if now < self.next_awake {
             return Ok(SourceStatus::Active);
         }
-        let got = (lock(&self.getter))()?;
-        self.next_awake = next_tick(self.next_awake, self.interval, Instant::now());
-        batch.extend(got);
+        let got = (lock(&self.getter))(&mut self.state)?;
+        let now = Instant::now();
+        match got {
+            Polled::Item(x) => batch.push(x),
+            Polled::Nothing => {}
+            Polled::Retry(wait) => {
+                self.next_awake = now + wait;
+                return Ok(SourceStatus::Active);
+            }
+            Polled::End => {
+                self.ended = true;
+                return Ok(SourceStatus::Eof);
+            }
+        }
+        self.next_awake = next_tick(self.next_awake, self.interval, now);
         Ok(SourceStatus::Active)
     }
 
@@ -172,12 +290,14 @@ impl<T: Send + 'static> StatefulSourcePartition for PollingPartition<T> {
         Some(self.next_awake)
     }
 
-    fn snapshot(&self) {}
+    fn snapshot(&self) -> S {
+        self.state.clone()
+    }
 }
 
-impl<T: Send + 'static> FixedPartitionedSource for SimplePollingSource<T> {
+impl<T: Send + 'static, S: PollState> FixedPartitionedSource for SimplePollingSource<T, S> {
     type Item = T;
-    type Part = PollingPartition<T>;
+    type Part = PollingPartition<T, S>;
 
     fn list_parts(&self) -> Result<Vec<String>, BoxError> {
         Ok(vec!["singleton".to_string()])
@@ -187,8 +307,8 @@ impl<T: Send + 'static> FixedPartitionedSource for SimplePollingSource<T> {
         &self,
         _step_id: &str,
         _for_part: &str,
-        _resume_state: Option<()>,
-    ) -> Result<PollingPartition<T>, BoxError> {
+        resume_state: Option<S>,
+    ) -> Result<PollingPartition<T, S>, BoxError> {
         let now = Instant::now();
         let wait = self.align_to.map_or(Duration::ZERO, |a| {
             until_aligned(SystemTime::now(), a, self.interval)
@@ -196,12 +316,14 @@ impl<T: Send + 'static> FixedPartitionedSource for SimplePollingSource<T> {
         Ok(PollingPartition {
             interval: self.interval,
             getter: self.getter.clone(),
+            state: resume_state.unwrap_or_else(|| self.initial.clone()),
             next_awake: now + wait,
+            ended: false,
         })
     }
 }
 
-impl<T: Data> Source<T> for SimplePollingSource<T> {
+impl<T: Data, S: PollState> Source<T> for SimplePollingSource<T, S> {
     fn into_kind(self) -> SourceKind<T> {
         SourceKind::fixed(self)
     }
@@ -277,6 +399,52 @@ mod tests {
         p.next_batch(&mut b).unwrap();
         assert_eq!(b, vec![1, 3]);
         assert!(start.elapsed() >= 40 * MS);
+    }
+
+    #[test]
+    fn retry_calls_again_after_its_timeout_and_end_is_eof() {
+        let mut n = 0u32;
+        let src = SimplePollingSource::polled(Duration::from_secs(3600), move || {
+            n += 1;
+            Ok(match n {
+                1 => Polled::Retry(Duration::ZERO),
+                2 => Polled::Item(n),
+                _ => Polled::End,
+            })
+        });
+        let mut p = src.build_part("s", "singleton", None).unwrap();
+        let mut b = Vec::new();
+        assert_eq!(p.next_batch(&mut b).unwrap(), SourceStatus::Active);
+        assert!(b.is_empty());
+        // A zero retry is due at once, not after the hour-long interval.
+        assert!(p.next_awake().unwrap() <= Instant::now());
+        assert_eq!(p.next_batch(&mut b).unwrap(), SourceStatus::Active);
+        assert_eq!(b, vec![2]);
+        assert!(p.next_awake().unwrap() > Instant::now() + Duration::from_secs(3000));
+    }
+
+    #[test]
+    fn state_is_snapshotted_and_resumed() {
+        let src = SimplePollingSource::with_state(Duration::ZERO, 10u32, |s: &mut u32| {
+            *s += 1;
+            Ok(if *s > 12 {
+                Polled::End
+            } else {
+                Polled::Item(*s)
+            })
+        });
+        let mut p = src.build_part("s", "singleton", None).unwrap();
+        let mut b = Vec::new();
+        p.next_batch(&mut b).unwrap();
+        assert_eq!((b.clone(), p.snapshot()), (vec![11], 11));
+        let mut resumed = src
+            .build_part("s", "singleton", Some(p.snapshot()))
+            .unwrap();
+        let mut b = Vec::new();
+        assert_eq!(resumed.next_batch(&mut b).unwrap(), SourceStatus::Active);
+        assert_eq!(resumed.next_batch(&mut b).unwrap(), SourceStatus::Eof);
+        assert_eq!(b, vec![12], "the resumed getter carried on from 11");
+        assert_eq!(resumed.next_batch(&mut b).unwrap(), SourceStatus::Eof);
     }
 
     #[test]

@@ -2,7 +2,6 @@
 
 use std::fmt::Display;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::marker::PhantomData;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -14,7 +13,10 @@ use crate::io::{
 };
 use crate::runtime::push::Data;
 
-/// Writes each item's `Display` form as one line on standard output.
+/// Writes each item as one line on standard output: its `Display` form
+/// ([`new`](Self::new)), its `Debug` form ([`debug`](Self::debug)), its Python `repr`
+/// as Bytewax prints it ([`repr`](Self::repr), any serde item), or what a function of
+/// yours writes ([`with_format`](Self::with_format)).
 ///
 /// Each worker formats lines into its own buffer and writes whole buffers under the
 /// stdout lock, so lines from different workers never tear or interleave mid-line (a
@@ -28,21 +30,89 @@ use crate::runtime::push::Data;
 /// flow.input("inp", TestingSource::new(0..3)).map("plus_one", |x| x + 1).output("out", StdOutSink::new());
 /// run_main(&flow).unwrap(); // prints 1, 2, 3
 /// ```
-#[derive(Debug)]
 pub struct StdOutSink<T> {
-    _item: PhantomData<fn(T)>,
+    format: Format<T>,
 }
 
-impl<T> Default for StdOutSink<T> {
+/// Writes one item's text (without the newline) to a buffer.
+type Format<T> = fn(&T, &mut Vec<u8>) -> std::io::Result<()>;
+
+impl<T> std::fmt::Debug for StdOutSink<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StdOutSink").finish_non_exhaustive()
+    }
+}
+
+impl<T: Display> Default for StdOutSink<T> {
     fn default() -> Self {
-        StdOutSink { _item: PhantomData }
+        Self::new()
+    }
+}
+
+impl<T: Display> StdOutSink<T> {
+    /// A stdout sink printing each item's `Display` form.
+    pub fn new() -> Self {
+        StdOutSink {
+            format: |item, buf| write!(buf, "{item}"),
+        }
+    }
+}
+
+impl<T: std::fmt::Debug> StdOutSink<T> {
+    /// A stdout sink printing each item's `Debug` form (`{:?}`), so a flow needs no
+    /// format step.
+    ///
+    /// ```
+    /// # use waxfast::{Dataflow, run_main, connectors::{stdio::StdOutSink, testing::TestingSource}};
+    /// let flow = Dataflow::new("f");
+    /// flow.input("inp", TestingSource::new(vec![("a", Some(1.5))])).output("out", StdOutSink::debug());
+    /// run_main(&flow).unwrap(); // prints ("a", Some(1.5))
+    /// ```
+    pub fn debug() -> Self {
+        StdOutSink {
+            format: |item, buf| write!(buf, "{item:?}"),
+        }
+    }
+}
+
+impl<T: serde::Serialize> StdOutSink<T> {
+    /// A stdout sink printing each item as Python's `repr` would
+    /// ([`repr::to_repr`](crate::connectors::repr::to_repr)): what Bytewax's
+    /// `StdOutSink` prints for the same data, so a ported flow's output compares
+    /// equal to Bytewax's.
+    ///
+    /// ```
+    /// # use waxfast::{Dataflow, run_main, connectors::{stdio::StdOutSink, testing::TestingSource}};
+    /// let flow = Dataflow::new("f");
+    /// flow.input("inp", TestingSource::new(vec![("a".to_string(), (1.0, None::<u8>))]))
+    ///     .output("out", StdOutSink::repr());
+    /// run_main(&flow).unwrap(); // prints ('a', (1.0, None))
+    /// ```
+    pub fn repr() -> Self {
+        StdOutSink {
+            format: |item, buf| {
+                let mut s = String::new();
+                crate::connectors::repr::write_repr(item, &mut s);
+                buf.extend_from_slice(s.as_bytes());
+                Ok(())
+            },
+        }
     }
 }
 
 impl<T> StdOutSink<T> {
-    /// A stdout sink.
-    pub fn new() -> Self {
-        Self::default()
+    /// A stdout sink printing what `format` writes for each item (a newline follows).
+    ///
+    /// ```
+    /// # use waxfast::{Dataflow, run_main, connectors::{stdio::StdOutSink, testing::TestingSource}};
+    /// use std::io::Write;
+    /// let flow = Dataflow::new("f");
+    /// let sink = StdOutSink::with_format(|x: &u8, buf| write!(buf, "{x:#04x}"));
+    /// flow.input("inp", TestingSource::new(vec![10u8])).output("out", sink);
+    /// run_main(&flow).unwrap(); // prints 0x0a
+    /// ```
+    pub fn with_format(format: fn(&T, &mut Vec<u8>) -> std::io::Result<()>) -> Self {
+        StdOutSink { format }
     }
 }
 
@@ -50,10 +120,17 @@ impl<T> StdOutSink<T> {
 const FLUSH_AT: usize = 64 * 1024;
 
 /// A [`StdOutSink`] partition on one worker.
-#[derive(Debug)]
 pub struct StdOutPartition<T> {
     buf: Vec<u8>,
-    _item: PhantomData<fn(T)>,
+    format: Format<T>,
+}
+
+impl<T> std::fmt::Debug for StdOutPartition<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StdOutPartition")
+            .field("buffered", &self.buf.len())
+            .finish()
+    }
 }
 
 impl<T> StdOutPartition<T> {
@@ -68,12 +145,13 @@ impl<T> StdOutPartition<T> {
     }
 }
 
-impl<T: Display + Data> StatelessSinkPartition for StdOutPartition<T> {
+impl<T: Data> StatelessSinkPartition for StdOutPartition<T> {
     type Item = T;
 
     fn write_batch(&mut self, items: &mut Vec<T>) -> Result<(), BoxError> {
         for item in items.drain(..) {
-            writeln!(self.buf, "{item}")?;
+            (self.format)(&item, &mut self.buf)?;
+            self.buf.push(b'\n');
         }
         if self.buf.len() >= FLUSH_AT {
             self.write_out()?;
@@ -97,7 +175,7 @@ impl<T> Drop for StdOutPartition<T> {
     }
 }
 
-impl<T: Display + Data> DynamicSink for StdOutSink<T> {
+impl<T: Data> DynamicSink for StdOutSink<T> {
     type Item = T;
     type Part = StdOutPartition<T>;
 
@@ -109,12 +187,12 @@ impl<T: Display + Data> DynamicSink for StdOutSink<T> {
     ) -> Result<Self::Part, BoxError> {
         Ok(StdOutPartition {
             buf: Vec::with_capacity(FLUSH_AT),
-            _item: PhantomData,
+            format: self.format,
         })
     }
 }
 
-impl<T: Display + Data> Sink<T> for StdOutSink<T> {
+impl<T: Data> Sink<T> for StdOutSink<T> {
     fn into_kind(self) -> SinkKind<T> {
         SinkKind::dynamic(self)
     }

@@ -468,10 +468,39 @@ impl<T: Data> Stream<T> {
         Stream::new(self.graph.clone(), id, self.scope.clone())
     }
 
-    /// Opens the scope of a composite operator named `name` of kind `kind` (what the
-    /// rendered graph calls its `op_type`): reserves the id `scope.name` and returns
-    /// this stream re-homed inside it, so inner steps are named `scope.name.inner`.
-    pub(crate) fn enter(&self, name: &str, kind: &'static str) -> Stream<T> {
+    /// Opens the scope of a composite operator named `name` (Bytewax's `@operator`):
+    /// reserves the id `scope.name` and returns this stream re-homed inside it, so the
+    /// steps added to it are named `scope.name.inner`. Bring other input streams into
+    /// the scope with [`rescope`](Self::rescope), and take the result out the same way.
+    ///
+    /// ```
+    /// use waxfast::{Dataflow, Stream, run_main};
+    /// use waxfast::connectors::testing::{TestingSink, TestingSource};
+    ///
+    /// /// A user's operator: its steps are `step.clean` and `step.keep`.
+    /// fn clean_words(up: &Stream<String>, step: &str) -> Stream<String> {
+    ///     let inner = up.enter(step);
+    ///     inner
+    ///         .map("clean", |w: String| w.trim().to_lowercase())
+    ///         .filter("keep", |w: &String| !w.is_empty())
+    ///         .rescope(up)
+    /// }
+    ///
+    /// let flow = Dataflow::new("f");
+    /// let (sink, out) = TestingSink::new();
+    /// let words = flow.input("inp", TestingSource::new(vec![" Hi ".to_string(), " ".to_string()]));
+    /// clean_words(&words, "words").output("out", sink);
+    /// assert!(flow.step_ids().contains(&"f.words.clean".to_string()));
+    /// run_main(&flow).unwrap();
+    /// assert_eq!(out.take(), vec!["hi".to_string()]);
+    /// ```
+    pub fn enter(&self, name: &str) -> Stream<T> {
+        self.enter_as(name, "operator")
+    }
+
+    /// [`enter`](Self::enter) for a composite of kind `kind` (what the rendered graph
+    /// calls its `op_type`: `join`, `count_final`, ...).
+    pub(crate) fn enter_as(&self, name: &str, kind: &'static str) -> Stream<T> {
         let mut g = lock(&self.graph);
         let id = g.reserve(&self.scope, name);
         g.scopes.push((id.clone(), kind));
@@ -479,9 +508,32 @@ impl<T: Data> Stream<T> {
         Stream::new(self.graph.clone(), self.id, id)
     }
 
-    /// This stream with `other`'s scope: returns a stream from a composite's scope to
-    /// the outer one, or brings a second input into a composite's scope.
-    pub(crate) fn rescope<O>(&self, other: &Stream<O>) -> Stream<T> {
+    /// This stream in `other`'s scope: returns a stream from a composite's scope to
+    /// the outer one, or brings a second input into a composite's scope (see
+    /// [`enter`](Self::enter)).
+    ///
+    /// ```
+    /// use waxfast::{Dataflow, Stream, run_main};
+    /// use waxfast::connectors::testing::{TestingSink, TestingSource};
+    ///
+    /// /// Merges two streams and doubles them, as one step `step` of two inner ones.
+    /// fn merge_doubled(a: &Stream<u32>, b: &Stream<u32>, step: &str) -> Stream<u32> {
+    ///     let inner = a.enter(step);
+    ///     let b = b.rescope(&inner);
+    ///     inner.merge("merge", [&b]).map("double", |x| x * 2).rescope(a)
+    /// }
+    ///
+    /// let flow = Dataflow::new("f");
+    /// let (sink, out) = TestingSink::new();
+    /// let a = flow.input("a", TestingSource::new(vec![1]));
+    /// let b = flow.input("b", TestingSource::new(vec![2]));
+    /// merge_doubled(&a, &b, "md").output("out", sink);
+    /// run_main(&flow).unwrap();
+    /// let mut got = out.take();
+    /// got.sort();
+    /// assert_eq!(got, vec![2, 4]);
+    /// ```
+    pub fn rescope<O>(&self, other: &Stream<O>) -> Stream<T> {
         Stream::new(self.graph.clone(), self.id, other.scope.clone())
     }
 

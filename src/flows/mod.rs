@@ -22,7 +22,8 @@ pub fn simple() -> Dataflow {
 
 /// Counts the words of a text file, or of every file in a directory: lower-cases each
 /// line, splits on whitespace, counts per word and prints `word=count` lines (words in
-/// order). A file is read in byte ranges of about 4 MiB, so every worker reads.
+/// order). Not Bytewax's `examples/wordcount.py`, which tokenizes with a regex and prints
+/// `('word', count)` tuples. A file is read in byte ranges of about 4 MiB, so every worker reads.
 pub fn wordcount(path: &str) -> Dataflow {
     wordcount_to(path, None)
 }
@@ -136,7 +137,7 @@ pub fn register_builtins(registry: FlowRegistry) -> FlowRegistry {
     registry
         .register(
             "simple",
-            "input 0..3, add one, print each (the Bytewax getting-started flow)",
+            "input 0..3, add one, print each (this project's first flow)",
             |args| match args {
                 None => Ok(simple()),
                 Some(a) => Err(format!("takes no arguments, got {a:?}")),

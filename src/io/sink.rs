@@ -103,6 +103,20 @@ pub trait FixedPartitionedSink: Send + Sync + 'static {
         key_hash as usize
     }
 
+    /// True if partitions are picked from the key's canonical bytes
+    /// ([`part_fn_bytes`](Self::part_fn_bytes)) rather than its hash: Bytewax's
+    /// `DirSink` assigns files by `adler32` of the key.
+    fn picks_by_key_bytes(&self) -> bool {
+        false
+    }
+
+    /// Which partition a key goes to, given its canonical bytes (UTF-8 for a string
+    /// key) and its stable hash; called instead of [`part_fn`](Self::part_fn) when
+    /// [`picks_by_key_bytes`](Self::picks_by_key_bytes) is true.
+    fn part_fn_bytes(&self, _key: &[u8], key_hash: u64) -> usize {
+        self.part_fn(key_hash)
+    }
+
     /// Builds partition `for_part` on the worker that owns it.
     fn build_part(
         &self,
@@ -252,7 +266,15 @@ impl<K: Key, V: 'static, S: FixedPartitionedSink<Item = V>> ErasedFixedSink<(K, 
         self.0.list_parts()
     }
     fn part_of(&self, item: &(K, V), parts: usize) -> usize {
-        self.0.part_fn(item.0.stable_hash()) % parts.max(1)
+        let hash = item.0.stable_hash();
+        let part = if self.0.picks_by_key_bytes() {
+            let mut bytes = Vec::new();
+            item.0.encode(&mut bytes);
+            self.0.part_fn_bytes(&bytes, hash)
+        } else {
+            self.0.part_fn(hash)
+        };
+        part % parts.max(1)
     }
     fn build_part(
         &self,

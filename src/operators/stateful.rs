@@ -1044,7 +1044,7 @@ impl<T: Data> Stream<T> {
         step: &str,
         key_fn: impl Fn(T) -> K + Send + Sync + 'static,
     ) -> Stream<(K, u64)> {
-        let inner = self.enter(step, "count_final");
+        let inner = self.enter_as(step, "count_final");
         let key_fn = Arc::new(key_fn);
         inner
             .unary::<(K, ())>("key", "key_on", move |ctx, inp, out| {
@@ -1114,9 +1114,9 @@ impl<V: ExchangeData> KeyedLogic<V> for CollectLogic {
         Ok(Collecting { items, due })
     }
     fn on_item(&self, state: &mut Collecting<V>, value: V, emit: &mut Vec<Vec<V>>) -> Retention {
-        if state.items.is_empty() {
-            state.due = Instant::now().checked_add(self.timeout);
-        }
+        // Bytewax's rule (`_CollectLogic.on_item`): every item restarts the timeout, so
+        // a list is emitted once its key has been quiet for `timeout`.
+        state.due = Instant::now().checked_add(self.timeout);
         state.items.push(value);
         if state.items.len() >= self.max_size {
             emit.push(std::mem::take(&mut state.items));
@@ -1139,123 +1139,11 @@ impl<V: ExchangeData> KeyedLogic<V> for CollectLogic {
     }
 }
 
-// ---- join ----------------------------------------------------------------------------
-
-/// How [`Stream::join`] stores the values of each side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum JoinInsert {
-    /// Keep the first value per side.
-    First,
-    /// Keep the latest value per side (Bytewax's default).
-    #[default]
-    Last,
-    /// Keep every value per side; emissions are the cross product.
-    Product,
-}
-
-/// When [`Stream::join`] emits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum JoinEmit {
-    /// Once every side has a value; then the key's state is cleared (Bytewax's default).
-    #[default]
-    Complete,
-    /// On every value, with `None` for sides that have none yet.
-    Running,
-    /// At end of stream, with `None` for sides that never had a value.
-    Final,
-}
-
-/// What a 2-sided join emits per key: the left and right values, `None` for a side
-/// without one.
-pub type Joined<A, B> = (Option<A>, Option<B>);
-
-/// One side's value on its way into a join.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub(crate) enum Side<A, B> {
-    Left(A),
-    Right(B),
-}
-
-struct JoinLogic {
-    insert: JoinInsert,
-    emit: JoinEmit,
-}
-
-pub(crate) fn insert_side<X>(insert: JoinInsert, side: &mut Vec<X>, value: X) {
-    match insert {
-        JoinInsert::First if !side.is_empty() => {}
-        JoinInsert::First | JoinInsert::Product => side.push(value),
-        JoinInsert::Last => {
-            side.clear();
-            side.push(value);
-        }
-    }
-}
-
-/// The cross product of both sides, `None` standing in for an empty side.
-fn product<A: Clone, B: Clone>(state: &(Vec<A>, Vec<B>), emit: &mut Vec<(Option<A>, Option<B>)>) {
-    let lefts: Vec<Option<A>> = if state.0.is_empty() {
-        vec![None]
-    } else {
-        state.0.iter().cloned().map(Some).collect()
-    };
-    for a in &lefts {
-        if state.1.is_empty() {
-            emit.push((a.clone(), None));
-        }
-        for b in &state.1 {
-            emit.push((a.clone(), Some(b.clone())));
-        }
-    }
-}
-
-impl<A: ExchangeData, B: ExchangeData> KeyedLogic<Side<A, B>> for JoinLogic {
-    type State = (Vec<A>, Vec<B>);
-    type Out = (Option<A>, Option<B>);
-    const TIMERS: bool = false;
-
-    fn build(&self) -> Self::State {
-        (Vec::new(), Vec::new())
-    }
-    fn encode(&self, state: &Self::State, out: &mut Vec<u8>) -> Result<(), String> {
-        encode_into(state, out)
-    }
-    fn decode(&self, bytes: &[u8]) -> Result<Self::State, String> {
-        crate::recovery::decode(bytes)
-    }
-    fn on_item(
-        &self,
-        state: &mut Self::State,
-        value: Side<A, B>,
-        emit: &mut Vec<Self::Out>,
-    ) -> Retention {
-        match value {
-            Side::Left(a) => insert_side(self.insert, &mut state.0, a),
-            Side::Right(b) => insert_side(self.insert, &mut state.1, b),
-        }
-        match self.emit {
-            JoinEmit::Complete if !state.0.is_empty() && !state.1.is_empty() => {
-                product(state, emit);
-                Retention::Discard
-            }
-            JoinEmit::Running => {
-                product(state, emit);
-                Retention::Retain
-            }
-            _ => Retention::Retain,
-        }
-    }
-    fn on_eof(&self, state: &mut Self::State, emit: &mut Vec<Self::Out>) -> Retention {
-        if self.emit == JoinEmit::Final {
-            product(state, emit);
-        }
-        Retention::Discard
-    }
-}
-
 impl<K: Key, V: ExchangeData> Stream<(K, V)> {
     /// Collects each key's values into lists, emitted when a list reaches `max_size`,
-    /// when `timeout` (system time) has passed since its first value, or at end of
+    /// when `timeout` (system time) has passed since its latest value, or at end of
+    /// stream. As in Bytewax, every value restarts the timeout: a key that keeps
+    /// receiving values more often than `timeout` is emitted only by size or at end of
     /// stream.
     ///
     /// ```
@@ -1284,51 +1172,32 @@ impl<K: Key, V: ExchangeData> Stream<(K, V)> {
             },
         )
     }
-
-    /// Joins this keyed stream with `other` on the key. `insert` says which values each
-    /// side keeps, `emit` when to emit; each emission is `(key, (left, right))` with
-    /// `None` for a side without a value. A composite step: `step.left`, `step.right`,
-    /// `step.merge`, `step.join`.
-    ///
-    /// ```
-    /// # use waxfast::{Dataflow, run_main, connectors::testing::{TestingSource, TestingSink}};
-    /// use waxfast::operators::{JoinEmit, JoinInsert};
-    /// let flow = Dataflow::new("f");
-    /// let (sink, out) = TestingSink::new();
-    /// // Values are exchanged between workers, so they are owned (`ExchangeData`).
-    /// let names = flow.input("names", TestingSource::new(vec![(1, "alice".to_string())]));
-    /// let emails = flow.input("emails", TestingSource::new(vec![(1, "a@x.io".to_string())]));
-    /// names.join("j", &emails, JoinInsert::Last, JoinEmit::Complete).output("out", sink);
-    /// run_main(&flow).unwrap();
-    /// let (name, email) = ("alice".to_string(), "a@x.io".to_string());
-    /// assert_eq!(out.take(), vec![(1, (Some(name), Some(email)))]);
-    /// ```
-    pub fn join<W: ExchangeData>(
-        &self,
-        step: &str,
-        other: &Stream<(K, W)>,
-        insert: JoinInsert,
-        emit: JoinEmit,
-    ) -> Stream<(K, Joined<V, W>)> {
-        assert!(
-            self.same_flow(other),
-            "join step {step:?}: both streams must belong to the same Dataflow"
-        );
-        let inner = self.enter(step, "join");
-        let left = inner.map_value("left", Side::<V, W>::Left);
-        let right = other
-            .rescope(&inner)
-            .map_value("right", Side::<V, W>::Right);
-        left.merge("merge", [&right])
-            .keyed("join", "join", JoinLogic { insert, emit })
-            .rescope(self)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn collect_restarts_its_timeout_on_every_item() {
+        let logic = CollectLogic {
+            timeout: Duration::from_secs(1),
+            max_size: 10,
+        };
+        let mut state = KeyedLogic::<u32>::build(&logic);
+        let mut emit = Vec::new();
+        logic.on_item(&mut state, 1, &mut emit);
+        let first = state.due.expect("a timeout after the first item");
+        std::thread::sleep(Duration::from_millis(2));
+        logic.on_item(&mut state, 2, &mut emit);
+        let second = state.due.expect("a timeout after the second item");
+        assert!(
+            second > first,
+            "the second item moved the timeout: {first:?} -> {second:?}"
+        );
+        assert!(emit.is_empty());
+    }
 
     #[test]
     fn timers_fire_in_time_order_and_only_at_their_latest_time() {

@@ -9,22 +9,10 @@ use super::windower::Windower;
 use super::{WindowConfigError, WindowMetadata, WindowOut, WindowStats};
 use crate::dataflow::{Key, Role, Stream};
 use crate::error::Error;
-use crate::operators::stateful::{insert_side, JoinEmit, JoinInsert, Joined};
+pub use crate::operators::join::JoinSide;
+use crate::operators::join::{JoinEmit, JoinInsert, JoinSides, JoinWith};
 use crate::recovery::{decode, encode_into};
 use crate::runtime::push::{Data, PushFn};
-
-/// A value on its way into [`join_window`](Stream::join_window): from the left stream
-/// (the receiver) or the right one. A join's clock reads timestamps from it, and late
-/// items carry it.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-pub enum JoinSide<A, B> {
-    /// A value of the left stream.
-    Left(A),
-    /// A value of the right stream.
-    Right(B),
-}
 
 // ---- the built-in window logics -----------------------------------------------------
 
@@ -151,80 +139,43 @@ impl<V: crate::ExchangeData, F: Fn(V, V) -> V + Send + Sync + 'static> WindowAgg
     }
 }
 
-struct JoinAgg {
+struct JoinAgg<S> {
+    sides: S,
     insert: JoinInsert,
     emit: JoinEmit,
 }
 
-/// Every combination of the two sides' values, `None` standing in for an empty side.
-fn cross<A: Clone, B: Clone>(state: &(Vec<A>, Vec<B>), emit: &mut Vec<Joined<A, B>>) {
-    let lefts: Vec<Option<A>> = if state.0.is_empty() {
-        vec![None]
-    } else {
-        state.0.iter().cloned().map(Some).collect()
-    };
-    for a in &lefts {
-        if state.1.is_empty() {
-            emit.push((a.clone(), None));
-        }
-        for b in &state.1 {
-            emit.push((a.clone(), Some(b.clone())));
-        }
-    }
-}
-
-impl JoinAgg {
-    fn check_emit<A: Clone, B: Clone>(
-        &self,
-        state: &mut (Vec<A>, Vec<B>),
-        emit: &mut Vec<Joined<A, B>>,
-    ) {
+impl<S: JoinSides> JoinAgg<S> {
+    fn check_emit(&self, state: &mut S::State, emit: &mut Vec<S::Row>) {
         match self.emit {
-            JoinEmit::Complete if !state.0.is_empty() && !state.1.is_empty() => {
-                cross(state, emit);
-                state.0.clear();
-                state.1.clear();
+            JoinEmit::Complete if self.sides.is_complete(state) => {
+                self.sides.product(state, emit);
+                self.sides.clear(state);
             }
-            JoinEmit::Running => cross(state, emit),
+            JoinEmit::Running => self.sides.product(state, emit),
             _ => {}
         }
     }
 }
 
-/// `into`'s side after merging in `original`'s: the older window (`into`) wins with
-/// `First`, the newer with `Last`, and `Product` keeps both.
-fn merge_side<X>(insert: JoinInsert, into: &mut Vec<X>, mut original: Vec<X>) {
-    match insert {
-        JoinInsert::First if into.is_empty() => *into = original,
-        JoinInsert::First => {}
-        JoinInsert::Last if !original.is_empty() => *into = original,
-        JoinInsert::Last => {}
-        JoinInsert::Product => into.append(&mut original),
-    }
-}
-
-impl<A: crate::ExchangeData, B: crate::ExchangeData> WindowAgg<JoinSide<A, B>> for JoinAgg {
-    type Acc = (Vec<A>, Vec<B>);
-    type Out = Joined<A, B>;
+impl<S: JoinSides> WindowAgg<S::Value> for JoinAgg<S> {
+    type Acc = S::State;
+    type Out = S::Row;
 
     fn build(&self) -> Self::Acc {
-        (Vec::new(), Vec::new())
+        self.sides.empty()
     }
-    fn on_value(&self, acc: &mut Self::Acc, value: JoinSide<A, B>, emit: &mut Vec<Self::Out>) {
-        match value {
-            JoinSide::Left(a) => insert_side(self.insert, &mut acc.0, a),
-            JoinSide::Right(b) => insert_side(self.insert, &mut acc.1, b),
-        }
+    fn on_value(&self, acc: &mut Self::Acc, value: S::Value, emit: &mut Vec<Self::Out>) {
+        self.sides.insert(acc, value, self.insert);
         self.check_emit(acc, emit);
     }
     fn on_merge(&self, into: &mut Self::Acc, original: Self::Acc, emit: &mut Vec<Self::Out>) {
-        merge_side(self.insert, &mut into.0, original.0);
-        merge_side(self.insert, &mut into.1, original.1);
+        self.sides.merge(into, original, self.insert);
         self.check_emit(into, emit);
     }
     fn on_close(&self, acc: Self::Acc, emit: &mut Vec<Self::Out>) {
-        if self.emit == JoinEmit::Final && !(acc.0.is_empty() && acc.1.is_empty()) {
-            cross(&acc, emit);
+        if self.emit == JoinEmit::Final && !self.sides.is_empty(&acc) {
+            self.sides.product(&acc, emit);
         }
     }
     fn encode(&self, acc: &Self::Acc, out: &mut Vec<u8>) -> Result<(), String> {
@@ -324,7 +275,7 @@ impl<K: Key, V: crate::ExchangeData> Stream<(K, V)> {
     {
         let id = format!("{}.{step}", self.scope());
         let out = self
-            .enter(step, kind)
+            .enter_as(step, kind)
             .window_steps(id, clock, windower, agg, ordered);
         rescope(out, self)
     }
@@ -608,14 +559,16 @@ impl<K: Key, V: crate::ExchangeData> Stream<(K, V)> {
         )
     }
 
-    /// Joins this keyed stream with `other` per key and window. `insert` says which
-    /// values each side keeps and `emit` when to emit, as for
-    /// [`join`](Self::join), within each window: `Complete` once both sides have a
-    /// value (then the window's values are cleared), `Running` on every value, `Final`
-    /// (Bytewax's default for windows) when the window closes. Each emission is
-    /// `(key, (window_id, (left, right)))`. The clock reads timestamps from
-    /// [`JoinSide`]s, and late items carry them. `ordered`: see
-    /// [`window`](Self::window) (Bytewax's default is `true`).
+    /// Joins this keyed stream with `others` per key and window: one other stream, a
+    /// tuple of up to five, or a slice of streams of this value type, as for
+    /// [`join`](Self::join). `insert` says which values each side keeps and `emit`
+    /// when to emit, within each window: `Complete` once every side has a value (then
+    /// the window's values are cleared), `Running` on every value, `Final` (Bytewax's
+    /// default for windows) when the window closes. Each emission is
+    /// `(key, (window_id, row))`, a row as `join` emits it. The clock reads
+    /// timestamps from the tagged values ([`JoinSide`] for two sides, `JoinSide3`..
+    /// `JoinSide6` for tuples, `(side, value)` for slices), and late items carry
+    /// them. `ordered`: see [`window`](Self::window) (Bytewax's default is `true`).
     ///
     /// ```
     /// use chrono::{DateTime, TimeDelta, Utc};
@@ -652,31 +605,33 @@ impl<K: Key, V: crate::ExchangeData> Stream<(K, V)> {
     /// assert_eq!(out.take(), vec![("u1", 0, s("home"), None), ("u1", 1, s("cart"), s("book"))]);
     /// ```
     #[allow(clippy::too_many_arguments)]
-    pub fn join_window<W: crate::ExchangeData, C: Clock<JoinSide<V, W>>, Wr: Windower>(
+    pub fn join_window<O, C, Wr>(
         &self,
         step: &str,
-        other: &Stream<(K, W)>,
+        others: O,
         clock: C,
         windower: Wr,
         insert: JoinInsert,
         emit: JoinEmit,
         ordered: bool,
-    ) -> WindowOut<K, JoinSide<V, W>, Joined<V, W>> {
-        assert!(
-            self.same_flow(other),
-            "join_window step {step:?}: both streams must belong to the same Dataflow"
-        );
+    ) -> WindowOut<K, <O::Sides as JoinSides>::Value, <O::Sides as JoinSides>::Row>
+    where
+        O: JoinWith<K, V>,
+        C: Clock<<O::Sides as JoinSides>::Value>,
+        Wr: Windower,
+    {
         let id = format!("{}.{step}", self.scope());
-        let inner = self.enter(step, "join_window");
-        let left = inner.map_value("left", JoinSide::<V, W>::Left);
-        let right = other
-            .rescope(&inner)
-            .map_value("right", JoinSide::<V, W>::Right);
-        let out = left.merge("merge", [&right]).window_steps(
+        let inner = self.enter_as(step, "join_window");
+        let (sides, merged) = others.tag_and_merge(step, &inner);
+        let out = merged.window_steps(
             id,
             clock,
             windower,
-            JoinAgg { insert, emit },
+            JoinAgg {
+                sides,
+                insert,
+                emit,
+            },
             ordered,
         );
         rescope(out, self)
@@ -726,7 +681,7 @@ impl<T: Data> Stream<T> {
     {
         let id = format!("{}.{step}", self.scope());
         let out = self
-            .enter(step, "count_window")
+            .enter_as(step, "count_window")
             .key_on("key", key_fn)
             .window_steps(id, clock, windower, CountAgg, false);
         rescope(out, self)
