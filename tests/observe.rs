@@ -754,3 +754,37 @@ fn sample_plain(exposition: &str, metric: &str) -> Option<f64> {
         v.trim().parse().ok()
     })
 }
+
+#[test]
+fn a_window_step_reports_its_open_windows_and_watermark() {
+    let port = free_port();
+    let _run = start_flow(&["bench_window:20000000000,100", "-w2"], port);
+    let step = "step_id=\"bench_window.count.window\"";
+    let first = wait_for(Duration::from_secs(20), || {
+        let (_, m) = get(port, "/metrics")?;
+        let open = sample(
+            &m,
+            "waxfast_window_open_windows",
+            &[step, "worker_index=\"0\""],
+        )?;
+        let wm = sample(
+            &m,
+            "waxfast_window_watermark_seconds",
+            &[step, "worker_index=\"1\""],
+        )?;
+        (open > 0.0 && wm > 1.0e9).then_some((wm, m))
+    })
+    .expect("open windows and a watermark per worker appear in /metrics");
+    // Event time moves on: the watermark grows.
+    let later = wait_for(Duration::from_secs(20), || {
+        let (_, m) = get(port, "/metrics")?;
+        let wm = sample(
+            &m,
+            "waxfast_window_watermark_seconds",
+            &[step, "worker_index=\"1\""],
+        )?;
+        (wm > first.0).then_some(wm)
+    });
+    assert!(later.is_some(), "the watermark advances");
+    let _ = promtool_check(&first.1);
+}

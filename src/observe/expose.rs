@@ -194,11 +194,16 @@ pub(crate) fn prometheus(obs: &Observer) -> String {
         }
     }
     type GetG = fn(&super::metrics::StepCells) -> &Counter;
-    let gauges: [(&str, &str, GetG); 3] = [
+    let gauges: [(&str, &str, GetG); 4] = [
         (
             "waxfast_step_live_keys",
             "keys holding state in this keyed step on this worker",
             |c| &c.live_keys,
+        ),
+        (
+            "waxfast_window_open_windows",
+            "windows open in this window step on this worker (over all its keys)",
+            |c| &c.open_windows,
         ),
         (
             "waxfast_exchange_ring_messages",
@@ -219,6 +224,26 @@ pub(crate) fn prometheus(obs: &Observer) -> String {
                 if v != ABSENT {
                     let _ = writeln!(out, "{name}{{{}}} {v}", step_label(w, s));
                 }
+            }
+        }
+    }
+
+    header(
+        &mut out,
+        "waxfast_window_watermark_seconds",
+        "gauge",
+        "the furthest watermark of this window step's keys on this worker, in seconds since the Unix epoch",
+    );
+    for w in &workers {
+        for (s, c) in w.steps.iter().enumerate() {
+            let v = c.watermark_ns.get();
+            if v != ABSENT {
+                let secs = v as i64 as f64 / 1e9;
+                let _ = writeln!(
+                    out,
+                    "waxfast_window_watermark_seconds{{{}}} {secs}",
+                    step_label(w, s)
+                );
             }
         }
     }

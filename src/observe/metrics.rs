@@ -57,6 +57,10 @@ pub(crate) struct StepCells {
     pub(crate) ring_backlog: Counter,
     /// Messages in this worker's overflow queues of the step's channel.
     pub(crate) overflow_backlog: Counter,
+    /// Window steps: open windows on this worker, and the furthest watermark of its
+    /// keys (nanoseconds since the Unix epoch, as the bits of an `i64`).
+    pub(crate) open_windows: Counter,
+    pub(crate) watermark_ns: Counter,
 }
 
 impl Default for StepCells {
@@ -69,6 +73,8 @@ impl Default for StepCells {
             live_keys: Counter(AtomicU64::new(ABSENT)),
             ring_backlog: Counter(AtomicU64::new(ABSENT)),
             overflow_backlog: Counter(AtomicU64::new(ABSENT)),
+            open_windows: Counter(AtomicU64::new(ABSENT)),
+            watermark_ns: Counter(AtomicU64::new(ABSENT)),
         }
     }
 }

@@ -140,6 +140,15 @@ pub(crate) trait KeyedLogic<V>: Send + Sync + 'static {
     /// system time once per batch there.
     fn begin_batch(&self) {}
     fn end_batch(&self) {}
+
+    /// For a window step: a key's open windows and its watermark (nanoseconds since
+    /// the Unix epoch, `None` before it has one), for the dataflow API's gauges. Only
+    /// asked when [`WINDOWED`](Self::WINDOWED) is set.
+    fn window_gauge(&self, _state: &Self::State) -> (usize, Option<i64>) {
+        (0, None)
+    }
+    /// True for window steps (see [`window_gauge`](Self::window_gauge)).
+    const WINDOWED: bool = false;
 }
 
 /// Moves what a callback emitted into `out`, each value beside a clone of `key`.
@@ -569,6 +578,20 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> Activation for KeyedOp<K, V, L> 
 
     fn live_keys(&self) -> Option<usize> {
         Some(self.table.len())
+    }
+
+    fn windows(&self) -> Option<(u64, Option<i64>)> {
+        if !L::WINDOWED {
+            return None;
+        }
+        // Read every 100 ms with the API on only: one pass over this worker's keys.
+        let (mut open, mut watermark) = (0u64, None::<i64>);
+        for slot in self.table.iter() {
+            let (n, wm) = self.logic.window_gauge(&slot.state);
+            open += n as u64;
+            watermark = watermark.max(wm);
+        }
+        Some((open, watermark))
     }
 
     fn on_wake(&mut self, now: Instant, epoch: Epoch) {

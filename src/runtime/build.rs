@@ -43,6 +43,12 @@ pub(crate) trait Activation {
     fn live_keys(&self) -> Option<usize> {
         None
     }
+    /// For a window step on this worker: its open windows, and the furthest watermark
+    /// of its keys (nanoseconds since the Unix epoch; `None` before any), for the
+    /// dataflow API.
+    fn windows(&self) -> Option<(u64, Option<i64>)> {
+        None
+    }
 }
 
 /// An input step's partitions on this worker.

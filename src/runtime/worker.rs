@@ -214,6 +214,13 @@ impl Worker {
             if let Some(n) = a.borrow().live_keys() {
                 o.cells.steps[*step].live_keys.set(n as u64);
             }
+            if let Some((open, watermark)) = a.borrow().windows() {
+                let cells = &o.cells.steps[*step];
+                cells.open_windows.set(open);
+                if let Some(wm) = watermark {
+                    cells.watermark_ns.set(wm as u64);
+                }
+            }
         }
     }
 

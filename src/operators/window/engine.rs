@@ -405,6 +405,15 @@ where
         super::clock::release_time();
     }
 
+    const WINDOWED: bool = true;
+
+    fn window_gauge(&self, state: &Self::State) -> (usize, Option<i64>) {
+        let wm = (state.watermark > UTC_MIN)
+            .then(|| state.watermark.timestamp_nanos_opt())
+            .flatten();
+        (state.accs.len(), wm)
+    }
+
     fn notify_at(&self, state: &Self::State) -> Option<Instant> {
         let window = state.windower.notify_at();
         let queued = if self.ordered {
