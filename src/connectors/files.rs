@@ -301,12 +301,7 @@ fn check_saved(
             }
             (Some(id), InputKind::Regular(len)) => {
                 if id.len != len {
-                    return Err(format!(
-                        "{} changed since the snapshot: it had {} bytes then, it has {len} now",
-                        path.display(),
-                        id.len
-                    )
-                    .into());
+                    return Err(length_changed(path, id.len, len));
                 }
                 if !listed(path, name) {
                     return Err(format!(
@@ -575,12 +570,7 @@ impl FilePartition {
                 // `check_resume` compared length and checksum before the run started;
                 // the length is checked again here (cheap) in case it changed since.
                 if id.len != len {
-                    return Err(format!(
-                        "{} changed since the snapshot: it had {} bytes then, it has {len} now",
-                        path.display(),
-                        id.len
-                    )
-                    .into());
+                    return Err(length_changed(path, id.len, len));
                 }
                 reader
                     .seek(SeekFrom::Start(offset))
@@ -677,6 +667,15 @@ impl FilePartition {
     pub(crate) fn bytes_read(&self) -> u64 {
         self.reader.get_ref().read
     }
+}
+
+/// A saved position's file no longer has the length it had at the snapshot.
+fn length_changed(path: &Path, then: u64, now: u64) -> BoxError {
+    format!(
+        "{} changed since the snapshot: it had {then} bytes then, it has {now} now",
+        path.display()
+    )
+    .into()
 }
 
 fn shrank(path: &Path, len: u64, at: u64) -> BoxError {
@@ -781,9 +780,8 @@ impl FilePartition {
             }
             let had = self.line.len();
             let read = self.reader.read_until(b'\n', &mut self.line);
-            let n = self.line.len() - had;
             let start = self.offset - had as u64;
-            self.offset += n as u64;
+            self.offset += (self.line.len() - had) as u64;
             match read {
                 Ok(_) => self.partial_line = false,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {

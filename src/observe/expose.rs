@@ -58,6 +58,23 @@ fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram, scale: f
 }
 
 /// The Prometheus text exposition of every worker's cells.
+/// One sample of `name` per worker and step, for the steps where `value` has one.
+fn per_step(
+    out: &mut String,
+    name: &str,
+    workers: &[Arc<WorkerCells>],
+    label: &dyn Fn(&WorkerCells, usize) -> String,
+    value: impl Fn(&super::metrics::StepCells) -> Option<String>,
+) {
+    for w in workers {
+        for (s, c) in w.steps.iter().enumerate() {
+            if let Some(v) = value(c) {
+                let _ = writeln!(out, "{name}{{{}}} {v}", label(w, s));
+            }
+        }
+    }
+}
+
 pub(crate) fn prometheus(obs: &Observer) -> String {
     let workers = obs.workers();
     let samples = lock(&obs.samples).clone();
@@ -129,11 +146,9 @@ pub(crate) fn prometheus(obs: &Observer) -> String {
     ];
     for (name, help, get) in step_counters {
         header(&mut out, name, "counter", help);
-        for w in &workers {
-            for (s, c) in w.steps.iter().enumerate() {
-                let _ = writeln!(out, "{name}{{{}}} {}", step_label(w, s), get(c).get());
-            }
-        }
+        per_step(&mut out, name, &workers, &step_label, |c| {
+            Some(get(c).get().to_string())
+        });
     }
 
     header(
@@ -164,16 +179,13 @@ pub(crate) fn prometheus(obs: &Observer) -> String {
         "counter",
         "time this step's exchange held the worker's inputs back, or an input was not polled because of it",
     );
-    for w in &workers {
-        for (s, c) in w.steps.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "waxfast_step_backpressured_seconds_total{{{}}} {}",
-                step_label(w, s),
-                ns_to_s(c.backpressured_ns.get())
-            );
-        }
-    }
+    per_step(
+        &mut out,
+        "waxfast_step_backpressured_seconds_total",
+        &workers,
+        &step_label,
+        |c| Some(ns_to_s(c.backpressured_ns.get()).to_string()),
+    );
 
     // Gauges a worker publishes every 100 ms.
     header(
@@ -182,17 +194,20 @@ pub(crate) fn prometheus(obs: &Observer) -> String {
         "gauge",
         "the step's input frontier: the oldest epoch that may still arrive (+Inf at end of stream)",
     );
-    for w in &workers {
-        for (s, c) in w.steps.iter().enumerate() {
+    per_step(
+        &mut out,
+        "waxfast_step_frontier",
+        &workers,
+        &step_label,
+        |c| {
             let f = c.frontier.get();
-            let v = if f == EOF_EPOCH || f == ABSENT {
+            Some(if f == EOF_EPOCH || f == ABSENT {
                 "+Inf".to_string()
             } else {
                 f.to_string()
-            };
-            let _ = writeln!(out, "waxfast_step_frontier{{{}}} {v}", step_label(w, s));
-        }
-    }
+            })
+        },
+    );
     type GetG = fn(&super::metrics::StepCells) -> &Counter;
     let gauges: [(&str, &str, GetG); 4] = [
         (
@@ -218,14 +233,10 @@ pub(crate) fn prometheus(obs: &Observer) -> String {
     ];
     for (name, help, get) in gauges {
         header(&mut out, name, "gauge", help);
-        for w in &workers {
-            for (s, c) in w.steps.iter().enumerate() {
-                let v = get(c).get();
-                if v != ABSENT {
-                    let _ = writeln!(out, "{name}{{{}}} {v}", step_label(w, s));
-                }
-            }
-        }
+        per_step(&mut out, name, &workers, &step_label, |c| {
+            let v = get(c).get();
+            (v != ABSENT).then(|| v.to_string())
+        });
     }
 
     header(
@@ -234,19 +245,16 @@ pub(crate) fn prometheus(obs: &Observer) -> String {
         "gauge",
         "the furthest watermark of this window step's keys on this worker, in seconds since the Unix epoch",
     );
-    for w in &workers {
-        for (s, c) in w.steps.iter().enumerate() {
+    per_step(
+        &mut out,
+        "waxfast_window_watermark_seconds",
+        &workers,
+        &step_label,
+        |c| {
             let v = c.watermark_ns.get();
-            if v != ABSENT {
-                let secs = v as i64 as f64 / 1e9;
-                let _ = writeln!(
-                    out,
-                    "waxfast_window_watermark_seconds{{{}}} {secs}",
-                    step_label(w, s)
-                );
-            }
-        }
-    }
+            (v != ABSENT).then(|| (v as i64 as f64 / 1e9).to_string())
+        },
+    );
 
     // The worker loop.
     type GetT = fn(&super::metrics::LoopTime) -> &Counter;

@@ -467,19 +467,29 @@ impl<K: Key, V: ExchangeData> Stream<(K, V)> {
         insert: JoinInsert,
         emit: JoinEmit,
     ) -> Stream<(K, <O::Sides as JoinSides>::Row)> {
+        self.join_in_scope(step, others, insert, emit).rescope(self)
+    }
+
+    /// The steps `join` and `join_complete` share: the composite's scope, the sides
+    /// tagged and merged, and the keyed join; its output is still inside the scope.
+    fn join_in_scope<O: JoinWith<K, V>>(
+        &self,
+        step: &str,
+        others: O,
+        insert: JoinInsert,
+        emit: JoinEmit,
+    ) -> Stream<(K, <O::Sides as JoinSides>::Row)> {
         let inner = self.enter_as(step, "join");
         let (sides, merged) = others.tag_and_merge(step, &inner);
-        merged
-            .keyed(
-                "join",
-                "join",
-                JoinLogic {
-                    sides,
-                    insert,
-                    emit,
-                },
-            )
-            .rescope(self)
+        merged.keyed(
+            "join",
+            "join",
+            JoinLogic {
+                sides,
+                insert,
+                emit,
+            },
+        )
     }
 
     /// [`join`](Self::join) in `Complete` mode (Bytewax's default), each emission
@@ -506,18 +516,7 @@ impl<K: Key, V: ExchangeData> Stream<(K, V)> {
         others: O,
         insert: JoinInsert,
     ) -> Stream<(K, <O::Sides as JoinSides>::Complete)> {
-        let inner = self.enter_as(step, "join");
-        let (sides, merged) = others.tag_and_merge(step, &inner);
-        merged
-            .keyed(
-                "join",
-                "join",
-                JoinLogic {
-                    sides,
-                    insert,
-                    emit: JoinEmit::Complete,
-                },
-            )
+        self.join_in_scope(step, others, insert, JoinEmit::Complete)
             .filter_map_value("complete", <O::Sides as JoinSides>::complete)
             .rescope(self)
     }

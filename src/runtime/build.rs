@@ -160,18 +160,15 @@ impl BuildCtx {
         self
     }
 
-    /// The partitions of the step being built: the process's listing, or (for a step
-    /// the listing does not know) the source's own list.
-    fn partitions(
-        &self,
-        list: impl FnOnce() -> std::result::Result<Vec<String>, crate::error::BoxError>,
-    ) -> Result<Arc<Vec<String>>> {
-        match self.listing.parts(&self.step_id) {
-            Some(p) => Ok(p),
-            None => list()
-                .map(Arc::new)
-                .map_err(|e| Error::in_step(self.step_id.to_string(), e)),
-        }
+    /// The partitions of the step being built, from the process's listing (every
+    /// fixed-partitioned input and output registers its lister when declared).
+    fn partitions(&self) -> Result<Arc<Vec<String>>> {
+        self.listing.parts(&self.step_id).ok_or_else(|| {
+            Error::in_step(
+                self.step_id.to_string(),
+                "the step's partitions were not listed before the run started",
+            )
+        })
     }
 
     pub(crate) fn with_recovery(
@@ -342,7 +339,7 @@ impl BuildCtx {
         let wrap = |e| Error::in_step(step_id.to_string(), e);
         let parts: Vec<(String, Box<dyn ErasedSourcePart<T>>)> = match kind {
             SourceKind::Fixed(src) => {
-                let names = self.partitions(|| src.list_parts())?;
+                let names = self.partitions()?;
                 let visible = vec![(0..self.worker_count).collect::<Vec<_>>(); names.len()];
                 let owners = assign_partitions(&visible, self.worker_count);
                 let mut parts = Vec::new();
@@ -427,7 +424,7 @@ impl BuildCtx {
                 self.sinks.push((self.step, handle));
             }
             SinkKind::Fixed(sink, _) => {
-                let names = self.partitions(|| Ok(sink.list_parts()))?;
+                let names = self.partitions()?;
                 if names.is_empty() {
                     return Err(Error::in_step(
                         step_id.to_string(),
