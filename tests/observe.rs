@@ -672,28 +672,43 @@ fn json_logs_carry_worker_index_and_step_id() {
 
 #[test]
 fn a_cluster_process_counts_the_bytes_and_frames_of_each_peer() {
-    let addrs = util::free_addresses(2);
-    let joined = addrs.join(";");
-    let (p0, p1) = (free_port(), free_port());
     let flow = "bench_exchange:20000000000,64";
-    let _one = Running(
-        waxfast()
-            .args([
-                flow,
-                "-i1",
-                "-a",
-                &joined,
-                "--no-pin",
-                "--api-port",
-                &p1.to_string(),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let _zero = start_flow(&[flow, "-i0", "-a", &joined], p0);
+    // Ports picked free may be taken by another test's connection before a process
+    // binds them: then that process exits at once, and the cluster is started again
+    // on other ports.
+    let mut attempt = 0;
+    let (addrs, p0, _one, _zero) = loop {
+        attempt += 1;
+        let addrs = util::free_addresses(2);
+        let joined = addrs.join(";");
+        let (p0, p1) = (free_port(), free_port());
+        let spawn = |i: usize, port: u16| {
+            Running(
+                waxfast()
+                    .args([flow, "-a", &joined, "--no-pin"])
+                    .args(["-i", &i.to_string(), "--api-port", &port.to_string()])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            )
+        };
+        let (mut one, mut zero) = (spawn(1, p1), spawn(0, p0));
+        let up = wait_for(Duration::from_secs(20), || {
+            let exited =
+                one.0.try_wait().unwrap().is_some() || zero.0.try_wait().unwrap().is_some();
+            if exited {
+                return Some(false);
+            }
+            (get(p0, "/dataflow").is_some() && get(p1, "/dataflow").is_some()).then_some(true)
+        });
+        match up {
+            Some(true) => break (addrs, p0, one, zero),
+            _ if attempt < 3 => continue,
+            _ => panic!("the two processes never both served their API (3 attempts)"),
+        }
+    };
     let peer = format!("peer_address=\"{}\"", addrs[1]);
     // Both directions carry data: the counters move while the run is on.
     let first = wait_for(Duration::from_secs(20), || {
