@@ -38,6 +38,7 @@ pub mod operators;
 pub mod recovery;
 pub mod runtime;
 pub mod shm;
+pub mod transport;
 
 pub use dataflow::{Dataflow, Key, Stream};
 pub use error::{BoxError, Error, Result};

@@ -247,6 +247,7 @@ where
         .pin(settings.pin)
         .connect_timeout(settings.connect_timeout)
         .peer_timeout(settings.peer_timeout)
+        .transport(settings.transport)
         .flow_args(flow_args.unwrap_or_default());
     if let Some(secret) = &settings.cluster_secret {
         config = config.cluster_secret(secret.clone());

@@ -43,7 +43,7 @@ pub(crate) mod items;
 pub(crate) mod keyed;
 
 use crate::net::frame::{finish_frame, start_frame, Frame, FrameKind};
-use crate::net::io::NetPort;
+use crate::transport::Remote;
 use codec::Codec;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -167,7 +167,7 @@ pub(crate) struct Links<B> {
 
 /// A channel's way to workers of other processes.
 struct NetLink<B> {
-    port: Rc<RefCell<NetPort>>,
+    port: Rc<RefCell<Remote>>,
     codec: Codec<B>,
     /// Batches whose contents were encoded, ready for reuse.
     spare: Vec<B>,
@@ -190,7 +190,7 @@ impl<B> Links<B> {
     }
 
     /// Connects the links to workers of other processes through `port`.
-    pub(crate) fn with_net(mut self, port: Option<Rc<RefCell<NetPort>>>) -> Self {
+    pub(crate) fn with_net(mut self, port: Option<Rc<RefCell<Remote>>>) -> Self {
         if let Some(port) = port {
             let codec = self
                 .ep

@@ -128,9 +128,9 @@ impl std::fmt::Debug for NetPort {
 }
 
 impl NetPort {
-    /// A buffer for the next frame.
-    pub(crate) fn buffer(&mut self) -> Vec<u8> {
-        self.spare.pop().unwrap_or_default()
+    /// A buffer for the next frame, if one was recycled.
+    pub(crate) fn spare(&mut self) -> Option<Vec<u8>> {
+        self.spare.pop()
     }
 
     /// Queues a finished frame for worker `to` (of another process) for the network
@@ -146,19 +146,6 @@ impl NetPort {
         } else {
             self.overflow.push_back(frame);
         }
-    }
-
-    /// Sends a progress (or EOF) frame.
-    pub(crate) fn send_progress(&mut self, channel: u32, from: usize, to: usize, epoch: u64) {
-        let kind = if epoch == crate::runtime::progress::EOF_EPOCH {
-            FrameKind::Eof
-        } else {
-            FrameKind::Progress
-        };
-        let mut f = self.buffer();
-        start_frame(&mut f, kind, channel, from as u32, to as u32, epoch);
-        finish_frame(&mut f).expect("empty payload");
-        self.send(to, f);
     }
 
     /// Retries overflow; true if anything moved.
@@ -238,6 +225,9 @@ struct Peer {
     /// EOF frames received from this peer, per (its worker, our worker, channel):
     /// its Shutdown must come after all of them.
     eofs: usize,
+    /// The peer's data goes through shared memory: this connection carries only
+    /// heartbeats, shutdown and abort.
+    control_only: bool,
 }
 
 /// The network thread's state.
@@ -260,9 +250,12 @@ pub(crate) struct NetThread {
 }
 
 /// Wires the network thread to `workers_per_proc` ports over already-formed
-/// connections (`streams[p]` for every process `p` but `me`).
+/// connections (`streams[p]` for every process `p` but `me`); `control_only[p]` says
+/// that process `p`'s data goes through shared memory instead.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn start(
     streams: Vec<Option<std::net::TcpStream>>,
+    control_only: &[bool],
     addresses: &[String],
     me: usize,
     workers_per_proc: usize,
@@ -311,6 +304,7 @@ pub(crate) fn start(
             heard: now,
             said: now,
             eofs: 0,
+            control_only: control_only.get(p).copied().unwrap_or(false),
         });
     }
     let base = me * workers_per_proc;
@@ -660,7 +654,12 @@ impl NetThread {
                 FrameKind::Shutdown => {
                     // Every worker of the peer sends EOF to each of ours on every
                     // channel before its process may say it is done.
-                    let expected = n * n * self.channels;
+                    // (Through shared memory, those go beside this connection.)
+                    let expected = if p.control_only {
+                        0
+                    } else {
+                        n * n * self.channels
+                    };
                     if p.eofs < expected {
                         return Err(protocol(
                             p,
@@ -690,6 +689,12 @@ impl NetThread {
                         process: p.process,
                         message,
                     }));
+                }
+                FrameKind::Data | FrameKind::Progress | FrameKind::Eof if p.control_only => {
+                    return Err(protocol(
+                        p,
+                        "a data frame on the control connection of a peer reached through shared memory",
+                    ));
                 }
                 FrameKind::Eof => p.eofs += 1,
                 FrameKind::Data | FrameKind::Progress => {}

@@ -84,7 +84,7 @@ pub struct BuildCtx {
     shared: Arc<Shared>,
     pub(crate) channels: Vec<(usize, Rc<RefCell<dyn ChannelIo>>)>,
     pub(crate) channel_by_id: Vec<Option<StepChannel>>,
-    net: Option<Rc<RefCell<crate::net::io::NetPort>>>,
+    net: Option<Rc<RefCell<crate::transport::Remote>>>,
     pub(crate) sources: Vec<(usize, Box<dyn DriveSource>)>,
     pub(crate) activations: Vec<(usize, Rc<RefCell<dyn Activation>>)>,
     pub(crate) sinks: Vec<(usize, Rc<RefCell<dyn SinkHandle>>)>,
@@ -111,7 +111,7 @@ impl BuildCtx {
         worker_count: usize,
         streams: usize,
         endpoints: Vec<Box<dyn Any + Send>>,
-        net: Option<Rc<RefCell<crate::net::io::NetPort>>>,
+        net: Option<Rc<RefCell<crate::transport::Remote>>>,
         shared: Arc<Shared>,
     ) -> Self {
         let n_channels = endpoints.len();

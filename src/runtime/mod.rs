@@ -47,6 +47,7 @@ pub struct RunConfig {
     pub(crate) flow_args: String,
     pub(crate) cluster_secret: Option<Arc<[u8]>>,
     pub(crate) api: Option<crate::observe::ApiConfig>,
+    pub(crate) transport: crate::transport::Mode,
 }
 
 impl Default for RunConfig {
@@ -61,6 +62,7 @@ impl Default for RunConfig {
             flow_args: String::new(),
             cluster_secret: None,
             api: None,
+            transport: crate::transport::Mode::Auto,
         }
     }
 }
@@ -105,6 +107,15 @@ impl RunConfig {
     /// run fails, naming the ones that never answered (default 30 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// How the processes of a cluster exchange data: shared memory to processes of
+    /// this host and TCP to the others (`Auto`, the default), or one of them for every
+    /// peer (`Tcp`; `Shm`, which refuses a peer on another host). The connection to
+    /// each peer is TCP in every case: it forms the cluster and carries heartbeats.
+    pub fn transport(mut self, mode: crate::transport::Mode) -> Self {
+        self.transport = mode;
         self
     }
 
@@ -368,10 +379,24 @@ pub fn cluster_main_with(
         );
         // Our own listing error is the cause, whatever formation said.
         let listing = listed?;
-        let streams = formed?;
+        let mut streams = formed?;
         tracing::debug!(process = proc_id, processes, "cluster formed");
+        let agreed = crate::transport::agree::agree(
+            &mut streams,
+            addresses,
+            proc_id,
+            n,
+            config.transport,
+            std::time::Instant::now() + config.connect_timeout,
+        )?;
+        let control_only: Vec<bool> = agreed
+            .links
+            .iter()
+            .map(|l| *l == Some(crate::transport::agree::Link::Shm))
+            .collect();
         let (net, ports) = crate::net::io::start(
             streams,
+            &control_only,
             addresses,
             proc_id,
             n,
@@ -380,7 +405,18 @@ pub fn cluster_main_with(
             config.peer_timeout,
         )
         .map_err(|e| Error::Cluster(format!("cannot start the network thread: {e}")))?;
-        (Some(net), ports.into_iter().map(Some).collect(), listing)
+        if let Some(links) = &agreed.shm {
+            shared.use_bells(links.own.clone());
+        }
+        let remotes = ports
+            .into_iter()
+            .enumerate()
+            .map(|(i, tcp)| {
+                let shm = agreed.shm.as_ref().map(|l| l.port(i));
+                Some(crate::transport::Remote::new(n, Some(tcp), shm))
+            })
+            .collect();
+        (Some(net), remotes, listing)
     } else {
         (None, (0..n).map(|_| None).collect::<Vec<_>>(), listed?)
     };
@@ -542,7 +578,7 @@ fn run_worker(
     plan: Arc<Plan>,
     me: WorkerId,
     endpoints: Vec<Box<dyn Any + Send>>,
-    port: Option<crate::net::io::NetPort>,
+    port: Option<crate::transport::Remote>,
     shared: &Arc<Shared>,
     config: &RunConfig,
     env: RunEnv,

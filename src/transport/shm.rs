@@ -1,0 +1,323 @@
+//! The shared-memory transport: frames between the workers of two processes of one
+//! host, through SPSC rings in segments under `/dev/shm` (ARCHITECTURE.md,
+//! "Shared-memory transport").
+//!
+//! Every process that has peers on this host creates one segment: a doorbell per worker
+//! of its own, then one ring per (own worker, worker of a peer on this host), written
+//! by the own worker and read by the peer's. So a worker reads one ring per remote
+//! worker and writes one per remote worker, each with exactly one producer and one
+//! consumer, and no thread sits between a worker and the memory.
+//!
+//! A ring carries the same frames as TCP (`net::frame`: a 32-byte header, then the
+//! payload). A frame larger than a ring's [`chunk`] goes as several records: the first
+//! holds the header and the start of the payload, the next ones the rest, in order (a
+//! ring has one producer, so nothing comes between them); the header's length says when
+//! the frame is whole. A full ring is backpressure: what does not fit waits in the
+//! lane's queue, retried every round, and a queue of [`QUEUE_FRAMES`] frames or
+//! [`QUEUE_BYTES`] bytes stops the worker's sources, as a full queue to the network
+//! thread does.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::error::Error;
+use crate::net::frame::{Frame, FrameHeader, FrameKind, HEADER_LEN};
+use crate::shm::ring::{max_payload, Consumer, Producer};
+use crate::shm::segment::{SegRing, Segment};
+
+/// Data bytes of each ring.
+pub(crate) const RING_BYTES: u64 = 4 << 20;
+/// Frames waiting for room in one lane before the worker stops reading input.
+const QUEUE_FRAMES: usize = 64;
+/// Bytes waiting in one lane before the worker stops reading input.
+const QUEUE_BYTES: usize = 4 << 20;
+
+/// The largest record a ring of `capacity` bytes is given: a quarter of it, so a
+/// frame split into records keeps the ring busy with the next one while the reader
+/// takes the first.
+fn chunk(capacity: usize) -> usize {
+    (capacity / 4).min(max_payload(capacity))
+}
+
+/// One process's side of the shared-memory transport: its own segment (its workers'
+/// doorbells and outbound rings) and the segments of its peers on this host.
+#[derive(Debug)]
+pub(crate) struct ShmLinks {
+    /// This process's index.
+    pub(crate) process: usize,
+    /// Workers per process.
+    pub(crate) workers: usize,
+    pub(crate) own: Arc<Segment>,
+    /// For each process on this host: its segment and the first of its rings to us.
+    pub(crate) peers: Vec<Option<(Arc<Segment>, u32)>>,
+    /// For each process on this host: the first of our rings to it.
+    pub(crate) bases: Vec<Option<u32>>,
+}
+
+impl ShmLinks {
+    /// Local worker `i`'s port: its outbound and inbound rings, and the doorbells of
+    /// the workers at their other ends.
+    pub(crate) fn port(&self, i: usize) -> ShmPort {
+        let w = self.workers;
+        let total = self.peers.len() * w;
+        let mut outs: Vec<Option<OutLane>> = (0..total).map(|_| None).collect();
+        let mut ins = Vec::new();
+        for (q, peer) in self.peers.iter().enumerate() {
+            let (Some((seg, their_base)), Some(our_base)) = (peer, self.bases[q]) else {
+                continue;
+            };
+            for j in 0..w {
+                let ring = self.own.ring(our_base as usize + i * w + j);
+                outs[q * w + j] = Some(OutLane {
+                    chunk: chunk(ring_capacity(&ring)),
+                    ring: Producer::new(ring),
+                    bell: (seg.clone(), j),
+                    queue: VecDeque::new(),
+                    sent: 0,
+                    queued: 0,
+                });
+                let ring = seg.ring(*their_base as usize + j * w + i);
+                ins.push(InLane {
+                    from: q * w + j,
+                    ring: Consumer::new(ring),
+                    bell: (seg.clone(), j),
+                    partial: None,
+                });
+            }
+        }
+        ShmPort {
+            me: self.process * w + i,
+            outs,
+            ins,
+            next: 0,
+            spare: Vec::new(),
+        }
+    }
+}
+
+fn ring_capacity(ring: &SegRing) -> usize {
+    crate::shm::ring::RingMemory::capacity(ring)
+}
+
+/// Frames to one remote worker.
+struct OutLane {
+    ring: Producer<SegRing>,
+    /// The receiver's doorbell: its process's segment and its index there.
+    bell: (Arc<Segment>, usize),
+    /// Frames waiting for room; the first may be partly written (`sent` bytes).
+    queue: VecDeque<Vec<u8>>,
+    sent: usize,
+    /// Bytes in `queue` not yet written.
+    queued: usize,
+    chunk: usize,
+}
+
+/// Frames from one remote worker.
+struct InLane {
+    /// The sender's global index.
+    from: usize,
+    ring: Consumer<SegRing>,
+    /// The sender's doorbell (it may wait for room).
+    bell: (Arc<Segment>, usize),
+    /// A frame whose payload is still arriving in records.
+    partial: Option<(FrameHeader, Vec<u8>)>,
+}
+
+/// A worker's end of the shared-memory transport.
+pub(crate) struct ShmPort {
+    /// Our global index.
+    me: usize,
+    /// Indexed by global worker; `Some` for the workers reached through shared memory.
+    outs: Vec<Option<OutLane>>,
+    ins: Vec<InLane>,
+    /// The inbound lane to read first next time (round robin).
+    next: usize,
+    spare: Vec<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ShmPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShmPort")
+            .field("me", &self.me)
+            .field("inbound", &self.ins.len())
+            .finish()
+    }
+}
+
+impl OutLane {
+    /// Writes queued frames while the ring has room; true if anything was written.
+    fn push_queued(&mut self, spare: &mut Vec<Vec<u8>>) -> bool {
+        let mut wrote = false;
+        while let Some(front) = self.queue.front() {
+            let end = (self.sent + self.chunk).min(front.len());
+            if !self.ring.push(&front[self.sent..end]) {
+                break;
+            }
+            wrote = true;
+            self.queued -= end - self.sent;
+            self.sent = end;
+            if self.sent == front.len() {
+                self.sent = 0;
+                let buf = self.queue.pop_front().expect("the front");
+                if spare.len() < 16 {
+                    spare.push(buf);
+                }
+            }
+        }
+        if wrote {
+            self.bell.0.bell(self.bell.1).ring();
+        }
+        wrote
+    }
+}
+
+impl ShmPort {
+    /// True if worker `to` is reached through shared memory.
+    pub(crate) fn reaches(&self, to: usize) -> bool {
+        self.outs.get(to).is_some_and(|l| l.is_some())
+    }
+
+    /// A buffer for the next frame, if one was recycled.
+    pub(crate) fn spare(&mut self) -> Option<Vec<u8>> {
+        self.spare.pop()
+    }
+
+    /// Keeps an emptied buffer for the next frames.
+    pub(crate) fn recycle(&mut self, mut buf: Vec<u8>) {
+        if self.spare.len() < 16 {
+            buf.clear();
+            self.spare.push(buf);
+        }
+    }
+
+    /// Sends a finished frame to worker `to` (see [`reaches`](Self::reaches)).
+    pub(crate) fn send(&mut self, to: usize, frame: Vec<u8>) {
+        let lane = self.outs[to]
+            .as_mut()
+            .expect("frames go through shared memory only to workers it reaches");
+        lane.queued += frame.len();
+        lane.queue.push_back(frame);
+        if lane.queue.len() == 1 {
+            lane.push_queued(&mut self.spare);
+        }
+    }
+
+    /// Retries queued frames; true if anything moved.
+    pub(crate) fn flush(&mut self) -> bool {
+        let mut moved = false;
+        for lane in self.outs.iter_mut().flatten() {
+            if !lane.queue.is_empty() {
+                moved |= lane.push_queued(&mut self.spare);
+            }
+        }
+        moved
+    }
+
+    pub(crate) fn has_overflow(&self) -> bool {
+        self.outs.iter().flatten().any(|l| !l.queue.is_empty())
+    }
+
+    pub(crate) fn is_backlogged(&self) -> bool {
+        self.outs
+            .iter()
+            .flatten()
+            .any(|l| l.queue.len() >= QUEUE_FRAMES || l.queued >= QUEUE_BYTES)
+    }
+
+    pub(crate) fn has_inbound(&mut self) -> bool {
+        self.ins.iter_mut().any(|l| !l.ring.is_empty())
+    }
+
+    /// The next whole frame from any inbound ring (round robin over the senders).
+    pub(crate) fn recv(&mut self) -> Result<Option<Frame>, Error> {
+        let n = self.ins.len();
+        for k in 0..n {
+            let i = (self.next + k) % n;
+            if let Some(frame) = self.take(i)? {
+                self.next = (i + 1) % n;
+                return Ok(Some(frame));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Reads lane `i` until a frame is whole or the ring is empty.
+    fn take(&mut self, i: usize) -> Result<Option<Frame>, Error> {
+        let me = self.me;
+        let lane = &mut self.ins[i];
+        let mut took = false;
+        let result = loop {
+            match lane.partial.take() {
+                None => {
+                    let mut head = [0u8; HEADER_LEN];
+                    let mut payload = self.spare.pop().unwrap_or_default();
+                    let Some(len) = lane.ring.pop_split(&mut head, &mut payload) else {
+                        self.spare.push(payload);
+                        break Ok(None);
+                    };
+                    took = true;
+                    let header = check(&head, len, lane.from, me)?;
+                    lane.partial = Some((header, payload));
+                }
+                Some((header, mut payload)) => {
+                    let want = header.len.get() as usize;
+                    if payload.len() >= want {
+                        if payload.len() > want {
+                            break Err(corrupt(
+                                lane.from,
+                                &format!("{} payload bytes for a frame of {want}", payload.len()),
+                            ));
+                        }
+                        break Ok(Some(Frame { header, payload }));
+                    }
+                    if !lane.ring.pop_append(&mut payload) {
+                        lane.partial = Some((header, payload));
+                        break Ok(None);
+                    }
+                    took = true;
+                }
+            }
+        };
+        if took {
+            // The sender may be waiting for room.
+            lane.bell.0.bell(lane.bell.1).ring();
+        }
+        result
+    }
+}
+
+/// Checks a frame's header as it comes out of the ring from worker `from` to `me`.
+fn check(head: &[u8], record: usize, from: usize, me: usize) -> Result<FrameHeader, Error> {
+    if record < HEADER_LEN {
+        return Err(corrupt(
+            from,
+            &format!("a record of {record} bytes has no frame header"),
+        ));
+    }
+    let header = match FrameHeader::parse(head) {
+        Ok(Some(h)) => h,
+        Ok(None) => return Err(corrupt(from, "a short frame header")),
+        Err(e) => return Err(corrupt(from, &e.to_string())),
+    };
+    let kind = header.kind().expect("checked by parse");
+    if !matches!(kind, FrameKind::Data | FrameKind::Progress | FrameKind::Eof) {
+        return Err(corrupt(from, &format!("a {kind:?} frame in a data ring")));
+    }
+    if header.from.get() as usize != from || header.to.get() as usize != me {
+        return Err(corrupt(
+            from,
+            &format!(
+                "a frame from worker {} to worker {} in the ring from worker {from} to worker {me}",
+                header.from.get(),
+                header.to.get()
+            ),
+        ));
+    }
+    Ok(header)
+}
+
+fn corrupt(from: usize, what: &str) -> Error {
+    Error::Cluster(format!(
+        "the shared-memory ring from worker {from} is corrupt: {what}"
+    ))
+}
