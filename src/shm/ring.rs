@@ -445,6 +445,35 @@ mod tests {
     }
 
     #[test]
+    fn records_of_a_quarter_ring_and_odd_sizes_wrap_whole() {
+        let cap = 1 << 16;
+        let mem = HeapMemory::new(cap);
+        let (mut p, mut c) = split(&mem, &mem);
+        let sizes = [cap / 4, cap / 4, cap / 40, cap / 4 - 3, 17, cap / 4];
+        let mut out = Vec::new();
+        let (mut sent, mut got) = (0usize, 0usize);
+        let check = |out: &Vec<u8>, n: usize| {
+            assert_eq!(out.len(), sizes[n % sizes.len()], "record {n}");
+            assert!(out.iter().all(|&b| b == n as u8), "record {n}");
+        };
+        while sent < 500 {
+            let rec = vec![sent as u8; sizes[sent % sizes.len()]];
+            if p.push(&rec) {
+                sent += 1;
+            } else {
+                assert!(c.pop(&mut out), "a full ring has a record");
+                check(&out, got);
+                got += 1;
+            }
+        }
+        while c.pop(&mut out) {
+            check(&out, got);
+            got += 1;
+        }
+        assert_eq!(got, sent);
+    }
+
+    #[test]
     #[should_panic(expected = "does not fit")]
     fn a_record_over_half_the_ring_is_refused_loudly() {
         let mem = HeapMemory::new(64);

@@ -25,6 +25,8 @@ use crate::net::frame::{Frame, FrameHeader, FrameKind, HEADER_LEN};
 use crate::shm::ring::{max_payload, Consumer, Producer};
 use crate::shm::segment::{SegRing, Segment};
 
+/// Where a frame's number goes in its header (the `reserved` word).
+const SEQ_AT: usize = HEADER_LEN - 4;
 /// Data bytes of each ring.
 pub(crate) const RING_BYTES: u64 = 4 << 20;
 /// Frames waiting for room in one lane before the worker stops reading input.
@@ -75,6 +77,7 @@ impl ShmLinks {
                     queue: VecDeque::new(),
                     sent: 0,
                     queued: 0,
+                    seq: 0,
                 });
                 let ring = seg.ring(*their_base as usize + j * w + i);
                 ins.push(InLane {
@@ -82,6 +85,7 @@ impl ShmLinks {
                     ring: Consumer::new(ring),
                     bell: (seg.clone(), j),
                     partial: None,
+                    seq: 0,
                 });
             }
         }
@@ -110,6 +114,8 @@ struct OutLane {
     /// Bytes in `queue` not yet written.
     queued: usize,
     chunk: usize,
+    /// The next frame's number on this ring (in the header's `reserved` word).
+    seq: u32,
 }
 
 /// Frames from one remote worker.
@@ -121,6 +127,8 @@ struct InLane {
     bell: (Arc<Segment>, usize),
     /// A frame whose payload is still arriving in records.
     partial: Option<(FrameHeader, Vec<u8>)>,
+    /// The number the next frame must carry.
+    seq: u32,
 }
 
 /// A worker's end of the shared-memory transport.
@@ -191,10 +199,12 @@ impl ShmPort {
     }
 
     /// Sends a finished frame to worker `to` (see [`reaches`](Self::reaches)).
-    pub(crate) fn send(&mut self, to: usize, frame: Vec<u8>) {
+    pub(crate) fn send(&mut self, to: usize, mut frame: Vec<u8>) {
         let lane = self.outs[to]
             .as_mut()
             .expect("frames go through shared memory only to workers it reaches");
+        frame[SEQ_AT..HEADER_LEN].copy_from_slice(&lane.seq.to_le_bytes());
+        lane.seq = lane.seq.wrapping_add(1);
         lane.queued += frame.len();
         lane.queue.push_back(frame);
         if lane.queue.len() == 1 {
@@ -257,6 +267,17 @@ impl ShmPort {
                     };
                     took = true;
                     let header = check(&head, len, lane.from, me)?;
+                    if header.reserved.get() != lane.seq {
+                        break Err(corrupt(
+                            lane.from,
+                            &format!(
+                                "frame {} arrived where frame {} was due",
+                                header.reserved.get(),
+                                lane.seq
+                            ),
+                        ));
+                    }
+                    lane.seq = lane.seq.wrapping_add(1);
                     lane.partial = Some((header, payload));
                 }
                 Some((header, mut payload)) => {
@@ -270,8 +291,9 @@ impl ShmPort {
                         }
                         break Ok(Some(Frame { header, payload }));
                     }
-                    if !lane.ring.pop_append(&mut payload) {
-                        lane.partial = Some((header, payload));
+                    let more = lane.ring.pop_append(&mut payload);
+                    lane.partial = Some((header, payload));
+                    if !more {
                         break Ok(None);
                     }
                     took = true;
@@ -320,4 +342,95 @@ fn corrupt(from: usize, what: &str) -> Error {
     Error::Cluster(format!(
         "the shared-memory ring from worker {from} is corrupt: {what}"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::frame::{finish_frame, start_frame};
+    use crate::shm::segment::Layout;
+    use std::time::Duration;
+
+    /// Two processes' links, made in this one (the segments are real files).
+    fn pair(dir: &std::path::Path, capacity: u64) -> (ShmLinks, ShmLinks) {
+        let layout = Layout {
+            bells: 1,
+            rings: 1,
+            capacity,
+        };
+        let a = Arc::new(Segment::create_in(dir, "a", layout).unwrap());
+        let b = Arc::new(Segment::create_in(dir, "b", layout).unwrap());
+        let a2 = Arc::new(Segment::open(a.path(), Duration::from_secs(1)).unwrap());
+        let b2 = Arc::new(Segment::open(b.path(), Duration::from_secs(1)).unwrap());
+        let links = |process: usize, own: Arc<Segment>, peer: Arc<Segment>| {
+            let mut peers = vec![None, None];
+            let mut bases = vec![None, None];
+            peers[1 - process] = Some((peer, 0));
+            bases[1 - process] = Some(0);
+            ShmLinks {
+                process,
+                workers: 1,
+                own,
+                peers,
+                bases,
+            }
+        };
+        (links(0, a, b2), links(1, b, a2))
+    }
+
+    fn frame(n: u64, len: usize) -> Vec<u8> {
+        let mut f = Vec::new();
+        start_frame(&mut f, FrameKind::Data, 3, 0, 1, n);
+        f.extend((0..len).map(|i| (i as u64 ^ n) as u8));
+        finish_frame(&mut f).unwrap();
+        f
+    }
+
+    #[test]
+    fn frames_of_every_size_arrive_whole_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let cap = 1 << 12;
+        let (l0, l1) = pair(dir.path(), cap);
+        let (mut tx, mut rx) = (l0.port(0), l1.port(0));
+        assert!(tx.reaches(1) && !tx.reaches(0));
+        // Up to three rings' worth: most frames take several records.
+        let sizes = |n: u64| ((n * 977) % (3 * cap)) as usize;
+        let (mut sent, mut got) = (0u64, 0u64);
+        while got < 300 {
+            if sent < 300 && !tx.is_backlogged() {
+                tx.send(1, frame(sent, sizes(sent)));
+                sent += 1;
+            }
+            tx.flush();
+            while let Some(f) = rx.recv().unwrap() {
+                assert_eq!(f.header.epoch.get(), got);
+                assert_eq!(f.header.channel.get(), 3);
+                assert!(
+                    f.payload == frame(got, sizes(got))[HEADER_LEN..],
+                    "frame {got}"
+                );
+                got += 1;
+            }
+        }
+        assert!(!tx.has_overflow() && !rx.has_inbound());
+    }
+
+    #[test]
+    fn a_frame_for_another_worker_or_out_of_turn_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (l0, l1) = pair(dir.path(), 1 << 12);
+        let (mut tx, mut rx) = (l0.port(0), l1.port(0));
+        let mut wrong = frame(0, 8);
+        wrong[16..20].copy_from_slice(&7u32.to_le_bytes()); // to: worker 7
+        tx.send(1, wrong);
+        let e = rx.recv().unwrap_err().to_string();
+        assert!(e.contains("to worker 7"), "{e}");
+        // A frame numbered out of turn (as a lost one would leave it).
+        let (l0, l1) = pair(dir.path(), 1 << 12);
+        let (mut tx, mut rx) = (l0.port(0), l1.port(0));
+        tx.outs[1].as_mut().unwrap().seq = 5;
+        tx.send(1, frame(0, 8));
+        let e = rx.recv().unwrap_err().to_string();
+        assert!(e.contains("frame 5 arrived where frame 0 was due"), "{e}");
+    }
 }
