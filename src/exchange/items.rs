@@ -63,10 +63,11 @@ impl<T: Data, R: FnMut(&T) -> usize> Push<T> for ItemRouter<T, R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchange::{mesh, ChannelIo, Links};
+    use crate::exchange::{ChannelIo, Links};
     use crate::runtime::park::Shared;
     use crate::runtime::progress::EOF_EPOCH;
     use crate::runtime::push::PushFn;
+    use crate::transport::threads::mesh;
     use std::sync::Arc;
 
     type Got = Rc<RefCell<Vec<(Epoch, Vec<u64>)>>>;

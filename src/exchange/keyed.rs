@@ -144,9 +144,10 @@ impl<K: Key, V: Data> KeyRouter<K, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchange::{mesh, ChannelIo};
+    use crate::exchange::ChannelIo;
     use crate::runtime::park::Shared;
     use crate::runtime::progress::EOF_EPOCH;
+    use crate::transport::threads::mesh;
     use std::sync::Arc;
 
     #[derive(Default)]

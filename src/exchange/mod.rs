@@ -21,14 +21,10 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use rtrb::{Consumer, Producer, PushError, RingBuffer};
+use rtrb::PushError;
 
 use crate::runtime::park::Shared;
 use crate::runtime::progress::{Epoch, EOF_EPOCH, FIRST_EPOCH};
-
-/// Messages per ring. With [`BATCH`] items per message this bounds what one sender can
-/// have in flight to one receiver on one channel.
-pub(crate) const RING_CAPACITY: usize = 64;
 
 /// Items staged per target before a batch is sent (a batch is also sent at the end of
 /// every scheduling round, so a slow stream is not held back).
@@ -43,84 +39,11 @@ pub(crate) mod items;
 pub(crate) mod keyed;
 
 use crate::net::frame::{finish_frame, start_frame, Frame, FrameKind};
+use crate::transport::threads::{Endpoint, Msg, RING_CAPACITY};
 use crate::transport::Remote;
 use codec::Codec;
 use std::cell::RefCell;
 use std::rc::Rc;
-
-/// What travels through a ring: batches of type `B`, and progress.
-#[derive(Debug)]
-pub(crate) enum Msg<B> {
-    /// A batch produced at an epoch.
-    Data(Epoch, B),
-    /// The sender's frontier on this channel advanced: it will send nothing below it.
-    Progress(Epoch),
-}
-
-/// One worker's ends of one channel's rings, indexed by local peer worker (`None` for
-/// itself); workers of other processes are reached through the network (see `Links`).
-/// Beside each data ring runs a return ring: the receiver hands every emptied batch back
-/// to its sender, which refills it instead of allocating, so the same warm buffers
-/// circulate and no batch is allocated on one thread and freed on another.
-#[derive(Debug)]
-pub(crate) struct Endpoint<B> {
-    outs: Vec<Option<Producer<Msg<B>>>>,
-    ins: Vec<Option<Consumer<Msg<B>>>>,
-    /// Emptied batches back to the peer that sent them.
-    give_back: Vec<Option<Producer<B>>>,
-    /// Our own batches, emptied by the peer we sent them to.
-    reuse: Vec<Option<Consumer<B>>>,
-    /// Global index of this process's first worker, and the cluster's worker count.
-    base: usize,
-    total: usize,
-    /// The channel's index in the flow (frames name it).
-    channel: u32,
-    /// How a batch crosses a process boundary (absent only in unit tests).
-    codec: Option<Codec<B>>,
-}
-
-/// Makes the rings of one channel for `workers` workers of a one-process run.
-#[cfg(test)]
-pub(crate) fn mesh<B: Send>(workers: usize, capacity: usize) -> Vec<Endpoint<B>> {
-    mesh_in(workers, 0, workers, capacity, 0, None)
-}
-
-/// Makes the rings of channel `channel` for the `workers` workers of one process, whose
-/// first worker has global index `base` in a cluster of `total`: one endpoint per worker.
-pub(crate) fn mesh_in<B: Send>(
-    workers: usize,
-    base: usize,
-    total: usize,
-    capacity: usize,
-    channel: u32,
-    codec: Option<Codec<B>>,
-) -> Vec<Endpoint<B>> {
-    let mut eps: Vec<Endpoint<B>> = (0..workers)
-        .map(|_| Endpoint {
-            outs: (0..workers).map(|_| None).collect(),
-            ins: (0..workers).map(|_| None).collect(),
-            give_back: (0..workers).map(|_| None).collect(),
-            reuse: (0..workers).map(|_| None).collect(),
-            base,
-            total,
-            channel,
-            codec,
-        })
-        .collect();
-    for s in 0..workers {
-        for r in 0..workers {
-            if s != r {
-                let (p, c) = RingBuffer::new(capacity);
-                eps[s].outs[r] = Some(p);
-                eps[r].ins[s] = Some(c);
-                let (p, c) = RingBuffer::new(capacity);
-                eps[r].give_back[s] = Some(p);
-                eps[s].reuse[r] = Some(c);
-            }
-        }
-    }
-    eps
-}
 
 /// The worker loop's view of one channel on one worker.
 pub(crate) trait ChannelIo {

@@ -13,6 +13,7 @@ pub(crate) mod push;
 pub(crate) mod step_guard;
 mod worker;
 
+use crate::transport::threads::Allocator;
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -278,7 +279,7 @@ pub fn run_main_with(flow: &Dataflow, config: &RunConfig) -> Result<()> {
         observer,
     };
     observe_snapshots(&env, &running);
-    let endpoints = make_endpoints(&plan, 1, 0, 1).pop().expect("one worker");
+    let endpoints = (allocator(&plan, 1, 0, 1), 0);
     let me = WorkerId {
         local: 0,
         global: 0,
@@ -456,11 +457,9 @@ pub fn cluster_main_with(
         "starting workers"
     );
     let mut handles = Vec::new();
-    for ((i, endpoints), port) in make_endpoints(&plan, n, base, total)
-        .into_iter()
-        .enumerate()
-        .zip(ports)
-    {
+    let alloc = allocator(&plan, n, base, total);
+    for (i, port) in ports.into_iter().enumerate() {
+        let endpoints = (alloc.clone(), i);
         let (plan, shared, config) = (plan.clone(), shared.clone(), config.clone());
         let env = env.clone();
         let signal = signal.clone();
@@ -541,24 +540,10 @@ fn start_api(
     Ok((Some(obs), Some(server)))
 }
 
-/// Builds every channel's rings among this process's `workers` (global indices from
-/// `base`, of `total`) and deals out one endpoint per channel to each worker.
-fn make_endpoints(
-    plan: &Plan,
-    workers: usize,
-    base: usize,
-    total: usize,
-) -> Vec<Vec<Box<dyn Any + Send>>> {
-    let mut per_worker: Vec<Vec<Box<dyn Any + Send>>> = (0..workers).map(|_| Vec::new()).collect();
-    for (c, make) in plan.channels.iter().enumerate() {
-        for (w, ep) in (make.0)(workers, base, total, c as u32)
-            .into_iter()
-            .enumerate()
-        {
-            per_worker[w].push(ep);
-        }
-    }
-    per_worker
+/// The threads transport of this process's `workers` (global indices from `base`, of
+/// `total`): each channel's rings are made when a worker first asks for its end.
+fn allocator(plan: &Plan, workers: usize, base: usize, total: usize) -> Arc<Allocator> {
+    Arc::new(Allocator::new(plan.channels.clone(), workers, base, total))
 }
 
 /// Which worker a thread runs.
@@ -577,7 +562,7 @@ pub(crate) struct WorkerId {
 fn run_worker(
     plan: Arc<Plan>,
     me: WorkerId,
-    endpoints: Vec<Box<dyn Any + Send>>,
+    endpoints: (Arc<Allocator>, usize),
     port: Option<crate::transport::Remote>,
     shared: &Arc<Shared>,
     config: &RunConfig,

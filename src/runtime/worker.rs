@@ -1,7 +1,7 @@
 //! The worker loop: drain inbound rings, poll inputs, fire timers, propagate frontiers,
 //! flush outbound batches; spin, then yield, then park when idle.
 
-use std::any::Any;
+use crate::transport::threads::Allocator;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -86,7 +86,7 @@ impl Worker {
     pub(crate) fn build(
         plan: Arc<Plan>,
         me: WorkerId,
-        endpoints: Vec<Box<dyn Any + Send>>,
+        channels_of: (Arc<Allocator>, usize),
         port: Option<Remote>,
         shared: Arc<Shared>,
         config: &RunConfig,
@@ -107,7 +107,7 @@ impl Worker {
             me.global,
             me.count,
             plan.streams,
-            endpoints,
+            channels_of,
             net.clone(),
             shared.clone(),
         )

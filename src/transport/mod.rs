@@ -10,6 +10,7 @@
 
 pub(crate) mod agree;
 pub(crate) mod shm;
+pub(crate) mod threads;
 
 pub use agree::offer_message;
 
