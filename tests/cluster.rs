@@ -15,9 +15,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use waxfast::base::frame::{FrameHeader, FrameKind, HEADER_LEN, MAX_FRAME};
 use waxfast::connectors::files::DirSink;
 use waxfast::connectors::testing::{TestingOutput, TestingSink, TestingSource};
-use waxfast::net::frame::{FrameHeader, FrameKind, HEADER_LEN, MAX_FRAME};
 use waxfast::net::hello::Hello;
 use waxfast::operators::{JoinEmit, JoinInsert};
 use waxfast::transport::Mode;

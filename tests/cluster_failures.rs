@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use waxfast::net::frame::{finish_frame, start_frame, FrameKind};
+use waxfast::base::frame::{finish_frame, start_frame, FrameKind};
 use waxfast::net::hello::{Hello, MAGIC, PROTOCOL_VERSION};
 
 use util::{

@@ -4,20 +4,18 @@
 //! that instantiates it on one worker, so that every worker can build the same flow.
 //! This module knows nothing of threads, rings or sockets.
 
-mod key;
-
 use std::any::Any;
 use std::collections::HashSet;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-pub(crate) use key::bytes_eq;
-pub use key::Key;
+pub(crate) use crate::base::key::bytes_eq;
+pub use crate::base::key::Key;
 
+use crate::base::push::Data;
 use crate::error::{Error, Result};
 use crate::io::Source;
 use crate::runtime::build::BuildCtx;
-use crate::runtime::push::Data;
 
 /// Index of a stream within its flow.
 pub(crate) type StreamId = usize;
@@ -529,16 +527,14 @@ impl<T: Data> Stream<T> {
     }
 
     /// Allocates an exchange channel whose rings carry batches of type `B`.
-    pub(crate) fn new_channel<B: crate::exchange::codec::Wire + Send + 'static>(
-        &self,
-    ) -> ChannelId {
+    pub(crate) fn new_channel<B: crate::base::codec::Wire + Send + 'static>(&self) -> ChannelId {
         self.new_channel_with(B::codec())
     }
 
     /// Allocates an exchange channel whose batches cross processes with `codec`.
     pub(crate) fn new_channel_with<B: Send + 'static>(
         &self,
-        codec: crate::exchange::codec::Codec<B>,
+        codec: crate::base::codec::Codec<B>,
     ) -> ChannelId {
         let mut g = lock(&self.graph);
         g.channels.push(Arc::new(codec));

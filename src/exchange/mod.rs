@@ -23,8 +23,8 @@ use std::sync::Arc;
 
 use rtrb::PushError;
 
-use crate::runtime::park::Shared;
-use crate::runtime::progress::{Epoch, EOF_EPOCH, FIRST_EPOCH};
+use crate::base::epoch::{Epoch, EOF_EPOCH, FIRST_EPOCH};
+use crate::base::park::Shared;
 
 /// Items staged per target before a batch is sent (a batch is also sent at the end of
 /// every scheduling round, so a slow stream is not held back).
@@ -38,7 +38,7 @@ pub(crate) mod codec;
 pub(crate) mod items;
 pub(crate) mod keyed;
 
-use crate::net::frame::{finish_frame, start_frame, Frame, FrameKind};
+use crate::base::frame::{finish_frame, start_frame, Frame, FrameKind};
 use crate::transport::threads::{Endpoint, Msg, RING_CAPACITY};
 use crate::transport::Remote;
 use codec::Codec;
@@ -210,7 +210,7 @@ impl<B> Links<B> {
                 let encoded = (net.codec.encode)(&batch, &mut frame)
                     .and_then(|()| finish_frame(&mut frame).map_err(|e| e.to_string()));
                 if let Err(e) = encoded {
-                    crate::runtime::build::fail(crate::error::Error::Cluster(format!(
+                    crate::error::fail(crate::error::Error::Cluster(format!(
                         "cannot encode a batch of channel {channel} for worker {to}: {e}"
                     )));
                 }

@@ -32,11 +32,11 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use rtrb::{Consumer, Producer, RingBuffer};
 
-use super::frame::{
+use crate::base::frame::{
     finish_frame, start_frame, Frame, FrameHeader, FrameKind, FrameReader, HEADER_LEN,
 };
+use crate::base::park::{PeerCause, Shared};
 use crate::error::Error;
-use crate::runtime::park::{PeerCause, Shared};
 
 /// Frames a worker may have queued for the network thread, and the network thread for
 /// a worker, before the overflow queues take over.

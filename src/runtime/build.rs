@@ -10,6 +10,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::base::park::Shared;
 use crate::dataflow::Key;
 use crate::dataflow::{ChannelId, StreamId};
 use crate::error::{Error, Result};
@@ -21,7 +22,6 @@ use crate::io::{assign_partitions, ErasedSinkPart, ErasedSourcePart, SinkKind, S
 use crate::observe::metrics::{PartTimer, RoundClock, StepCells, WorkerCells};
 use crate::recovery::{kind, KeyRows, Rows, WorkerRecovery};
 use crate::runtime::listing::Listing;
-use crate::runtime::park::Shared;
 use crate::runtime::progress::Epoch;
 use crate::runtime::push::{Data, Guarded, Push, PushFn, Tee};
 use crate::runtime::step_guard::StepGuard;
@@ -523,11 +523,7 @@ impl BuildCtx {
     }
 }
 
-/// Ends the run with `err`: unwinds to the worker's catcher without invoking the panic
-/// hook (the error is reported once, by the entry point).
-pub(crate) fn fail(err: Error) -> ! {
-    std::panic::resume_unwind(Box::new(err))
-}
+pub(crate) use crate::error::fail;
 
 /// Calls `write_batch`, timing it when the dataflow API is on and a timing is due.
 fn timed_write<T>(

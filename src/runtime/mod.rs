@@ -7,7 +7,6 @@
 pub(crate) mod build;
 pub(crate) mod interrupt;
 pub(crate) mod listing;
-pub(crate) mod park;
 pub(crate) mod progress;
 pub(crate) mod push;
 pub(crate) mod step_guard;
@@ -19,10 +18,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::base::park::Shared;
 use crate::dataflow::{Dataflow, Plan};
 use crate::error::{Error, Result};
 use crate::recovery::RecoveryConfig;
-use park::Shared;
 
 pub use build::BuildCtx;
 pub use interrupt::install as install_signal_handlers;

@@ -7,13 +7,13 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::base::park::Shared;
 use crate::dataflow::{Plan, Role};
 use crate::error::{Error, Result};
 use crate::exchange::{ChannelIo, StepChannel};
 use crate::observe::metrics::{RoundClock, WorkerCells, PUBLISH_EVERY};
 use crate::recovery::WorkerRecovery;
 use crate::runtime::build::{Activation, BuildCtx, DriveSource, SinkHandle};
-use crate::runtime::park::Shared;
 use crate::runtime::progress::{Epoch, EpochClock, EOF_EPOCH, FIRST_EPOCH};
 use crate::runtime::step_guard::StepGuard;
 use crate::runtime::{RunConfig, RunEnv, WorkerId};

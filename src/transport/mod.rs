@@ -1,12 +1,17 @@
 //! How frames reach the workers of other processes: the seam between the exchange and
 //! the transports (ARCHITECTURE.md, "Transports").
 //!
-//! Within a process, exchange channels move batches between threads through rtrb
-//! rings by pointer (`exchange`). Between processes, a channel encodes a batch into a
-//! frame (`net::frame`) and hands it to the worker's [`Remote`], which sends it either
-//! through shared-memory rings ([`shm`], to processes of this host) or to the network
-//! thread (`net::io`, TCP, to other hosts); which one each peer gets is agreed when
-//! the cluster forms ([`agree`]), under `--transport auto|tcp|shm`.
+//! Three transports, one seam:
+//! * `threads`: within a process, exchange channels move batches between worker
+//!   threads through rtrb rings, by pointer, allocated per channel id;
+//! * `shm`: between processes of this host, frames ([`crate::base::frame`]) through
+//!   SPSC rings in shared-memory segments, written and read by the workers themselves;
+//! * TCP (`net`): between hosts, frames through the process's network thread.
+//!
+//! A channel encodes a batch bound for another process into a frame and hands it to
+//! the worker's `Remote`, which picks shared memory or TCP by the target's process;
+//! which one each peer gets is agreed when the cluster forms (`agree`), under
+//! `--transport auto|tcp|shm` ([`Mode`]).
 
 pub(crate) mod agree;
 pub(crate) mod shm;
@@ -16,10 +21,10 @@ pub use agree::offer_message;
 
 use serde::{Deserialize, Serialize};
 
+use crate::base::epoch::EOF_EPOCH;
+use crate::base::frame::{finish_frame, start_frame, Frame, FrameKind};
 use crate::error::Result;
-use crate::net::frame::{finish_frame, start_frame, Frame, FrameKind};
 use crate::net::io::NetPort;
-use crate::runtime::progress::EOF_EPOCH;
 use shm::ShmPort;
 
 /// Which transport processes use between them (`--transport`, `WAXFAST_TRANSPORT`).

@@ -20,8 +20,8 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use crate::base::frame::{Frame, FrameHeader, FrameKind, HEADER_LEN};
 use crate::error::Error;
-use crate::net::frame::{Frame, FrameHeader, FrameKind, HEADER_LEN};
 use crate::shm::ring::{max_payload, Consumer, Producer};
 use crate::shm::segment::{SegRing, Segment};
 
@@ -347,7 +347,7 @@ fn corrupt(from: usize, what: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::frame::{finish_frame, start_frame};
+    use crate::base::frame::{finish_frame, start_frame};
     use crate::shm::segment::Layout;
     use std::time::Duration;
 

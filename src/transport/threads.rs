@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use rtrb::{Consumer, Producer, RingBuffer};
 
-use crate::exchange::codec::Codec;
-use crate::runtime::progress::Epoch;
+use crate::base::codec::Codec;
+use crate::base::epoch::Epoch;
 
 /// Messages per ring. With a full batch per message this bounds what one sender can
 /// have in flight to one receiver on one channel.
