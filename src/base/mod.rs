@@ -8,4 +8,5 @@ pub mod frame;
 pub(crate) mod key;
 pub(crate) mod park;
 pub(crate) mod push;
+pub(crate) mod queue;
 pub(crate) mod signal;

@@ -18,10 +18,9 @@
 //!   bounded all-to-all exchange cannot deadlock. Sources are not polled while any
 //!   overflow queue is non-empty, which bounds memory (backpressure).
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
-use rtrb::PushError;
+use rtrb::Producer;
 
 use crate::base::epoch::{Epoch, EOF_EPOCH, FIRST_EPOCH};
 use crate::base::park::Shared;
@@ -39,6 +38,7 @@ pub(crate) mod items;
 pub(crate) mod keyed;
 
 use crate::base::frame::{finish_frame, start_frame, Frame, FrameKind};
+use crate::base::queue::Outbox;
 use crate::transport::threads::{Endpoint, Msg, RING_CAPACITY};
 use crate::transport::Remote;
 use codec::Codec;
@@ -80,8 +80,9 @@ pub(crate) struct Links<B> {
     me: usize,
     ep: Endpoint<B>,
     shared: Arc<Shared>,
-    /// Indexed by local worker.
-    overflow: Vec<VecDeque<Msg<B>>>,
+    /// The rings to the other workers of this process, each behind its overflow queue;
+    /// indexed by local worker (`None` for this one).
+    outs: Vec<Option<Outbox<Producer<Msg<B>>>>>,
     sent_frontier: Epoch,
     /// Indexed by global worker.
     recv_frontier: Vec<Epoch>,
@@ -97,15 +98,18 @@ struct NetLink<B> {
 }
 
 impl<B> Links<B> {
-    pub(crate) fn new(me: usize, ep: Endpoint<B>, shared: Arc<Shared>) -> Self {
-        let n = ep.outs.len();
+    pub(crate) fn new(me: usize, mut ep: Endpoint<B>, shared: Arc<Shared>) -> Self {
+        let outs = std::mem::take(&mut ep.outs)
+            .into_iter()
+            .map(|p| p.map(Outbox::new))
+            .collect();
         let mut recv_frontier = vec![FIRST_EPOCH; ep.total];
         recv_frontier[me] = EOF_EPOCH; // the local share does not travel through a ring
         Links {
             me,
             ep,
             shared,
-            overflow: (0..n).map(|_| VecDeque::new()).collect(),
+            outs,
             sent_frontier: FIRST_EPOCH,
             recv_frontier,
             net: None,
@@ -137,7 +141,7 @@ impl<B> Links<B> {
     #[inline]
     fn local(&self, to: usize) -> Option<usize> {
         to.checked_sub(self.ep.base)
-            .filter(|&l| l < self.ep.outs.len())
+            .filter(|&l| l < self.outs.len())
     }
 
     /// Sends to a peer without blocking: a full ring queues the message in overflow.
@@ -147,40 +151,25 @@ impl<B> Links<B> {
         let Some(to) = self.local(to) else {
             return self.send_remote(to, msg);
         };
-        let q = &mut self.overflow[to];
-        if let (Msg::Progress(_), Some(Msg::Progress(_))) = (&msg, q.back()) {
-            *q.back_mut().expect("checked non-empty") = msg;
+        let out = self.outs[to].as_mut().expect("a ring to every peer");
+        if let (Msg::Progress(_), Some(last @ Msg::Progress(_))) = (&msg, out.last_queued_mut()) {
+            *last = msg;
             return;
         }
-        if q.is_empty() {
-            let ring = self.ep.outs[to].as_mut().expect("a ring to every peer");
-            match ring.push(msg) {
-                Ok(()) => self.shared.wake(to),
-                Err(PushError::Full(m)) => q.push_back(m),
-            }
-        } else {
-            q.push_back(msg);
+        if out.send(msg) {
+            self.shared.wake(to);
         }
     }
 
     /// Moves overflow into rings that have room; true if anything moved.
     pub(crate) fn retry_overflow(&mut self) -> bool {
         let mut moved = false;
-        for to in 0..self.overflow.len() {
-            let mut pushed = false;
-            while let Some(m) = self.overflow[to].pop_front() {
-                let ring = self.ep.outs[to].as_mut().expect("a ring to every peer");
-                match ring.push(m) {
-                    Ok(()) => pushed = true,
-                    Err(PushError::Full(m)) => {
-                        self.overflow[to].push_front(m);
-                        break;
-                    }
+        for (to, out) in self.outs.iter_mut().enumerate() {
+            if let Some(out) = out.as_mut().filter(|o| o.queued() > 0) {
+                if out.retry() {
+                    self.shared.wake(to);
+                    moved = true;
                 }
-            }
-            if pushed {
-                self.shared.wake(to);
-                moved = true;
             }
         }
         moved
@@ -290,14 +279,17 @@ impl<B> Links<B> {
     }
 
     pub(crate) fn has_overflow(&self) -> bool {
-        self.overflow.iter().any(|q| !q.is_empty())
+        self.outs.iter().flatten().any(|o| o.queued() > 0)
     }
 
     /// True when some peer's overflow holds a full ring's worth of messages: the worker
     /// stops reading input until it drains. A shorter queue is a transient imbalance,
     /// and stalling input for it would make the workers take turns.
     pub(crate) fn is_backlogged(&self) -> bool {
-        self.overflow.iter().any(|q| q.len() >= RING_CAPACITY)
+        self.outs
+            .iter()
+            .flatten()
+            .any(|o| o.queued() >= RING_CAPACITY)
     }
 
     pub(crate) fn has_inbound(&self) -> bool {
@@ -307,7 +299,7 @@ impl<B> Links<B> {
     /// Messages waiting in inbound rings, and in overflow queues.
     pub(crate) fn backlog(&self) -> (usize, usize) {
         let rings = self.ep.ins.iter().flatten().map(|c| c.slots()).sum();
-        (rings, self.overflow.iter().map(|q| q.len()).sum())
+        (rings, self.outs.iter().flatten().map(|o| o.queued()).sum())
     }
 }
 

@@ -36,6 +36,7 @@ use crate::base::frame::{
     finish_frame, start_frame, Frame, FrameHeader, FrameKind, FrameReader, HEADER_LEN,
 };
 use crate::base::park::{PeerCause, Shared};
+use crate::base::queue::Outbox;
 use crate::error::Error;
 
 /// Frames a worker may have queued for the network thread, and the network thread for
@@ -111,8 +112,7 @@ pub(crate) struct NetPort {
     pub(crate) local: Range<usize>,
     /// This worker's index within its process.
     me: usize,
-    out: Producer<Vec<u8>>,
-    overflow: VecDeque<Vec<u8>>,
+    out: Outbox<Producer<Vec<u8>>>,
     inbox: Consumer<Frame>,
     signal: Arc<NetSignal>,
     /// Emptied frame buffers, reused for the next frames.
@@ -138,28 +138,14 @@ impl NetPort {
     pub(crate) fn send(&mut self, to: usize, frame: Vec<u8>) {
         let process = to / self.signal.workers_per_proc;
         self.signal.out_bytes[process].fetch_add(frame.len(), Ordering::Relaxed);
-        if self.overflow.is_empty() {
-            match self.out.push(frame) {
-                Ok(()) => self.signal.notify(),
-                Err(rtrb::PushError::Full(f)) => self.overflow.push_back(f),
-            }
-        } else {
-            self.overflow.push_back(frame);
+        if self.out.send(frame) {
+            self.signal.notify();
         }
     }
 
     /// Retries overflow; true if anything moved.
     pub(crate) fn flush(&mut self) -> bool {
-        let mut moved = false;
-        while let Some(f) = self.overflow.pop_front() {
-            match self.out.push(f) {
-                Ok(()) => moved = true,
-                Err(rtrb::PushError::Full(f)) => {
-                    self.overflow.push_front(f);
-                    break;
-                }
-            }
-        }
+        let moved = self.out.queued() > 0 && self.out.retry();
         if moved {
             self.signal.notify();
         }
@@ -167,13 +153,13 @@ impl NetPort {
     }
 
     pub(crate) fn has_overflow(&self) -> bool {
-        !self.overflow.is_empty()
+        self.out.queued() > 0
     }
 
     /// True while some peer has [`OUT_BUDGET`] bytes waiting: the worker stops
     /// polling its sources until the network thread has written them.
     pub(crate) fn is_backlogged(&self) -> bool {
-        self.overflow.len() >= PORT_CAPACITY
+        self.out.queued() >= PORT_CAPACITY
             || self
                 .signal
                 .out_bytes
@@ -242,8 +228,8 @@ pub(crate) struct NetThread {
     /// Index into `peers` of each process id.
     peer_of: Vec<Option<usize>>,
     from_workers: Vec<Consumer<Vec<u8>>>,
-    to_workers: Vec<Producer<Frame>>,
-    pending: Vec<VecDeque<Frame>>,
+    /// Frames for each local worker, behind what waits for room in its ring.
+    to_workers: Vec<Outbox<Producer<Frame>>>,
     addresses: Vec<String>,
     peer_timeout: Duration,
     heartbeat: Duration,
@@ -315,12 +301,11 @@ pub(crate) fn start(
         let (out, from_w) = RingBuffer::new(PORT_CAPACITY);
         let (to_w, inbox) = RingBuffer::new(PORT_CAPACITY);
         from_workers.push(from_w);
-        to_workers.push(to_w);
+        to_workers.push(Outbox::new(to_w));
         ports.push(NetPort {
             local: base..base + workers_per_proc,
             me,
-            out,
-            overflow: VecDeque::new(),
+            out: Outbox::new(out),
             inbox,
             signal: signal.clone(),
             spare: Vec::new(),
@@ -337,7 +322,6 @@ pub(crate) fn start(
         peer_of,
         from_workers,
         to_workers,
-        pending: (0..workers_per_proc).map(|_| VecDeque::new()).collect(),
         addresses: addresses.to_vec(),
         peer_timeout,
         heartbeat: (peer_timeout / 5).clamp(Duration::from_millis(10), Duration::from_secs(1)),
@@ -454,7 +438,7 @@ impl NetThread {
     /// True while some local worker holds its budget of received frames (or frames
     /// wait for room in its ring): sockets are not read until it catches up.
     fn reading_paused(&self) -> bool {
-        self.pending.iter().any(|q| !q.is_empty())
+        self.to_workers.iter().any(|q| q.queued() > 0)
             || self
                 .signal
                 .in_bytes
@@ -716,14 +700,8 @@ impl NetThread {
             }
             let w = to - base;
             self.signal.in_bytes[w].fetch_add(frame.payload.len(), Ordering::AcqRel);
-            if self.pending[w].is_empty() {
-                if let Err(rtrb::PushError::Full(f)) = self.to_workers[w].push(frame) {
-                    self.pending[w].push_back(f);
-                } else {
-                    self.shared.wake(w);
-                }
-            } else {
-                self.pending[w].push_back(frame);
+            if self.to_workers[w].send(frame) {
+                self.shared.wake(w);
             }
         }
     }
@@ -731,18 +709,8 @@ impl NetThread {
     /// Moves held frames into worker rings that have room.
     fn deliver_pending(&mut self) -> bool {
         let mut any = false;
-        for w in 0..self.pending.len() {
-            let mut moved = false;
-            while let Some(f) = self.pending[w].pop_front() {
-                match self.to_workers[w].push(f) {
-                    Ok(()) => moved = true,
-                    Err(rtrb::PushError::Full(f)) => {
-                        self.pending[w].push_front(f);
-                        break;
-                    }
-                }
-            }
-            if moved {
+        for (w, out) in self.to_workers.iter_mut().enumerate() {
+            if out.queued() > 0 && out.retry() {
                 self.shared.wake(w);
                 any = true;
             }

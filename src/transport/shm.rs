@@ -17,10 +17,10 @@
 //! [`QUEUE_BYTES`] bytes stops the worker's sources, as a full queue to the network
 //! thread does.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::base::frame::{Frame, FrameHeader, FrameKind, HEADER_LEN};
+use crate::base::queue::{Lane, Outbox};
 use crate::error::Error;
 use crate::shm::ring::{max_payload, Consumer, Producer};
 use crate::shm::segment::{SegRing, Segment};
@@ -71,12 +71,13 @@ impl ShmLinks {
             for j in 0..w {
                 let ring = self.own.ring(our_base as usize + i * w + j);
                 outs[q * w + j] = Some(OutLane {
-                    chunk: chunk(ring_capacity(&ring)),
-                    ring: Producer::new(ring),
+                    out: Outbox::new(FrameRing {
+                        chunk: chunk(ring_capacity(&ring)),
+                        ring: Producer::new(ring),
+                        sent: 0,
+                        wrote: false,
+                    }),
                     bell: (seg.clone(), j),
-                    queue: VecDeque::new(),
-                    sent: 0,
-                    queued: 0,
                     seq: 0,
                 });
                 let ring = seg.ring(*their_base as usize + j * w + i);
@@ -103,19 +104,55 @@ fn ring_capacity(ring: &SegRing) -> usize {
     crate::shm::ring::RingMemory::capacity(ring)
 }
 
+/// A ring of bytes to one remote worker, taking frames in records of at most `chunk`
+/// bytes (a frame may take several offers; the ring keeps its place in it).
+struct FrameRing {
+    ring: Producer<SegRing>,
+    chunk: usize,
+    /// Bytes of the frame being written that are in the ring already.
+    sent: usize,
+    /// A record was written since the receiver was last rung.
+    wrote: bool,
+}
+
+impl Lane for FrameRing {
+    type Item = Vec<u8>;
+    fn offer(&mut self, frame: Vec<u8>) -> Result<(), Vec<u8>> {
+        while self.sent < frame.len() {
+            let end = (self.sent + self.chunk).min(frame.len());
+            if !self.ring.push(&frame[self.sent..end]) {
+                return Err(frame);
+            }
+            self.wrote = true;
+            self.sent = end;
+        }
+        self.sent = 0;
+        Ok(())
+    }
+    fn weight(frame: &Vec<u8>) -> usize {
+        frame.len()
+    }
+}
+
 /// Frames to one remote worker.
 struct OutLane {
-    ring: Producer<SegRing>,
+    out: Outbox<FrameRing>,
     /// The receiver's doorbell: its process's segment and its index there.
     bell: (Arc<Segment>, usize),
-    /// Frames waiting for room; the first may be partly written (`sent` bytes).
-    queue: VecDeque<Vec<u8>>,
-    sent: usize,
-    /// Bytes in `queue` not yet written.
-    queued: usize,
-    chunk: usize,
     /// The next frame's number on this ring (in the header's `reserved` word).
     seq: u32,
+}
+
+impl OutLane {
+    /// Rings the receiver if a record went into its ring.
+    fn rang(&mut self) -> bool {
+        let ring = self.out.ring_mut();
+        let wrote = std::mem::take(&mut ring.wrote);
+        if wrote {
+            self.bell.0.bell(self.bell.1).ring();
+        }
+        wrote
+    }
 }
 
 /// Frames from one remote worker.
@@ -152,33 +189,6 @@ impl std::fmt::Debug for ShmPort {
     }
 }
 
-impl OutLane {
-    /// Writes queued frames while the ring has room; true if anything was written.
-    fn push_queued(&mut self, spare: &mut Vec<Vec<u8>>) -> bool {
-        let mut wrote = false;
-        while let Some(front) = self.queue.front() {
-            let end = (self.sent + self.chunk).min(front.len());
-            if !self.ring.push(&front[self.sent..end]) {
-                break;
-            }
-            wrote = true;
-            self.queued -= end - self.sent;
-            self.sent = end;
-            if self.sent == front.len() {
-                self.sent = 0;
-                let buf = self.queue.pop_front().expect("the front");
-                if spare.len() < 16 {
-                    spare.push(buf);
-                }
-            }
-        }
-        if wrote {
-            self.bell.0.bell(self.bell.1).ring();
-        }
-        wrote
-    }
-}
-
 impl ShmPort {
     /// True if worker `to` is reached through shared memory.
     pub(crate) fn reaches(&self, to: usize) -> bool {
@@ -205,33 +215,31 @@ impl ShmPort {
             .expect("frames go through shared memory only to workers it reaches");
         frame[SEQ_AT..HEADER_LEN].copy_from_slice(&lane.seq.to_le_bytes());
         lane.seq = lane.seq.wrapping_add(1);
-        lane.queued += frame.len();
-        lane.queue.push_back(frame);
-        if lane.queue.len() == 1 {
-            lane.push_queued(&mut self.spare);
-        }
+        lane.out.send(frame);
+        lane.rang();
     }
 
     /// Retries queued frames; true if anything moved.
     pub(crate) fn flush(&mut self) -> bool {
         let mut moved = false;
         for lane in self.outs.iter_mut().flatten() {
-            if !lane.queue.is_empty() {
-                moved |= lane.push_queued(&mut self.spare);
+            if lane.out.queued() > 0 {
+                lane.out.retry();
+                moved |= lane.rang();
             }
         }
         moved
     }
 
     pub(crate) fn has_overflow(&self) -> bool {
-        self.outs.iter().flatten().any(|l| !l.queue.is_empty())
+        self.outs.iter().flatten().any(|l| l.out.queued() > 0)
     }
 
     pub(crate) fn is_backlogged(&self) -> bool {
         self.outs
             .iter()
             .flatten()
-            .any(|l| l.queue.len() >= QUEUE_FRAMES || l.queued >= QUEUE_BYTES)
+            .any(|l| l.out.queued() >= QUEUE_FRAMES || l.out.weight() >= QUEUE_BYTES)
     }
 
     pub(crate) fn has_inbound(&mut self) -> bool {
