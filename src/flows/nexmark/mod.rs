@@ -13,9 +13,9 @@
 //! | q2 | selection | `filter_map` |
 //! | q3 | local item suggestion | `branch`, `join` (`Product`, `Final`) |
 //! | q4 | average price per category | `stateful` (winning bid per auction), `fold_final` |
-//! | q5 | hot items | `count_window` (sliding), `fold_final` (top per window) |
+//! | q5 | hot items | `count_window` (sliding, per auction and worker), `fold_final` (top per window) |
 //! | q6 | average selling price by seller | `stateful` (winning bid), `fold_final`, `flat_map` |
-//! | q7 | highest bid | `flat_map_batch` (partial per window), `reduce_window` (tumbling) |
+//! | q7 | highest bid | `flat_map_batch` (partial per window), `reduce_window` (tumbling, keyed by window) |
 //! | q8 | monitor new users | `branch`, `join_window` (tumbling, `First`, `Complete`) |
 //! | q14 | calculation | `filter_map` |
 //! | q21 | add channel id | `filter_map` |
@@ -43,7 +43,8 @@ use crate::runtime::push::Data;
 
 use super::bench::{counting, Stats};
 pub use source::NexmarkSource;
-pub use windows::WAIT;
+pub use source::TaggedNexmarkSource;
+pub use windows::{Q5_WAIT, Q7_WAIT, Q8_WAIT};
 
 /// q5's window length (ms).
 pub const Q5_LENGTH_MS: u64 = 10_000;
@@ -80,6 +81,11 @@ pub fn nexmark(query: &str, events: u64, output: Output) -> Result<Dataflow, Str
     let stats = Stats::new(name, events);
     let flow = Dataflow::new(name);
     let source = NexmarkSource::new(events).timed(stats.clone());
+    if query == "q5" {
+        let tagged = flow.input("events", TaggedNexmarkSource(source));
+        out(windows::q5(&tagged), output, &stats);
+        return Ok(flow);
+    }
     let inp = flow.input("events", source);
     fn out<T: Data + Display>(rows: Stream<T>, output: Output, stats: &std::sync::Arc<Stats>) {
         match output {
@@ -93,7 +99,6 @@ pub fn nexmark(query: &str, events: u64, output: Output) -> Result<Dataflow, Str
         "q2" => out(filters::q2(&inp), output, &stats),
         "q3" => out(joins::q3(&inp), output, &stats),
         "q4" => out(joins::q4(&inp), output, &stats),
-        "q5" => out(windows::q5(&inp), output, &stats),
         "q6" => out(joins::q6(&inp), output, &stats),
         "q7" => out(windows::q7(&inp), output, &stats),
         "q8" => out(windows::q8(&inp), output, &stats),

@@ -125,6 +125,46 @@ impl Source<Event> for NexmarkSource {
     }
 }
 
+/// A [`NexmarkSource`] whose events carry the index of the worker that generated them:
+/// keyed by it, a step sees each key's events from one worker, in sequence order.
+#[derive(Debug, Clone)]
+pub struct TaggedNexmarkSource(pub NexmarkSource);
+
+/// One worker's share of a [`TaggedNexmarkSource`].
+#[derive(Debug)]
+pub struct TaggedPartition {
+    worker: u32,
+    events: Vec<Event>,
+    part: NexmarkPartition,
+}
+
+impl DynamicSource for TaggedNexmarkSource {
+    type Item = (u32, Event);
+    type Part = TaggedPartition;
+    fn build(&self, step_id: &str, worker: usize, workers: usize) -> Result<TaggedPartition, BoxError> {
+        Ok(TaggedPartition {
+            worker: worker as u32,
+            events: Vec::with_capacity(BATCH),
+            part: self.0.build(step_id, worker, workers)?,
+        })
+    }
+}
+
+impl StatelessSourcePartition for TaggedPartition {
+    type Item = (u32, Event);
+    fn next_batch(&mut self, batch: &mut Vec<(u32, Event)>) -> Result<SourceStatus, BoxError> {
+        let status = self.part.next_batch(&mut self.events)?;
+        batch.extend(self.events.drain(..).map(|e| (self.worker, e)));
+        Ok(status)
+    }
+}
+
+impl Source<(u32, Event)> for TaggedNexmarkSource {
+    fn into_kind(self) -> SourceKind<(u32, Event)> {
+        SourceKind::dynamic(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

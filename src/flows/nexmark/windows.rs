@@ -1,11 +1,27 @@
 //! The windowed queries: q5 (hot items, sliding windows), q7 (highest bid per tumbling
 //! window) and q8 (new users, a windowed join), on event time with [`EventClock`].
 //!
-//! Workers generate their shares of the sequence side by side, so the events reaching a
-//! window step are out of order by however far one worker runs ahead of another. The
-//! clocks wait [`WAIT`] of event time (600 000 events at the default rate), far more
-//! than that. An item later than its watermark would be a wrong result, so instead of
-//! dropping it into the `late` stream the flows fail, naming the step.
+//! Workers generate their shares of the sequence independently, so the events that
+//! reach a window step are out of order by however far one worker runs ahead of
+//! another; and a clock exists per key (Bytewax's model), its watermark following the
+//! latest timestamp of that key's items, whichever worker they came from. Exchange
+//! backpressure bounds how far workers of one process drift apart (a few tens of
+//! seconds of event time at `-w8`), but between processes nothing small does. So each
+//! query is built such that lateness cannot come from that drift:
+//!
+//! * q5 counts per auction *and generating worker* (a key's items then come from one
+//!   worker, in timestamp order) and adds the workers' counts per window at end of
+//!   stream;
+//! * q7 reduces each batch to one partial per window, and gathers the partials keyed
+//!   by window, stamped with the window's start, so that only time passing
+//!   ([`Q7_WAIT`] of system time) or the end of input closes a window;
+//! * q8's join waits [`Q8_WAIT`] of event time (6 M events), far more than any drift
+//!   backpressure allows between its inputs.
+//!
+//! An item later than its watermark would be a wrong result, so instead of dropping it
+//! into the `late` stream the flows fail, naming the step.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use nexmark::event::Event;
@@ -21,11 +37,23 @@ use crate::operators::window::{
 use crate::operators::{JoinEmit, JoinInsert};
 use crate::runtime::push::Data;
 
-/// How far the watermark trails the latest timestamp: 60 s of event time.
-pub const WAIT: TimeDelta = TimeDelta::seconds(60);
+/// q5's wait: its keys see their items in timestamp order, so only a worker that
+/// stalls for longer than this (system time) between two events could make one late.
+pub const Q5_WAIT: TimeDelta = TimeDelta::seconds(10);
+/// q7's wait: a window's partials all carry its start time, so one is late only if it
+/// arrives this long (system time) after the window's first.
+pub const Q7_WAIT: TimeDelta = TimeDelta::seconds(60);
+/// q8's wait (event time).
+pub const Q8_WAIT: TimeDelta = TimeDelta::minutes(10);
 
 fn time(ms: u64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms as i64).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// The start (ms) of window `id` of windows `every` ms apart from [`BASE_TIME_MS`]
+/// (ids of sliding windows that open before it are negative).
+fn window_start(id: i64, every: u64) -> u64 {
+    (BASE_TIME_MS as i64 + id * every as i64) as u64
 }
 
 fn millis(ms: u64) -> TimeDelta {
@@ -35,14 +63,15 @@ fn millis(ms: u64) -> TimeDelta {
 /// `out.down`, failing the run if anything reaches `out.late`.
 fn on_time<K: Data, V: Data, W: Data, U: Data>(
     step: &str,
+    wait: TimeDelta,
     out: WindowOut<K, V, W>,
     rows: impl Fn((K, (i64, W))) -> U + Send + Sync + 'static,
 ) -> Stream<U> {
-    let late = out.late.try_flat_map(step, |(_, (window, _))| {
+    let late = out.late.try_flat_map(step, move |(_, (window, _))| {
         Err::<Option<U>, String>(format!(
             "an event reached window {window} after the watermark had passed it (the clock \
-             waits {}s of event time); the result would be wrong",
-            WAIT.num_seconds()
+             waits {}s); the result would be wrong",
+            wait.num_seconds()
         ))
     });
     out.down.map("rows", rows).merge("checked", [&late])
@@ -50,48 +79,46 @@ fn on_time<K: Data, V: Data, W: Data, U: Data>(
 
 /// q5: per sliding window (10 s, every 2 s), the auctions with the most bids.
 ///
-/// `count_window` counts bids per auction and window; a second step keyed by window
-/// keeps the highest count and the auctions that have it. The second step emits at end
-/// of stream: a window's counts come from every auction's clock, and a quiet auction
-/// closes its windows only when its clock moves on (or the input ends).
-pub fn q5(events: &Stream<Event>) -> Stream<Q5> {
-    let bids = events.filter_map("bids", |e| match e {
-        Event::Bid(b) => Some((b.auction as u64, b.date_time)),
+/// `count_window` counts the bids per auction, generating worker and window; a second
+/// step keyed by window adds up the workers' counts and, at end of stream, emits the
+/// auctions with the highest count (ties all).
+pub fn q5(events: &Stream<(u32, Event)>) -> Stream<Q5> {
+    let bids = events.filter_map("bids", |(worker, e)| match e {
+        Event::Bid(b) => Some(((b.auction as u64, worker), b.date_time)),
         _ => None,
     });
     let counts = bids.count_window(
         "count",
-        EventClock::new(|b: &(u64, u64)| time(b.1), WAIT),
+        EventClock::new(|b: &((u64, u32), u64)| time(b.1), Q5_WAIT),
         SlidingWindower::new(
             millis(Q5_LENGTH_MS),
             millis(Q5_SLIDE_MS),
             time(BASE_TIME_MS),
         ),
-        |b: &(u64, u64)| b.0,
+        |b: &((u64, u32), u64)| b.0,
     );
-    on_time("count_on_time", counts, |(auction, (window, n))| {
-        (window, (n, auction))
+    on_time("count_on_time", Q5_WAIT, counts, |((auction, _), (window, n))| {
+        (window, (auction, n))
     })
     .fold_final(
-        "top",
-        || (0u64, Vec::new()),
-        |(max, mut top): (u64, Vec<u64>), (n, auction)| {
-            if n > max {
-                top.clear();
-            }
-            if n >= max {
-                top.push(auction);
-            }
-            (max.max(n), top)
+        "per_window",
+        HashMap::new,
+        |mut counts: HashMap<u64, u64>, (auction, n)| {
+            *counts.entry(auction).or_default() += n;
+            counts
         },
     )
-    .flat_map("q5_rows", |(window, (num, top))| {
-        let starttime = BASE_TIME_MS + window as u64 * Q5_SLIDE_MS;
-        top.into_iter().map(move |auction| Q5 {
-            auction,
-            num,
-            starttime,
-        })
+    .flat_map("q5_rows", |(window, counts)| {
+        let starttime = window_start(window, Q5_SLIDE_MS);
+        let num = counts.values().copied().max().unwrap_or(0);
+        counts
+            .into_iter()
+            .filter(move |&(_, n)| n == num)
+            .map(move |(auction, num)| Q5 {
+                auction,
+                num,
+                starttime,
+            })
     })
 }
 
@@ -147,7 +174,7 @@ impl Top {
 
 /// Each window's [`Top`] over one batch of events: combined before the exchange, so
 /// about one partial per window and batch crosses workers instead of every bid.
-fn tops(batch: Vec<Event>) -> Vec<(u8, Top)> {
+fn tops(batch: Vec<Event>) -> Vec<(u64, Top)> {
     let mut tops: Vec<Top> = Vec::new();
     let slot = |start: u64, tops: &mut Vec<Top>| match tops.iter().position(|t| t.start == start) {
         Some(i) => i,
@@ -173,22 +200,22 @@ fn tops(batch: Vec<Event>) -> Vec<(u8, Top)> {
         let i = slot(start, &mut tops);
         tops[i].offer(row);
     }
-    tops.into_iter().map(|t| (0u8, t)).collect()
+    tops.into_iter().map(|t| (t.start, t)).collect()
 }
 
 /// q7: the bids at the highest price of their 10 s tumbling window.
 ///
-/// Each batch is reduced to one partial per window ([`tops`]); one key gathers the
-/// partials in a `reduce_window` of the same windows, which emits each window's bids
-/// when its watermark passes.
+/// Each batch is reduced to one partial per window ([`tops`]); a `reduce_window` of
+/// the same windows keyed by window merges the partials and emits each window's bids
+/// when it closes.
 pub fn q7(events: &Stream<Event>) -> Stream<Q7> {
     let partials = events.flat_map_batch("partials", tops).reduce_window(
         "max",
-        EventClock::new(|t: &Top| time(t.start), WAIT),
+        EventClock::new(|t: &Top| time(t.start), Q7_WAIT),
         TumblingWindower::new(millis(Q7_LENGTH_MS), time(BASE_TIME_MS)),
         Top::merge,
     );
-    on_time("max_on_time", partials, |(_, (_, top))| top)
+    on_time("max_on_time", Q7_WAIT, partials, |(_, (_, top))| top)
         .flat_map("q7_rows", |top| top.rows())
 }
 
@@ -216,20 +243,20 @@ pub fn q8(events: &Stream<Event>) -> Stream<Q8> {
             |s: &Side| match s {
                 JoinSide::Left((_, t)) | JoinSide::Right(t) => time(*t),
             },
-            WAIT,
+            Q8_WAIT,
         ),
         TumblingWindower::new(millis(Q8_LENGTH_MS), time(BASE_TIME_MS)),
         JoinInsert::First,
         JoinEmit::Complete,
         false,
     );
-    on_time("join_on_time", joined, |(id, (window, row))| (id, window, row)).filter_map(
+    on_time("join_on_time", Q8_WAIT, joined, |(id, (window, row))| (id, window, row)).filter_map(
         "q8_rows",
         |(id, window, (person, _))| {
             person.map(|(name, _)| Q8 {
                 id,
                 name,
-                starttime: BASE_TIME_MS + window as u64 * Q8_LENGTH_MS,
+                starttime: window_start(window, Q8_LENGTH_MS),
             })
         },
     )
