@@ -187,7 +187,11 @@ pub fn winning_bids(events: &Stream<Event>) -> Stream<(u64, Won)> {
 pub fn q4(events: &Stream<Event>) -> Stream<Q4> {
     winning_bids(events)
         .map("by_category", |(_, w)| (w.category, w.price))
-        .fold_final("average", || (0u64, 0u64), |(sum, n), price| (sum + price, n + 1))
+        .fold_final(
+            "average",
+            || (0u64, 0u64),
+            |(sum, n), price| (sum + price, n + 1),
+        )
         .map("q4_rows", |(category, (sum, n))| Q4 {
             category,
             avg: sum / n,
@@ -199,7 +203,9 @@ pub fn q4(events: &Stream<Event>) -> Stream<Q4> {
 /// BETWEEN 10 PRECEDING AND CURRENT ROW`).
 pub fn q6(events: &Stream<Event>) -> Stream<Q6> {
     winning_bids(events)
-        .map("by_seller", |(auction, w)| (w.seller, (w.date_time, auction, w.price)))
+        .map("by_seller", |(auction, w)| {
+            (w.seller, (w.date_time, auction, w.price))
+        })
         .fold_final("closed", Vec::new, |mut all: Vec<(u64, u64, u64)>, c| {
             all.push(c);
             all

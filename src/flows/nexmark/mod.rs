@@ -125,7 +125,11 @@ pub fn nexmark_args(args: Option<&str>) -> Result<Dataflow, String> {
     let output = match parts.next() {
         None | Some("") | Some("print") => Output::Print,
         Some("null") => Output::Null,
-        Some(s) => return Err(format!("SINK {s:?} is neither print nor null; usage: {USAGE}")),
+        Some(s) => {
+            return Err(format!(
+                "SINK {s:?} is neither print nor null; usage: {USAGE}"
+            ))
+        }
     };
     if let Some(extra) = parts.next() {
         return Err(format!("unexpected argument {extra:?}; usage: {USAGE}"));

@@ -94,7 +94,7 @@ pub struct Q2 {
 impl Q2 {
     /// The row of `bid`, if q2 selects it (`MOD(auction, 123) = 0`).
     pub fn of(bid: &Bid) -> Option<Q2> {
-        (bid.auction % 123 == 0).then_some(Q2 {
+        bid.auction.is_multiple_of(123).then_some(Q2 {
             auction: bid.auction as u64,
             price: bid.price as u64,
         })
@@ -330,17 +330,62 @@ macro_rules! comma_separated {
 }
 
 comma_separated!(
-    Q0 { auction, bidder, price, date_time, extra },
-    Q1 { auction, bidder, price, date_time, extra },
+    Q0 {
+        auction,
+        bidder,
+        price,
+        date_time,
+        extra
+    },
+    Q1 {
+        auction,
+        bidder,
+        price,
+        date_time,
+        extra
+    },
     Q2 { auction, price },
-    Q3 { name, city, state, id },
+    Q3 {
+        name,
+        city,
+        state,
+        id
+    },
     Q4 { category, avg },
-    Q5 { auction, num, starttime },
+    Q5 {
+        auction,
+        num,
+        starttime
+    },
     Q6 { seller, avg },
-    Q7 { auction, price, bidder, date_time, extra },
-    Q8 { id, name, starttime },
-    Q14 { auction, bidder, price, bid_time_type, date_time, extra, c_counts },
-    Q21 { auction, bidder, price, channel, channel_id },
+    Q7 {
+        auction,
+        price,
+        bidder,
+        date_time,
+        extra
+    },
+    Q8 {
+        id,
+        name,
+        starttime
+    },
+    Q14 {
+        auction,
+        bidder,
+        price,
+        bid_time_type,
+        date_time,
+        extra,
+        c_counts
+    },
+    Q21 {
+        auction,
+        bidder,
+        price,
+        channel,
+        channel_id
+    },
 );
 
 impl fmt::Display for Q22 {
@@ -366,7 +411,10 @@ mod tests {
         assert_eq!(channel_id_param("x=1&mychannel_id=5"), None);
         assert_eq!(channel_id_param("mychannel_id=5&channel_id=6"), Some("6"));
         assert_eq!(channel_id_param("a&channel_id="), Some(""));
-        assert_eq!(channel_id_param("https://www.nexmark.com/a/b/c/item.htm?query=1"), None);
+        assert_eq!(
+            channel_id_param("https://www.nexmark.com/a/b/c/item.htm?query=1"),
+            None
+        );
     }
 
     #[test]
@@ -409,7 +457,10 @@ mod tests {
         assert_eq!(label(20), "nightTime");
         assert_eq!(label(6), "nightTime");
         assert_eq!(Q14::of(at(9)).unwrap().c_counts, 2);
-        let cheap = Bid { price: 1_101_321, ..at(9) }; // 0.908 * price = 999999.468
+        let cheap = Bid {
+            price: 1_101_321,
+            ..at(9)
+        }; // 0.908 * price = 999999.468
         assert!(Q14::of(cheap).is_none());
     }
 }

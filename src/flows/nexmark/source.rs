@@ -48,7 +48,9 @@ pub fn share(events: u64, worker: usize, workers: usize) -> impl Iterator<Item =
     let generator = EventGenerator::new(config())
         .with_offset(worker as u64)
         .with_step(workers as u64);
-    let n = events.saturating_sub(worker as u64).div_ceil(workers as u64);
+    let n = events
+        .saturating_sub(worker as u64)
+        .div_ceil(workers as u64);
     generator.take(n as usize)
 }
 
@@ -141,7 +143,12 @@ pub struct TaggedPartition {
 impl DynamicSource for TaggedNexmarkSource {
     type Item = (u32, Event);
     type Part = TaggedPartition;
-    fn build(&self, step_id: &str, worker: usize, workers: usize) -> Result<TaggedPartition, BoxError> {
+    fn build(
+        &self,
+        step_id: &str,
+        worker: usize,
+        workers: usize,
+    ) -> Result<TaggedPartition, BoxError> {
         Ok(TaggedPartition {
             worker: worker as u32,
             events: Vec::with_capacity(BATCH),
@@ -194,17 +201,17 @@ mod tests {
         for workers in [1, 2, 3, 8] {
             let shares = shares(n, workers);
             let mut union = vec![None; n as usize];
-            for (w, share) in shares.iter().enumerate() {
+            for (w, got) in shares.iter().enumerate() {
                 assert_eq!(
-                    share.len(),
+                    got.len(),
                     share_len(n, w, workers),
                     "worker {w} of {workers}"
                 );
-                for (j, e) in share.iter().enumerate() {
+                for (j, e) in got.iter().enumerate() {
                     union[w + j * workers] = Some(e.clone());
                 }
                 let direct: Vec<Event> = share(n, w, workers).collect();
-                assert_eq!(&direct, share, "share() of worker {w} of {workers}");
+                assert_eq!(&direct, got, "share() of worker {w} of {workers}");
             }
             let union: Vec<Event> = union.into_iter().map(|e| e.expect("a gap")).collect();
             assert_eq!(union, whole, "{workers} workers");

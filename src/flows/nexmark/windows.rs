@@ -97,9 +97,12 @@ pub fn q5(events: &Stream<(u32, Event)>) -> Stream<Q5> {
         ),
         |b: &((u64, u32), u64)| b.0,
     );
-    on_time("count_on_time", Q5_WAIT, counts, |((auction, _), (window, n))| {
-        (window, (auction, n))
-    })
+    on_time(
+        "count_on_time",
+        Q5_WAIT,
+        counts,
+        |((auction, _), (window, n))| (window, (auction, n)),
+    )
     .fold_final(
         "per_window",
         HashMap::new,
@@ -167,7 +170,10 @@ impl Top {
 
     fn rows(self) -> impl Iterator<Item = Q7> {
         let max = self.max;
-        let at_end = self.at_end.into_iter().filter(move |b| Some(b.price) == max);
+        let at_end = self
+            .at_end
+            .into_iter()
+            .filter(move |b| Some(b.price) == max);
         self.bids.into_iter().chain(at_end)
     }
 }
@@ -250,14 +256,14 @@ pub fn q8(events: &Stream<Event>) -> Stream<Q8> {
         JoinEmit::Complete,
         false,
     );
-    on_time("join_on_time", Q8_WAIT, joined, |(id, (window, row))| (id, window, row)).filter_map(
-        "q8_rows",
-        |(id, window, (person, _))| {
-            person.map(|(name, _)| Q8 {
-                id,
-                name,
-                starttime: window_start(window, Q8_LENGTH_MS),
-            })
-        },
-    )
+    on_time("join_on_time", Q8_WAIT, joined, |(id, (window, row))| {
+        (id, window, row)
+    })
+    .filter_map("q8_rows", |(id, window, (person, _))| {
+        person.map(|(name, _)| Q8 {
+            id,
+            name,
+            starttime: window_start(window, Q8_LENGTH_MS),
+        })
+    })
 }
