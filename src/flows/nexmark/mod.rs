@@ -25,7 +25,7 @@
 //! and aggregates), the flows emit the final result, what the SQL view holds after the
 //! last event. The rows ([`rows`]) print as comma-separated columns; `SINK` `null`
 //! counts them instead and prints a summary line on stderr like the `bench_*` flows.
-//! [`reference`] computes each query in one plain loop, for the tests and as the COST
+//! [`reference`](mod@reference) computes each query in one plain loop, for the tests and as the COST
 //! baseline.
 
 mod filters;

@@ -83,6 +83,8 @@ impl NexmarkSource {
 #[derive(Debug)]
 pub struct NexmarkPartition {
     generator: EventGenerator,
+    /// The generator's step (the worker count).
+    step: u64,
     end: u64,
 }
 
@@ -102,6 +104,7 @@ impl DynamicSource for NexmarkSource {
             generator: EventGenerator::new((*self.config).clone())
                 .with_offset(worker as u64)
                 .with_step(workers as u64),
+            step: workers as u64,
             end: self.events,
         })
     }
@@ -110,7 +113,10 @@ impl DynamicSource for NexmarkSource {
 impl StatelessSourcePartition for NexmarkPartition {
     type Item = Event;
     fn next_batch(&mut self, batch: &mut Vec<Event>) -> Result<SourceStatus, BoxError> {
-        while batch.len() < BATCH && self.generator.offset() < self.end {
+        let stop = self
+            .end
+            .min(self.generator.offset() + (BATCH as u64) * self.step);
+        while self.generator.offset() < stop {
             batch.extend(self.generator.next());
         }
         Ok(if self.generator.offset() >= self.end {
