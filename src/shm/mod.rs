@@ -2,7 +2,7 @@
 //! over memory they do not own ([`ring`]), the segments under `/dev/shm` that hold them
 //! ([`segment`]), and the doorbells by which a process wakes another's parked worker
 //! ([`bell`]). The transport built on them is `transport::shm` (ARCHITECTURE.md,
-//! "Shared-memory transport").
+//! "Transports").
 
 mod annotate;
 pub mod bell;

@@ -2,7 +2,7 @@
 //! region of memory it does not own: the building block of the shared-memory transport
 //! (ARCHITECTURE.md, "Shared-memory rings"). The ring takes its memory as a parameter
 //! ([`RingMemory`]), so the same code runs on a mapping shared by two processes (the
-//! segments of the shared-memory transport, planned), on heap memory in plain tests,
+//! segments of the shared-memory transport, `transport::shm`), on heap memory in plain tests,
 //! and on loom's instrumented atomics and cells in the model tests that check its
 //! memory ordering.
 //!

@@ -1,6 +1,6 @@
 //! The shared-memory transport: frames between the workers of two processes of one
 //! host, through SPSC rings in segments under `/dev/shm` (ARCHITECTURE.md,
-//! "Shared-memory transport").
+//! "Transports").
 //!
 //! Every process that has peers on this host creates one segment: a doorbell per worker
 //! of its own, then one ring per (own worker, worker of a peer on this host), written
