@@ -7,6 +7,7 @@
 //! timely-bench pipe N -wW
 //! timely-bench wordcount N K -wW
 //! timely-bench exchange N BYTES -wW      # BYTES = 16 or 64
+//! timely-bench exchange N BYTES -w1 -n2 -pI [-h HOSTFILE]   # process I of two
 //! timely-bench window N K -wW
 //! timely-bench fanout N STEPS -wW
 //! ```
@@ -80,17 +81,28 @@ fn main() {
     let arg2 = pos.get(1).copied();
     let cores = cores();
     let out = Arc::new(AtomicU64::new(0));
-    let config = if w == 1 {
+    // Several processes, as timely runs them: `-n PROCESSES -p INDEX [-h HOSTFILE]`
+    // (with `-w` threads each); otherwise one process of `-w` threads.
+    let config = if args.iter().any(|a| a.starts_with("-n")) {
+        timely::Config::from_args(args.iter().skip(1).cloned()).expect("timely's -w -n -p -h")
+    } else if w == 1 {
         timely::Config::thread()
     } else {
         timely::Config::process(w)
     };
-    let start = Instant::now();
+    // From when the first worker starts: a cluster's connection set-up (with its
+    // retries while the other process starts) is not the workload's time.
+    let start = Arc::new(std::sync::OnceLock::<Instant>::new());
+    let started = start.clone();
     let o = out.clone();
     let name = what.clone();
     timely::execute(config, move |worker| {
+        started.get_or_init(Instant::now);
         pin(&cores, worker.index());
         let (index, peers) = (worker.index() as u64, worker.peers() as u64);
+        if index == 0 && std::env::var_os("TIMELY_BENCH_DEBUG").is_some() {
+            eprintln!("timely-bench: {peers} workers in all");
+        }
         let (lo, hi) = (n * index / peers, n * (index + 1) / peers);
         let out = o.clone();
         worker.dataflow::<u64, _, _>(|scope| match name.as_str() {
@@ -158,7 +170,7 @@ fn main() {
         });
     })
     .expect("timely runs");
-    let secs = start.elapsed().as_secs_f64();
+    let secs = start.get().expect("a worker ran").elapsed().as_secs_f64();
     summary(
         &format!("timely_{what}"),
         n,
