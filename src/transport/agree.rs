@@ -198,7 +198,13 @@ pub(crate) fn agree(
     };
     let own = Arc::new(
         Segment::create(&format!("p{me}"), layout)
-            .map_err(|e| Error::Cluster(format!("cannot set up shared memory: {e}")))?,
+            .map_err(|e| {
+                Error::Cluster(format!(
+                    "cannot set up shared memory for {} peer(s) on this host ({} bytes): {e}; make {DIR} larger, or run with --transport tcp",
+                    shm_peers.len(),
+                    layout.len()
+                ))
+            })?,
     );
     let result = exchange_segments(streams, &own, &shm_peers, &pids, workers, deadline)
         .map_err(|(p, e)| peer_err(p, e));
