@@ -134,6 +134,18 @@ impl Broker {
         })
     }
 
+    /// Deletes `topic`.
+    pub fn delete_topic(&self, topic: &str) {
+        Self::rt().block_on(async {
+            let c = self.client().await;
+            c.controller_client()
+                .unwrap()
+                .delete_topic(topic, 5_000)
+                .await
+                .unwrap();
+        })
+    }
+
     /// Produces `(key, value)` messages to `partition` of `topic`, in batches of 500.
     pub fn produce(&self, topic: &str, partition: i32, msgs: &[(Option<Vec<u8>>, Vec<u8>)]) {
         self.produce_in(topic, partition, msgs, 500)
