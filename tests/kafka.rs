@@ -240,10 +240,22 @@ fn kafka_wordcount_killed_at_random_moments_writes_the_exact_file() {
     }
     assert!(kills >= 1, "no run was killed");
     eprintln!("{kills} kills");
+    let (got, want) = (read_lines(&out), read_lines(&reference));
+    let differ: Vec<_> = got
+        .iter()
+        .zip(&want)
+        .filter(|(g, w)| g != w)
+        .take(5)
+        .collect();
+    assert!(
+        got.len() == want.len() && differ.is_empty(),
+        "the resumed output differs from the uninterrupted run: {} lines vs {}, first differences (got, want): {differ:?}",
+        got.len(),
+        want.len()
+    );
     assert_eq!(
         std::fs::read(&out).unwrap(),
-        std::fs::read(&reference).unwrap(),
-        "the resumed output differs from the uninterrupted run"
+        std::fs::read(&reference).unwrap()
     );
 }
 
@@ -664,7 +676,13 @@ fn a_partition_added_between_runs_is_read_from_the_start_by_the_resumed_run() {
         let flow = Dataflow::new("grow");
         let src = KafkaSource::new(KafkaConfig::new([b.addr()]), ["grow"]).tail(false);
         flow.input("inp", src)
-            .map("v", |m| format!("{}:{}", m.partition, String::from_utf8(m.value.unwrap()).unwrap()))
+            .map("v", |m| {
+                format!(
+                    "{}:{}",
+                    m.partition,
+                    String::from_utf8(m.value.unwrap()).unwrap()
+                )
+            })
             .output("out", sink);
         flow
     };
