@@ -51,7 +51,8 @@ impl KafkaSourceMessage {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KafkaSinkMessage {
     /// The key; it picks the partition (CRC32 of the key, librdkafka's default, so
-    /// the same key lands where a Bytewax flow would put it). No key: round robin.
+    /// the same key lands where a Bytewax flow would put it). No key: one partition
+    /// per batch, round robin.
     pub key: Option<Vec<u8>>,
     /// The value.
     pub value: Option<Vec<u8>>,
