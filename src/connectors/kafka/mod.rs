@@ -12,7 +12,7 @@
 //!
 //! The client is rskafka, a pure-Rust Kafka client (ARCHITECTURE.md, "Kafka", says why
 //! and what was measured). Its tokio runtime lives on one background thread of this
-//! module ([`runtime`]); the engine's workers never run async code. A source partition's
+//! module (`runtime.rs`); the engine's workers never run async code. A source partition's
 //! fetches run ahead of its worker; `next_batch` takes what has arrived.
 //!
 //! End offsets come from the high watermark of Fetch responses, not from ListOffsets
