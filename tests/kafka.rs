@@ -22,6 +22,9 @@ use waxfast::connectors::testing::TestingSink;
 use waxfast::recovery::{init, RecoveryConfig};
 use waxfast::{run_main, run_main_with, Dataflow, RunConfig};
 
+/// A message to produce: key and value.
+type Msg = (Option<Vec<u8>>, Vec<u8>);
+
 /// A small deterministic generator.
 struct Lcg(u64);
 
@@ -59,7 +62,7 @@ fn produce_lines(b: &Broker, topic: &str, partitions: i32, lines: &[String]) {
 /// [`produce_lines`] in record batches of `batch`.
 fn produce_lines_in(b: &Broker, topic: &str, partitions: i32, lines: &[String], batch: usize) {
     for p in 0..partitions {
-        let msgs: Vec<(Option<Vec<u8>>, Vec<u8>)> = lines
+        let msgs: Vec<Msg> = lines
             .iter()
             .enumerate()
             .filter(|(i, _)| *i as i32 % partitions == p)
@@ -125,7 +128,7 @@ fn kafka_copy_copies_every_message_keeping_each_keys_order_at_w2() {
     b.create_topic("out", 3);
     // 40 keys, each with a numbered run of values, spread over both input partitions
     // by key (as a keyed producer would).
-    let mut per_part: [Vec<(Option<Vec<u8>>, Vec<u8>)>; 2] = [Vec::new(), Vec::new()];
+    let mut per_part: [Vec<Msg>; 2] = [Vec::new(), Vec::new()];
     for i in 0..6000u32 {
         let key = format!("key{}", i % 40);
         per_part[(i % 40 % 2) as usize].push((Some(key.into_bytes()), format!("{i}").into_bytes()));
@@ -376,7 +379,7 @@ fn a_value_that_is_not_utf8_fails_kafka_wordcount_naming_its_offset() {
 fn oversized_messages_go_to_the_error_stream_or_fail_the_run() {
     let Some(b) = Broker::start() else { return };
     b.create_topic("big", 1);
-    let msgs: Vec<(Option<Vec<u8>>, Vec<u8>)> = (0..10)
+    let msgs: Vec<Msg> = (0..10)
         .map(|i| (None, vec![b'a'; if i == 4 { 5000 } else { 10 }]))
         .collect();
     b.produce("big", 0, &msgs);
@@ -520,10 +523,7 @@ fn a_broker_killed_mid_run_fails_the_run_cleanly_and_a_resume_loses_nothing() {
     let took = start.elapsed();
     assert!(took < Duration::from_secs(10), "took {took:?} to fail");
     let msg = err.to_string();
-    assert!(
-        msg.contains(&format!("Kafka topic \"words\" partition")),
-        "{msg}"
-    );
+    assert!(msg.contains("Kafka topic \"words\" partition"), "{msg}");
     assert!(msg.contains(&b.addr()), "{msg}");
     assert!(!out.exists(), "no complete-looking output");
     // The broker is back (tansu here keeps messages in memory only: the same messages
