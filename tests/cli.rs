@@ -622,6 +622,8 @@ fn example_keeps_the_builtins_and_the_command_line() {
         [
             "simple",
             "wordcount",
+            "kafka_wordcount",
+            "kafka_copy",
             "metrics_demo",
             "bench_pipe",
             "bench_wordcount",
