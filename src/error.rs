@@ -74,7 +74,7 @@ pub enum Error {
     #[error("recovery: {0}")]
     Recovery(String),
     /// The process received SIGINT or SIGTERM (see [`crate::runtime::install_signal_handlers`]).
-    #[error("interrupted by {}: the run stopped before it finished", crate::runtime::interrupt::signal_name(*signal))]
+    #[error("interrupted by {}: the run stopped before it finished", crate::base::signal::signal_name(*signal))]
     Interrupted {
         /// The signal's number.
         signal: i32,
@@ -109,3 +109,9 @@ impl Error {
 
 /// Short for `std::result::Result<T, waxfast::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Ends the run with `err`: unwinds to the worker's catcher without invoking the panic
+/// hook (the error is reported once, by the entry point).
+pub(crate) fn fail(err: Error) -> ! {
+    std::panic::resume_unwind(Box::new(err))
+}

@@ -25,6 +25,7 @@
 //! Calls that return `Result` never panic on user input; a panic in user code inside a
 //! step is caught and returned as [`Error::StepPanicked`] naming the step.
 
+pub mod base;
 pub mod cli;
 pub mod connectors;
 pub mod dataflow;
@@ -38,6 +39,7 @@ pub mod operators;
 pub mod recovery;
 pub mod runtime;
 pub mod shm;
+pub mod transport;
 
 pub use dataflow::{Dataflow, Key, Stream};
 pub use error::{BoxError, Error, Result};

@@ -15,11 +15,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use waxfast::base::frame::{FrameHeader, FrameKind, HEADER_LEN, MAX_FRAME};
 use waxfast::connectors::files::DirSink;
 use waxfast::connectors::testing::{TestingOutput, TestingSink, TestingSource};
-use waxfast::net::frame::{FrameHeader, FrameKind, HEADER_LEN, MAX_FRAME};
 use waxfast::net::hello::Hello;
 use waxfast::operators::{JoinEmit, JoinInsert};
+use waxfast::transport::Mode;
 use waxfast::{cluster_main_with, Dataflow, Error, RunConfig};
 
 use util::{cli_process, finish, free_addresses, run_with_timeout, stderr, stdout, waxfast};
@@ -176,17 +177,19 @@ fn child() {
         return; // an ordinary test run: nothing to do
     };
     let parts: Vec<&str> = spec.split('|').collect();
-    let (name, proc_id, addrs, workers, arg) = (
+    let (name, proc_id, addrs, workers, arg, transport) = (
         parts[0],
         parts[1].parse::<usize>().unwrap(),
         parts[2],
         parts[3].parse::<usize>().unwrap(),
         parts[4],
+        parts[5].parse::<Mode>().unwrap(),
     );
     let addresses: Vec<String> = addrs.split(';').map(String::from).collect();
     let (flow, out) = build(name, arg);
     let config = RunConfig::default()
         .pin(false)
+        .transport(transport)
         .connect_timeout(Duration::from_secs(20));
     let result = cluster_main_with(&flow, &addresses, proc_id, workers, &config);
     let mut o = std::io::stdout().lock();
@@ -204,11 +207,25 @@ fn child() {
 }
 
 fn spawn_child(name: &str, proc_id: usize, addrs: &[String], workers: usize, arg: &str) -> Child {
+    spawn_child_over(name, proc_id, addrs, workers, arg, Mode::Auto)
+}
+
+fn spawn_child_over(
+    name: &str,
+    proc_id: usize,
+    addrs: &[String],
+    workers: usize,
+    arg: &str,
+    transport: Mode,
+) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .args(["child", "--exact", "--nocapture", "--test-threads=1", "-q"])
         .env(
             CHILD_ENV,
-            format!("{name}|{proc_id}|{}|{workers}|{arg}", addrs.join(";")),
+            format!(
+                "{name}|{proc_id}|{}|{workers}|{arg}|{transport}",
+                addrs.join(";")
+            ),
         )
         .env_remove("WAXFAST_LOG")
         .stdin(Stdio::null())
@@ -226,11 +243,24 @@ fn run_cluster(
     workers: usize,
     arg: &str,
 ) -> Vec<(bool, Vec<String>, String)> {
+    run_cluster_over(name, procs, workers, arg, Mode::Auto)
+}
+
+/// [`run_cluster`] over one transport; checks that no process left a shared-memory
+/// segment behind.
+fn run_cluster_over(
+    name: &str,
+    procs: usize,
+    workers: usize,
+    arg: &str,
+    transport: Mode,
+) -> Vec<(bool, Vec<String>, String)> {
     let addrs = free_addresses(procs);
     let children: Vec<Child> = (0..procs)
-        .map(|i| spawn_child(name, i, &addrs, workers, arg))
+        .map(|i| spawn_child_over(name, i, &addrs, workers, arg, transport))
         .collect();
-    children
+    let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
+    let results = children
         .into_iter()
         .map(|c| {
             let (ok, out, err) = finish(c, Duration::from_secs(60));
@@ -241,7 +271,9 @@ fn run_cluster(
                 .collect();
             (ok, lines, err)
         })
-        .collect()
+        .collect();
+    util::assert_no_segments_of(&pids);
+    results
 }
 
 /// The flow's output on one worker, in this process.
@@ -273,19 +305,23 @@ fn dir_lines(dir: &Path) -> Vec<String> {
 }
 
 const SHAPES: [(usize, usize); 3] = [(2, 1), (2, 2), (3, 1)];
+/// Every cluster shape runs over both transports.
+const TRANSPORTS: [Mode; 2] = [Mode::Tcp, Mode::Shm];
 
 fn assert_cluster_matches_one_worker(name: &str) {
     let expected = one_worker(name, "");
     assert!(!expected.is_empty());
     for (p, w) in SHAPES {
-        let results = run_cluster(name, p, w, "");
-        let mut got = Vec::new();
-        for (i, (ok, lines, err)) in results.into_iter().enumerate() {
-            assert!(ok, "{name} -p{p} -w{w}: process {i} failed: {err}");
-            got.extend(lines);
+        for t in TRANSPORTS {
+            let results = run_cluster_over(name, p, w, "", t);
+            let mut got = Vec::new();
+            for (i, (ok, lines, err)) in results.into_iter().enumerate() {
+                assert!(ok, "{name} -p{p} -w{w} over {t}: process {i} failed: {err}");
+                got.extend(lines);
+            }
+            got.sort();
+            assert_eq!(got, expected, "{name} at -p{p} -w{w} over {t}");
         }
-        got.sort();
-        assert_eq!(got, expected, "{name} at -p{p} -w{w}");
     }
 }
 
@@ -321,10 +357,10 @@ fn mixed_exchanges_and_a_dir_sink_across_processes() {
     let expected = one_worker("mixed", one.to_str().unwrap());
     let expected_files = dir_lines(&one);
     assert_eq!(expected_files.len(), 101);
-    for (p, w) in SHAPES {
-        let dir = base.path().join(format!("p{p}w{w}"));
+    for ((p, w), t) in SHAPES.into_iter().flat_map(|s| TRANSPORTS.map(|t| (s, t))) {
+        let dir = base.path().join(format!("p{p}w{w}{t}"));
         std::fs::create_dir(&dir).unwrap();
-        let results = run_cluster("mixed", p, w, dir.to_str().unwrap());
+        let results = run_cluster_over("mixed", p, w, dir.to_str().unwrap(), t);
         let mut got = Vec::new();
         for (i, (ok, lines, err)) in results.into_iter().enumerate() {
             assert!(ok, "-p{p} -w{w}: process {i} failed: {err}");
@@ -397,7 +433,7 @@ fn cli_launcher_matches_one_process() {
     let mut expected: Vec<String> = stdout(&one).lines().map(String::from).collect();
     expected.sort();
     assert_eq!(expected.len(), 1001);
-    for (p, w) in SHAPES {
+    for ((p, w), t) in SHAPES.into_iter().flat_map(|s| TRANSPORTS.map(|t| (s, t))) {
         let o = run_with_timeout(waxfast().args([
             flow.as_str(),
             "-p",
@@ -405,11 +441,14 @@ fn cli_launcher_matches_one_process() {
             "-w",
             &w.to_string(),
             "--no-pin",
+            "--transport",
+            &t.to_string(),
         ]));
-        assert!(o.status.success(), "-p{p} -w{w}: {}", stderr(&o));
+        assert!(o.status.success(), "-p{p} -w{w} over {t}: {}", stderr(&o));
         let mut got: Vec<String> = stdout(&o).lines().map(String::from).collect();
         got.sort();
-        assert_eq!(got, expected, "-p{p} -w{w}");
+        assert_eq!(got, expected, "-p{p} -w{w} over {t}");
+        util::assert_no_dead_segments();
     }
 }
 
@@ -441,23 +480,28 @@ fn cli_flags_of_the_launcher_are_checked() {
 
 #[test]
 fn kill_9_of_one_process_stops_the_other_within_5_s() {
-    let addrs = free_addresses(2);
-    let flow = "bench_wordcount:2000000000,1000";
-    let p0 = cli_process(flow, 0, &addrs, &[]);
-    let mut p1 = cli_process(flow, 1, &addrs, &[]);
-    // Let the cluster form and run.
-    std::thread::sleep(Duration::from_millis(1500));
-    assert!(p1.try_wait().unwrap().is_none(), "still running");
-    p1.kill().unwrap(); // SIGKILL
-    let killed = Instant::now();
-    let (ok, _, err) = finish(p0, Duration::from_secs(5));
-    assert!(killed.elapsed() < Duration::from_secs(5));
-    assert!(!ok);
-    assert!(
-        err.contains(&format!("lost process 1 ({})", addrs[1])),
-        "{err}"
-    );
-    let _ = p1.wait();
+    for t in TRANSPORTS {
+        let addrs = free_addresses(2);
+        let flow = "bench_wordcount:2000000000,1000";
+        let args = ["--transport", &t.to_string()];
+        let p0 = cli_process(flow, 0, &addrs, &args);
+        let mut p1 = cli_process(flow, 1, &addrs, &args);
+        let pids = [p0.id(), p1.id()];
+        // Let the cluster form and run.
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(p1.try_wait().unwrap().is_none(), "still running over {t}");
+        p1.kill().unwrap(); // SIGKILL
+        let killed = Instant::now();
+        let (ok, _, err) = finish(p0, Duration::from_secs(5));
+        assert!(killed.elapsed() < Duration::from_secs(5));
+        assert!(!ok);
+        assert!(
+            err.contains(&format!("lost process 1 ({})", addrs[1])),
+            "over {t}: {err}"
+        );
+        let _ = p1.wait();
+        util::assert_no_segments_of(&pids);
+    }
 }
 
 #[test]
@@ -518,6 +562,7 @@ fn fake_process_0(
         let (theirs, _) =
             Hello::read_from(&mut s, Instant::now() + Duration::from_secs(10)).unwrap();
         s.write_all(&answer(theirs).to_bytes()).unwrap();
+        util::offer_tcp(&mut s);
         let _ = s.write_all(&after);
         // Keep the connection open until the peer hangs up.
         let mut sink = [0u8; 1024];

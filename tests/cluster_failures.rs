@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use waxfast::net::frame::{finish_frame, start_frame, FrameKind};
+use waxfast::base::frame::{finish_frame, start_frame, FrameKind};
 use waxfast::net::hello::{Hello, MAGIC, PROTOCOL_VERSION};
 
 use util::{
@@ -64,6 +64,7 @@ fn fake_process_0(
             Hello::read_from(&mut s, Instant::now() + Duration::from_secs(10)).unwrap();
         theirs.process = 0;
         s.write_all(&theirs.to_bytes()).unwrap();
+        util::offer_tcp(&mut s);
         after(&mut s);
     })
 }
@@ -327,6 +328,8 @@ fn children_never_outlive_the_launcher() {
             left.is_empty(),
             "signal {sig}: children {left:?} outlived the launcher by 5 s"
         );
+        // The children shared memory: whatever killed them, nothing is left of it.
+        util::assert_no_dead_segments();
     }
 }
 
@@ -352,9 +355,17 @@ fn memory_between_processes_stays_bounded() {
 
 #[test]
 fn a_stopped_peer_is_lost_within_the_timeout_and_the_sender_does_not_grow() {
+    // The same bound over either transport: shared memory keeps the TCP connection for
+    // heartbeats.
+    for transport in ["tcp", "shm"] {
+        stopped_peer_is_lost(transport);
+    }
+}
+
+fn stopped_peer_is_lost(transport: &str) {
     let addrs = free_addresses(2);
     let flow = "bench_exchange:20000000000,64";
-    let timeout = ["--peer-timeout", "2"];
+    let timeout = ["--peer-timeout", "2", "--transport", transport];
     let p0 = cli_process(flow, 0, &addrs, &timeout);
     let mut p1 = cli_process(flow, 1, &addrs, &timeout);
     std::thread::sleep(Duration::from_millis(1500));
@@ -370,7 +381,7 @@ fn a_stopped_peer_is_lost_within_the_timeout_and_the_sender_does_not_grow() {
     }
     let (ok, _, err) = finish(p0, Duration::from_secs(10));
     let took = stopped.elapsed();
-    eprintln!("a stopped peer was lost after {took:?}");
+    eprintln!("a stopped peer was lost after {took:?} over {transport}");
     signal(p1.id(), libc::SIGCONT);
     let _ = p1.kill();
     let _ = p1.wait();
@@ -381,12 +392,16 @@ fn a_stopped_peer_is_lost_within_the_timeout_and_the_sender_does_not_grow() {
     );
     assert!(err.contains("nothing arrived from it"), "{err}");
     // The timeout plus a second.
-    assert!(took < Duration::from_secs(3), "took {took:?}: {err}");
+    assert!(
+        took < Duration::from_secs(3),
+        "took {took:?} over {transport}: {err}"
+    );
     // Before the bound the sender grew by ~380 MB/s.
     assert!(
         peak < at_stop + 32 * 1024,
-        "grew from {at_stop} to {peak} KiB"
+        "grew from {at_stop} to {peak} KiB over {transport}"
     );
+    util::assert_no_dead_segments();
 }
 
 #[test]

@@ -7,8 +7,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use std::sync::Arc;
 use waxfast::shm::ring::{Consumer, Producer};
-use waxfast::shm::segment::{sweep_stale, Segment, DIR, PREFIX};
+use waxfast::shm::segment::{sweep_stale, Layout, Segment, DIR, PREFIX};
 
 const CHILD_ENV: &str = "WAXFAST_SHM_CHILD";
 
@@ -20,9 +21,9 @@ fn child() {
     };
     let (path, n) = spec.split_once('|').unwrap();
     let n: u64 = n.parse().unwrap();
-    let seg = Segment::open(Path::new(path), Duration::from_secs(5)).unwrap();
+    let seg = Arc::new(Segment::open(Path::new(path), Duration::from_secs(5)).unwrap());
     println!("mapped");
-    let mut c = Consumer::new(&seg);
+    let mut c = Consumer::new(seg.ring(0));
     let mut out = Vec::new();
     for i in 0..n {
         while !c.pop(&mut out) {
@@ -35,6 +36,14 @@ fn child() {
     }
     assert!(!c.pop(&mut out), "nothing after the last record");
     println!("ok {n}");
+}
+
+fn one_ring(capacity: u64) -> Layout {
+    Layout {
+        bells: 1,
+        rings: 1,
+        capacity,
+    }
 }
 
 fn ours_left() -> Vec<String> {
@@ -86,7 +95,7 @@ fn a_million_numbered_records_cross_two_processes_in_order_and_nothing_is_left()
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let seg = Segment::create("stress", 1 << 16).unwrap();
+    let seg = Arc::new(Segment::create("stress", one_ring(1 << 16)).unwrap());
     let mut child = Reap(spawn_consumer(&seg, n));
     let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
     let mapped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| wait_mapped(&mut lines)));
@@ -94,7 +103,7 @@ fn a_million_numbered_records_cross_two_processes_in_order_and_nothing_is_left()
     seg.unlink().unwrap();
     mapped.unwrap();
     assert!(!seg.path().exists(), "{:?}", ours_left());
-    let mut p = Producer::new(&seg);
+    let mut p = Producer::new(seg.ring(0));
     let mut rec = Vec::new();
     for i in 0..n {
         rec.clear();
@@ -117,7 +126,7 @@ fn a_million_numbered_records_cross_two_processes_in_order_and_nothing_is_left()
 
 #[test]
 fn a_consumer_killed_with_sigkill_leaves_nothing_and_a_dead_owners_segment_is_swept() {
-    let seg = Segment::create("kill", 1 << 12).unwrap();
+    let seg = Segment::create("kill", one_ring(1 << 12)).unwrap();
     let mut child = Reap(spawn_consumer(&seg, 1_000_000_000));
     let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
     let mapped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| wait_mapped(&mut lines)));

@@ -73,6 +73,12 @@ struct Cli {
     )]
     peer_timeout: Option<String>,
 
+    /// How processes exchange data: auto (shared memory to processes of this host, TCP
+    /// to others; the default), tcp, or shm (shared memory only; a process on another
+    /// host is an error).
+    #[arg(long = "transport", env = "WAXFAST_TRANSPORT", value_name = "MODE")]
+    transport: Option<String>,
+
     /// A file holding the cluster's shared secret: every connection must prove it
     /// holds it (HMAC challenge-response), others are dropped. Give every process the
     /// same file. Without it, the cluster's ports must be on a trusted network.
@@ -175,6 +181,8 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// How long a silent peer may stay silent.
     pub peer_timeout: Duration,
+    /// `--transport`.
+    pub transport: crate::transport::Mode,
     /// The cluster secret, read from `--cluster-secret-file`.
     pub cluster_secret: Option<Vec<u8>>,
     /// Where the secret came from (the file given), for the launcher's children.
@@ -470,6 +478,13 @@ fn validate(cli: Cli, m: &ArgMatches) -> Result<Settings, String> {
         }
         None => crate::runtime::DEFAULT_PEER_TIMEOUT,
     };
+    let tr_name = origin(m, "transport", "--transport", "WAXFAST_TRANSPORT");
+    let transport = match &cli.transport {
+        Some(text) => text
+            .parse::<crate::transport::Mode>()
+            .map_err(|e| format!("invalid value for {tr_name}: {e}"))?,
+        None => crate::transport::Mode::Auto,
+    };
     let cs_name = origin(
         m,
         "cluster_secret_file",
@@ -487,6 +502,7 @@ fn validate(cli: Cli, m: &ArgMatches) -> Result<Settings, String> {
         log_json,
         flow: cli.flow,
         peer_timeout,
+        transport,
         cluster_secret,
         cluster_secret_file: cli.cluster_secret_file.map(std::path::PathBuf::from),
         workers,

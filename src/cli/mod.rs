@@ -247,6 +247,7 @@ where
         .pin(settings.pin)
         .connect_timeout(settings.connect_timeout)
         .peer_timeout(settings.peer_timeout)
+        .transport(settings.transport)
         .flow_args(flow_args.unwrap_or_default());
     if let Some(secret) = &settings.cluster_secret {
         config = config.cluster_secret(secret.clone());
@@ -386,8 +387,11 @@ fn usage_error(msg: &str) -> u8 {
 fn init_logging(json: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("WAXFAST_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    // Colours only on a terminal: a log sent to a file or a pipe stays plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = if json {
         // One object per line; the worker's span puts `worker_index` on each event.

@@ -4,20 +4,18 @@
 //! that instantiates it on one worker, so that every worker can build the same flow.
 //! This module knows nothing of threads, rings or sockets.
 
-mod key;
-
 use std::any::Any;
 use std::collections::HashSet;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-pub(crate) use key::bytes_eq;
-pub use key::Key;
+pub(crate) use crate::base::key::bytes_eq;
+pub use crate::base::key::Key;
 
+use crate::base::push::Data;
 use crate::error::{Error, Result};
 use crate::io::Source;
 use crate::runtime::build::BuildCtx;
-use crate::runtime::push::Data;
 
 /// Index of a stream within its flow.
 pub(crate) type StreamId = usize;
@@ -49,20 +47,11 @@ impl std::fmt::Debug for PartLister {
     }
 }
 
-/// Makes the rings of one exchange channel for the workers of one process: given the
-/// process's worker count, its first worker's global index, the cluster's worker count
-/// and the channel's index, one type-erased [`Endpoint`](crate::exchange::Endpoint) per
-/// worker.
-#[allow(clippy::type_complexity)]
-pub(crate) struct MeshMaker(
-    pub(crate) Box<dyn Fn(usize, usize, usize, u32) -> Vec<Box<dyn Any + Send>> + Send + Sync>,
-);
-
-impl std::fmt::Debug for MeshMaker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MeshMaker")
-    }
-}
+/// An exchange channel as the blueprint knows it: its id (its index in the flow) and
+/// how its batches cross a process boundary (a `Codec<B>` of the channel's batch type,
+/// type-erased). Which rings or connections carry it is the transport's business
+/// (`transport::threads::Allocator`, `transport::Remote`).
+pub(crate) type ChannelCodec = Arc<dyn Any + Send + Sync>;
 
 /// What part a step plays, for validation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,7 +106,7 @@ struct Graph {
     steps: Vec<Arc<StepDef>>,
     ids: HashSet<Arc<str>>,
     streams: usize,
-    channels: Vec<Arc<MeshMaker>>,
+    channels: Vec<ChannelCodec>,
     /// The fixed-partitioned inputs and outputs, by step id.
     listers: Vec<(Arc<str>, PartLister)>,
     /// Composite operators (scopes opened by [`Stream::enter`]): id and operator kind.
@@ -153,7 +142,7 @@ pub(crate) struct Plan {
     pub(crate) name: String,
     pub(crate) steps: Vec<Arc<StepDef>>,
     pub(crate) streams: usize,
-    pub(crate) channels: Vec<Arc<MeshMaker>>,
+    pub(crate) channels: Vec<ChannelCodec>,
     /// The fixed-partitioned inputs and outputs, by step id, in declaration order.
     pub(crate) listers: Vec<(Arc<str>, PartLister)>,
     /// Composite operators: their ids and kinds (for rendering the graph).
@@ -538,32 +527,17 @@ impl<T: Data> Stream<T> {
     }
 
     /// Allocates an exchange channel whose rings carry batches of type `B`.
-    pub(crate) fn new_channel<B: crate::exchange::codec::Wire + Send + 'static>(
-        &self,
-    ) -> ChannelId {
+    pub(crate) fn new_channel<B: crate::base::codec::Wire + Send + 'static>(&self) -> ChannelId {
         self.new_channel_with(B::codec())
     }
 
     /// Allocates an exchange channel whose batches cross processes with `codec`.
     pub(crate) fn new_channel_with<B: Send + 'static>(
         &self,
-        codec: crate::exchange::codec::Codec<B>,
+        codec: crate::base::codec::Codec<B>,
     ) -> ChannelId {
         let mut g = lock(&self.graph);
-        let maker = MeshMaker(Box::new(move |workers, base, total, channel| {
-            crate::exchange::mesh_in::<B>(
-                workers,
-                base,
-                total,
-                crate::exchange::RING_CAPACITY,
-                channel,
-                Some(codec),
-            )
-            .into_iter()
-            .map(|ep| Box::new(ep) as Box<dyn Any + Send>)
-            .collect()
-        }));
-        g.channels.push(Arc::new(maker));
+        g.channels.push(Arc::new(codec));
         g.channels.len() - 1
     }
 

@@ -11,37 +11,10 @@
 //!   and the receiver rehashes those bytes (the stable hash is defined on them).
 
 use super::keyed::KeyBatch;
-use crate::dataflow::Key;
-use crate::runtime::push::ExchangeData;
+use crate::base::key::Key;
+use crate::base::push::ExchangeData;
 
-/// Encodes a batch, appending to a buffer.
-pub(crate) type EncodeFn<B> = fn(&B, &mut Vec<u8>) -> Result<(), String>;
-/// Decodes a batch from exactly the bytes its encoder wrote, into an empty batch.
-pub(crate) type DecodeFn<B> = fn(&[u8], &mut B) -> Result<(), String>;
-
-/// The encoder and decoder of one channel's batch type.
-pub(crate) struct Codec<B> {
-    pub(crate) encode: EncodeFn<B>,
-    pub(crate) decode: DecodeFn<B>,
-}
-
-impl<B> Clone for Codec<B> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<B> Copy for Codec<B> {}
-
-impl<B> std::fmt::Debug for Codec<B> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Codec")
-    }
-}
-
-/// Batch types that can cross processes.
-pub(crate) trait Wire: Sized {
-    fn codec() -> Codec<Self>;
-}
+pub(crate) use crate::base::codec::{Codec, Wire};
 
 impl<T: ExchangeData> Wire for Vec<T> {
     fn codec() -> Codec<Self> {

@@ -4,8 +4,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::Channel;
-use crate::runtime::progress::Epoch;
-use crate::runtime::push::{Data, Push};
+use crate::base::epoch::Epoch;
+use crate::base::push::{Data, Push};
 
 /// Routes the items it is pushed to worker `route(item)`: the local share straight to
 /// `target`, the rest staged in the channel (whose inbound batches also go to `target`).
@@ -63,10 +63,11 @@ impl<T: Data, R: FnMut(&T) -> usize> Push<T> for ItemRouter<T, R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchange::{mesh, ChannelIo, Links};
-    use crate::runtime::park::Shared;
-    use crate::runtime::progress::EOF_EPOCH;
-    use crate::runtime::push::PushFn;
+    use crate::base::epoch::EOF_EPOCH;
+    use crate::base::park::Shared;
+    use crate::base::push::PushFn;
+    use crate::exchange::{ChannelIo, Links};
+    use crate::transport::threads::mesh;
     use std::sync::Arc;
 
     type Got = Rc<RefCell<Vec<(Epoch, Vec<u64>)>>>;

@@ -11,9 +11,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::{worker_of, Batch, Channel, Links, BATCH};
-use crate::dataflow::Key;
-use crate::runtime::progress::Epoch;
-use crate::runtime::push::Data;
+use crate::base::epoch::Epoch;
+use crate::base::key::Key;
+use crate::base::push::Data;
 
 /// A batch of keyed items in one of two layouts chosen by `K::SHIP_BYTES`: keys as
 /// values with their hashes, or keys as encoded bytes (`ends[i]` is the end offset of
@@ -144,9 +144,10 @@ impl<K: Key, V: Data> KeyRouter<K, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchange::{mesh, ChannelIo};
-    use crate::runtime::park::Shared;
-    use crate::runtime::progress::EOF_EPOCH;
+    use crate::base::epoch::EOF_EPOCH;
+    use crate::base::park::Shared;
+    use crate::exchange::ChannelIo;
+    use crate::transport::threads::mesh;
     use std::sync::Arc;
 
     #[derive(Default)]

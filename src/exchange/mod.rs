@@ -18,17 +18,12 @@
 //!   bounded all-to-all exchange cannot deadlock. Sources are not polled while any
 //!   overflow queue is non-empty, which bounds memory (backpressure).
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
-use rtrb::{Consumer, Producer, PushError, RingBuffer};
+use rtrb::Producer;
 
-use crate::runtime::park::Shared;
-use crate::runtime::progress::{Epoch, EOF_EPOCH, FIRST_EPOCH};
-
-/// Messages per ring. With [`BATCH`] items per message this bounds what one sender can
-/// have in flight to one receiver on one channel.
-pub(crate) const RING_CAPACITY: usize = 64;
+use crate::base::epoch::{Epoch, EOF_EPOCH, FIRST_EPOCH};
+use crate::base::park::Shared;
 
 /// Items staged per target before a batch is sent (a batch is also sent at the end of
 /// every scheduling round, so a slow stream is not held back).
@@ -42,85 +37,13 @@ pub(crate) mod codec;
 pub(crate) mod items;
 pub(crate) mod keyed;
 
-use crate::net::frame::{finish_frame, start_frame, Frame, FrameKind};
-use crate::net::io::NetPort;
+use crate::base::frame::{finish_frame, start_frame, Frame, FrameKind};
+use crate::base::queue::Outbox;
+use crate::transport::threads::{Endpoint, Msg, RING_CAPACITY};
+use crate::transport::Remote;
 use codec::Codec;
 use std::cell::RefCell;
 use std::rc::Rc;
-
-/// What travels through a ring: batches of type `B`, and progress.
-#[derive(Debug)]
-pub(crate) enum Msg<B> {
-    /// A batch produced at an epoch.
-    Data(Epoch, B),
-    /// The sender's frontier on this channel advanced: it will send nothing below it.
-    Progress(Epoch),
-}
-
-/// One worker's ends of one channel's rings, indexed by local peer worker (`None` for
-/// itself); workers of other processes are reached through the network (see `Links`).
-/// Beside each data ring runs a return ring: the receiver hands every emptied batch back
-/// to its sender, which refills it instead of allocating, so the same warm buffers
-/// circulate and no batch is allocated on one thread and freed on another.
-#[derive(Debug)]
-pub(crate) struct Endpoint<B> {
-    outs: Vec<Option<Producer<Msg<B>>>>,
-    ins: Vec<Option<Consumer<Msg<B>>>>,
-    /// Emptied batches back to the peer that sent them.
-    give_back: Vec<Option<Producer<B>>>,
-    /// Our own batches, emptied by the peer we sent them to.
-    reuse: Vec<Option<Consumer<B>>>,
-    /// Global index of this process's first worker, and the cluster's worker count.
-    base: usize,
-    total: usize,
-    /// The channel's index in the flow (frames name it).
-    channel: u32,
-    /// How a batch crosses a process boundary (absent only in unit tests).
-    codec: Option<Codec<B>>,
-}
-
-/// Makes the rings of one channel for `workers` workers of a one-process run.
-#[cfg(test)]
-pub(crate) fn mesh<B: Send>(workers: usize, capacity: usize) -> Vec<Endpoint<B>> {
-    mesh_in(workers, 0, workers, capacity, 0, None)
-}
-
-/// Makes the rings of channel `channel` for the `workers` workers of one process, whose
-/// first worker has global index `base` in a cluster of `total`: one endpoint per worker.
-pub(crate) fn mesh_in<B: Send>(
-    workers: usize,
-    base: usize,
-    total: usize,
-    capacity: usize,
-    channel: u32,
-    codec: Option<Codec<B>>,
-) -> Vec<Endpoint<B>> {
-    let mut eps: Vec<Endpoint<B>> = (0..workers)
-        .map(|_| Endpoint {
-            outs: (0..workers).map(|_| None).collect(),
-            ins: (0..workers).map(|_| None).collect(),
-            give_back: (0..workers).map(|_| None).collect(),
-            reuse: (0..workers).map(|_| None).collect(),
-            base,
-            total,
-            channel,
-            codec,
-        })
-        .collect();
-    for s in 0..workers {
-        for r in 0..workers {
-            if s != r {
-                let (p, c) = RingBuffer::new(capacity);
-                eps[s].outs[r] = Some(p);
-                eps[r].ins[s] = Some(c);
-                let (p, c) = RingBuffer::new(capacity);
-                eps[r].give_back[s] = Some(p);
-                eps[s].reuse[r] = Some(c);
-            }
-        }
-    }
-    eps
-}
 
 /// The worker loop's view of one channel on one worker.
 pub(crate) trait ChannelIo {
@@ -157,8 +80,9 @@ pub(crate) struct Links<B> {
     me: usize,
     ep: Endpoint<B>,
     shared: Arc<Shared>,
-    /// Indexed by local worker.
-    overflow: Vec<VecDeque<Msg<B>>>,
+    /// The rings to the other workers of this process, each behind its overflow queue;
+    /// indexed by local worker (`None` for this one).
+    outs: Vec<Option<Outbox<Producer<Msg<B>>>>>,
     sent_frontier: Epoch,
     /// Indexed by global worker.
     recv_frontier: Vec<Epoch>,
@@ -167,22 +91,25 @@ pub(crate) struct Links<B> {
 
 /// A channel's way to workers of other processes.
 struct NetLink<B> {
-    port: Rc<RefCell<NetPort>>,
+    port: Rc<RefCell<Remote>>,
     codec: Codec<B>,
     /// Batches whose contents were encoded, ready for reuse.
     spare: Vec<B>,
 }
 
 impl<B> Links<B> {
-    pub(crate) fn new(me: usize, ep: Endpoint<B>, shared: Arc<Shared>) -> Self {
-        let n = ep.outs.len();
+    pub(crate) fn new(me: usize, mut ep: Endpoint<B>, shared: Arc<Shared>) -> Self {
+        let outs = std::mem::take(&mut ep.outs)
+            .into_iter()
+            .map(|p| p.map(Outbox::new))
+            .collect();
         let mut recv_frontier = vec![FIRST_EPOCH; ep.total];
         recv_frontier[me] = EOF_EPOCH; // the local share does not travel through a ring
         Links {
             me,
             ep,
             shared,
-            overflow: (0..n).map(|_| VecDeque::new()).collect(),
+            outs,
             sent_frontier: FIRST_EPOCH,
             recv_frontier,
             net: None,
@@ -190,7 +117,7 @@ impl<B> Links<B> {
     }
 
     /// Connects the links to workers of other processes through `port`.
-    pub(crate) fn with_net(mut self, port: Option<Rc<RefCell<NetPort>>>) -> Self {
+    pub(crate) fn with_net(mut self, port: Option<Rc<RefCell<Remote>>>) -> Self {
         if let Some(port) = port {
             let codec = self
                 .ep
@@ -214,7 +141,7 @@ impl<B> Links<B> {
     #[inline]
     fn local(&self, to: usize) -> Option<usize> {
         to.checked_sub(self.ep.base)
-            .filter(|&l| l < self.ep.outs.len())
+            .filter(|&l| l < self.outs.len())
     }
 
     /// Sends to a peer without blocking: a full ring queues the message in overflow.
@@ -224,40 +151,25 @@ impl<B> Links<B> {
         let Some(to) = self.local(to) else {
             return self.send_remote(to, msg);
         };
-        let q = &mut self.overflow[to];
-        if let (Msg::Progress(_), Some(Msg::Progress(_))) = (&msg, q.back()) {
-            *q.back_mut().expect("checked non-empty") = msg;
+        let out = self.outs[to].as_mut().expect("a ring to every peer");
+        if let (Msg::Progress(_), Some(last @ Msg::Progress(_))) = (&msg, out.last_queued_mut()) {
+            *last = msg;
             return;
         }
-        if q.is_empty() {
-            let ring = self.ep.outs[to].as_mut().expect("a ring to every peer");
-            match ring.push(msg) {
-                Ok(()) => self.shared.wake(to),
-                Err(PushError::Full(m)) => q.push_back(m),
-            }
-        } else {
-            q.push_back(msg);
+        if out.send(msg) {
+            self.shared.wake(to);
         }
     }
 
     /// Moves overflow into rings that have room; true if anything moved.
     pub(crate) fn retry_overflow(&mut self) -> bool {
         let mut moved = false;
-        for to in 0..self.overflow.len() {
-            let mut pushed = false;
-            while let Some(m) = self.overflow[to].pop_front() {
-                let ring = self.ep.outs[to].as_mut().expect("a ring to every peer");
-                match ring.push(m) {
-                    Ok(()) => pushed = true,
-                    Err(PushError::Full(m)) => {
-                        self.overflow[to].push_front(m);
-                        break;
-                    }
+        for (to, out) in self.outs.iter_mut().enumerate() {
+            if let Some(out) = out.as_mut().filter(|o| o.queued() > 0) {
+                if out.retry() {
+                    self.shared.wake(to);
+                    moved = true;
                 }
-            }
-            if pushed {
-                self.shared.wake(to);
-                moved = true;
             }
         }
         moved
@@ -287,7 +199,7 @@ impl<B> Links<B> {
                 let encoded = (net.codec.encode)(&batch, &mut frame)
                     .and_then(|()| finish_frame(&mut frame).map_err(|e| e.to_string()));
                 if let Err(e) = encoded {
-                    crate::runtime::build::fail(crate::error::Error::Cluster(format!(
+                    crate::error::fail(crate::error::Error::Cluster(format!(
                         "cannot encode a batch of channel {channel} for worker {to}: {e}"
                     )));
                 }
@@ -367,14 +279,17 @@ impl<B> Links<B> {
     }
 
     pub(crate) fn has_overflow(&self) -> bool {
-        self.overflow.iter().any(|q| !q.is_empty())
+        self.outs.iter().flatten().any(|o| o.queued() > 0)
     }
 
     /// True when some peer's overflow holds a full ring's worth of messages: the worker
     /// stops reading input until it drains. A shorter queue is a transient imbalance,
     /// and stalling input for it would make the workers take turns.
     pub(crate) fn is_backlogged(&self) -> bool {
-        self.overflow.iter().any(|q| q.len() >= RING_CAPACITY)
+        self.outs
+            .iter()
+            .flatten()
+            .any(|o| o.queued() >= RING_CAPACITY)
     }
 
     pub(crate) fn has_inbound(&self) -> bool {
@@ -384,7 +299,7 @@ impl<B> Links<B> {
     /// Messages waiting in inbound rings, and in overflow queues.
     pub(crate) fn backlog(&self) -> (usize, usize) {
         let rings = self.ep.ins.iter().flatten().map(|c| c.slots()).sum();
-        (rings, self.overflow.iter().map(|q| q.len()).sum())
+        (rings, self.outs.iter().flatten().map(|o| o.queued()).sum())
     }
 }
 

@@ -203,8 +203,23 @@ pub fn measure<T: crate::ExchangeData, U: crate::ExchangeData>(
     make: impl Fn(u64) -> T + Send + Sync + 'static,
     body: impl FnOnce(Stream<Probe<T>>) -> Stream<Probe<U>>,
 ) -> Result<LatencyReport> {
+    measure_in(name, load, (&[], 0), workers, config, make, body)
+}
+
+/// [`measure`] as process `proc_id` of a cluster of `addresses` (each process runs
+/// `workers` workers and reports the probes its own workers sent; `&[]` for one
+/// process).
+pub fn measure_in<T: crate::ExchangeData, U: crate::ExchangeData>(
+    name: &str,
+    load: &LoadConfig,
+    (addresses, proc_id): (&[String], usize),
+    workers: usize,
+    config: &RunConfig,
+    make: impl Fn(u64) -> T + Send + Sync + 'static,
+    body: impl FnOnce(Stream<Probe<T>>) -> Stream<Probe<U>>,
+) -> Result<LatencyReport> {
     let (flow, recorder) = latency_flow(name, load, make, body);
-    cluster_main_with(&flow, &[], 0, workers, config)?;
+    cluster_main_with(&flow, addresses, proc_id, workers, config)?;
     Ok(recorder.report())
 }
 

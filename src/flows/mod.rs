@@ -5,6 +5,7 @@ pub mod bench;
 pub mod bench_window;
 pub mod kafka;
 pub mod latency;
+pub mod nexmark;
 
 use crate::cli::FlowRegistry;
 use crate::connectors::files::{DirSource, FileSink, FileSource};
@@ -194,5 +195,10 @@ pub fn register_builtins(registry: FlowRegistry) -> FlowRegistry {
             "bench_fanout",
             "bench_fanout:N,STEPS  N u64 through STEPS chained keyed steps, an exchange at each (default 5000000,4)",
             bench::bench_fanout,
+        )
+        .register(
+            "nexmark",
+            "nexmark:QUERY[,EVENTS[,SINK]]  Nexmark query q0..q8, q14, q21 or q22 over EVENTS generated events (default 10000000); SINK print (default) or null (count, summary on stderr)",
+            nexmark::nexmark_args,
         )
 }

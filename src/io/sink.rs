@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use crate::dataflow::Key;
+use crate::base::key::Key;
 use crate::error::BoxError;
 
 /// The partition a [`DynamicSink`] builds on each worker.
@@ -143,7 +143,7 @@ pub enum SinkKind<T> {
 }
 
 /// How a fixed-partitioned sink's items cross processes (made by [`SinkKind::fixed`]).
-pub struct SinkWire<T>(pub(crate) crate::exchange::codec::Codec<Vec<T>>);
+pub struct SinkWire<T>(pub(crate) crate::base::codec::Codec<Vec<T>>);
 
 impl<T> std::fmt::Debug for SinkWire<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -283,7 +283,7 @@ impl<K: Key, V: 'static, S: FixedPartitionedSink<Item = V>> ErasedFixedSink<(K, 
         resume: Option<&[u8]>,
     ) -> Result<Box<dyn ErasedSinkPart<(K, V)>>, BoxError> {
         let resume = resume
-            .map(crate::recovery::decode)
+            .map(crate::base::codec::decode)
             .transpose()
             .map_err(|e| format!("cannot resume partition {for_part:?}: {e}"))?;
         let part = self.0.build_part(step_id, for_part, resume)?;
@@ -314,6 +314,6 @@ impl<K, V, P: StatefulSinkPartition<Item = V>> ErasedSinkPart<(K, V)> for KeyedP
         self.part.sync()
     }
     fn snapshot(&self, out: &mut Vec<u8>) -> Result<bool, String> {
-        crate::recovery::encode_into(&self.part.snapshot(), out).map(|()| true)
+        crate::base::codec::encode_into(&self.part.snapshot(), out).map(|()| true)
     }
 }

@@ -235,7 +235,7 @@ impl<T: 'static, S: FixedPartitionedSource<Item = T>> ErasedFixedSource<T> for F
         resume: Option<&[u8]>,
     ) -> Result<Box<dyn ErasedSourcePart<T>>, BoxError> {
         let resume = resume
-            .map(crate::recovery::decode)
+            .map(crate::base::codec::decode)
             .transpose()
             .map_err(|e| format!("cannot resume partition {for_part:?}: {e}"))?;
         let part = self.0.build_part(step_id, for_part, resume)?;
@@ -245,7 +245,7 @@ impl<T: 'static, S: FixedPartitionedSource<Item = T>> ErasedFixedSource<T> for F
         let decoded = saved
             .iter()
             .map(|(name, state)| {
-                crate::recovery::decode(state)
+                crate::base::codec::decode(state)
                     .map(|s| (name.clone(), s))
                     .map_err(|e| format!("cannot resume partition {name:?}: {e}"))
             })
@@ -277,7 +277,7 @@ impl<T, P: StatefulSourcePartition<Item = T>> ErasedSourcePart<T> for StatefulPa
         self.0.close()
     }
     fn snapshot(&self, out: &mut Vec<u8>) -> Result<bool, String> {
-        crate::recovery::encode_into(&self.0.snapshot(), out).map(|()| true)
+        crate::base::codec::encode_into(&self.0.snapshot(), out).map(|()| true)
     }
 }
 

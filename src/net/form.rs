@@ -138,7 +138,7 @@ pub(crate) fn form(
                 Err(e) => return Err(Error::Cluster(format!("accepting on {own}: {e}"))),
             }
         }
-        if let Some(signal) = crate::runtime::interrupt::interrupted() {
+        if let Some(signal) = crate::base::signal::interrupted() {
             return Err(Error::Interrupted { signal });
         }
         if Instant::now() >= deadline {

@@ -32,11 +32,12 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use rtrb::{Consumer, Producer, RingBuffer};
 
-use super::frame::{
+use crate::base::frame::{
     finish_frame, start_frame, Frame, FrameHeader, FrameKind, FrameReader, HEADER_LEN,
 };
+use crate::base::park::{PeerCause, Shared};
+use crate::base::queue::Outbox;
 use crate::error::Error;
-use crate::runtime::park::{PeerCause, Shared};
 
 /// Frames a worker may have queued for the network thread, and the network thread for
 /// a worker, before the overflow queues take over.
@@ -111,8 +112,7 @@ pub(crate) struct NetPort {
     pub(crate) local: Range<usize>,
     /// This worker's index within its process.
     me: usize,
-    out: Producer<Vec<u8>>,
-    overflow: VecDeque<Vec<u8>>,
+    out: Outbox<Producer<Vec<u8>>>,
     inbox: Consumer<Frame>,
     signal: Arc<NetSignal>,
     /// Emptied frame buffers, reused for the next frames.
@@ -128,9 +128,9 @@ impl std::fmt::Debug for NetPort {
 }
 
 impl NetPort {
-    /// A buffer for the next frame.
-    pub(crate) fn buffer(&mut self) -> Vec<u8> {
-        self.spare.pop().unwrap_or_default()
+    /// A buffer for the next frame, if one was recycled.
+    pub(crate) fn spare(&mut self) -> Option<Vec<u8>> {
+        self.spare.pop()
     }
 
     /// Queues a finished frame for worker `to` (of another process) for the network
@@ -138,41 +138,14 @@ impl NetPort {
     pub(crate) fn send(&mut self, to: usize, frame: Vec<u8>) {
         let process = to / self.signal.workers_per_proc;
         self.signal.out_bytes[process].fetch_add(frame.len(), Ordering::Relaxed);
-        if self.overflow.is_empty() {
-            match self.out.push(frame) {
-                Ok(()) => self.signal.notify(),
-                Err(rtrb::PushError::Full(f)) => self.overflow.push_back(f),
-            }
-        } else {
-            self.overflow.push_back(frame);
+        if self.out.send(frame) {
+            self.signal.notify();
         }
-    }
-
-    /// Sends a progress (or EOF) frame.
-    pub(crate) fn send_progress(&mut self, channel: u32, from: usize, to: usize, epoch: u64) {
-        let kind = if epoch == crate::runtime::progress::EOF_EPOCH {
-            FrameKind::Eof
-        } else {
-            FrameKind::Progress
-        };
-        let mut f = self.buffer();
-        start_frame(&mut f, kind, channel, from as u32, to as u32, epoch);
-        finish_frame(&mut f).expect("empty payload");
-        self.send(to, f);
     }
 
     /// Retries overflow; true if anything moved.
     pub(crate) fn flush(&mut self) -> bool {
-        let mut moved = false;
-        while let Some(f) = self.overflow.pop_front() {
-            match self.out.push(f) {
-                Ok(()) => moved = true,
-                Err(rtrb::PushError::Full(f)) => {
-                    self.overflow.push_front(f);
-                    break;
-                }
-            }
-        }
+        let moved = self.out.queued() > 0 && self.out.retry();
         if moved {
             self.signal.notify();
         }
@@ -180,13 +153,13 @@ impl NetPort {
     }
 
     pub(crate) fn has_overflow(&self) -> bool {
-        !self.overflow.is_empty()
+        self.out.queued() > 0
     }
 
     /// True while some peer has [`OUT_BUDGET`] bytes waiting: the worker stops
     /// polling its sources until the network thread has written them.
     pub(crate) fn is_backlogged(&self) -> bool {
-        self.overflow.len() >= PORT_CAPACITY
+        self.out.queued() >= PORT_CAPACITY
             || self
                 .signal
                 .out_bytes
@@ -238,6 +211,9 @@ struct Peer {
     /// EOF frames received from this peer, per (its worker, our worker, channel):
     /// its Shutdown must come after all of them.
     eofs: usize,
+    /// The peer's data goes through shared memory: this connection carries only
+    /// heartbeats, shutdown and abort.
+    control_only: bool,
 }
 
 /// The network thread's state.
@@ -252,17 +228,20 @@ pub(crate) struct NetThread {
     /// Index into `peers` of each process id.
     peer_of: Vec<Option<usize>>,
     from_workers: Vec<Consumer<Vec<u8>>>,
-    to_workers: Vec<Producer<Frame>>,
-    pending: Vec<VecDeque<Frame>>,
+    /// Frames for each local worker, behind what waits for room in its ring.
+    to_workers: Vec<Outbox<Producer<Frame>>>,
     addresses: Vec<String>,
     peer_timeout: Duration,
     heartbeat: Duration,
 }
 
 /// Wires the network thread to `workers_per_proc` ports over already-formed
-/// connections (`streams[p]` for every process `p` but `me`).
+/// connections (`streams[p]` for every process `p` but `me`); `control_only[p]` says
+/// that process `p`'s data goes through shared memory instead.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn start(
     streams: Vec<Option<std::net::TcpStream>>,
+    control_only: &[bool],
     addresses: &[String],
     me: usize,
     workers_per_proc: usize,
@@ -311,6 +290,7 @@ pub(crate) fn start(
             heard: now,
             said: now,
             eofs: 0,
+            control_only: control_only.get(p).copied().unwrap_or(false),
         });
     }
     let base = me * workers_per_proc;
@@ -321,12 +301,11 @@ pub(crate) fn start(
         let (out, from_w) = RingBuffer::new(PORT_CAPACITY);
         let (to_w, inbox) = RingBuffer::new(PORT_CAPACITY);
         from_workers.push(from_w);
-        to_workers.push(to_w);
+        to_workers.push(Outbox::new(to_w));
         ports.push(NetPort {
             local: base..base + workers_per_proc,
             me,
-            out,
-            overflow: VecDeque::new(),
+            out: Outbox::new(out),
             inbox,
             signal: signal.clone(),
             spare: Vec::new(),
@@ -343,7 +322,6 @@ pub(crate) fn start(
         peer_of,
         from_workers,
         to_workers,
-        pending: (0..workers_per_proc).map(|_| VecDeque::new()).collect(),
         addresses: addresses.to_vec(),
         peer_timeout,
         heartbeat: (peer_timeout / 5).clamp(Duration::from_millis(10), Duration::from_secs(1)),
@@ -460,7 +438,7 @@ impl NetThread {
     /// True while some local worker holds its budget of received frames (or frames
     /// wait for room in its ring): sockets are not read until it catches up.
     fn reading_paused(&self) -> bool {
-        self.pending.iter().any(|q| !q.is_empty())
+        self.to_workers.iter().any(|q| q.queued() > 0)
             || self
                 .signal
                 .in_bytes
@@ -660,7 +638,12 @@ impl NetThread {
                 FrameKind::Shutdown => {
                     // Every worker of the peer sends EOF to each of ours on every
                     // channel before its process may say it is done.
-                    let expected = n * n * self.channels;
+                    // (Through shared memory, those go beside this connection.)
+                    let expected = if p.control_only {
+                        0
+                    } else {
+                        n * n * self.channels
+                    };
                     if p.eofs < expected {
                         return Err(protocol(
                             p,
@@ -691,6 +674,12 @@ impl NetThread {
                         message,
                     }));
                 }
+                FrameKind::Data | FrameKind::Progress | FrameKind::Eof if p.control_only => {
+                    return Err(protocol(
+                        p,
+                        "a data frame on the control connection of a peer reached through shared memory",
+                    ));
+                }
                 FrameKind::Eof => p.eofs += 1,
                 FrameKind::Data | FrameKind::Progress => {}
             }
@@ -711,14 +700,8 @@ impl NetThread {
             }
             let w = to - base;
             self.signal.in_bytes[w].fetch_add(frame.payload.len(), Ordering::AcqRel);
-            if self.pending[w].is_empty() {
-                if let Err(rtrb::PushError::Full(f)) = self.to_workers[w].push(frame) {
-                    self.pending[w].push_back(f);
-                } else {
-                    self.shared.wake(w);
-                }
-            } else {
-                self.pending[w].push_back(frame);
+            if self.to_workers[w].send(frame) {
+                self.shared.wake(w);
             }
         }
     }
@@ -726,18 +709,8 @@ impl NetThread {
     /// Moves held frames into worker rings that have room.
     fn deliver_pending(&mut self) -> bool {
         let mut any = false;
-        for w in 0..self.pending.len() {
-            let mut moved = false;
-            while let Some(f) = self.pending[w].pop_front() {
-                match self.to_workers[w].push(f) {
-                    Ok(()) => moved = true,
-                    Err(rtrb::PushError::Full(f)) => {
-                        self.pending[w].push_front(f);
-                        break;
-                    }
-                }
-            }
-            if moved {
+        for (w, out) in self.to_workers.iter_mut().enumerate() {
+            if out.queued() > 0 && out.retry() {
                 self.shared.wake(w);
                 any = true;
             }

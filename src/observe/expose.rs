@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::metrics::{Counter, Histogram, WorkerCells, ABSENT};
 use super::{lock, Observer, SAMPLE_EVERY};
-use crate::runtime::EOF_EPOCH;
+use crate::base::epoch::EOF_EPOCH;
 
 /// A label value, escaped as the text format requires.
 fn esc(v: &str) -> String {

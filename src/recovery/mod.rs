@@ -29,10 +29,10 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::base::epoch::{Epoch, EOF_EPOCH};
+use crate::base::park::Shared;
 use crate::dataflow::Plan;
 use crate::error::{Error, Result};
-use crate::runtime::park::Shared;
-use crate::runtime::progress::{Epoch, EOF_EPOCH};
 use store::{Execution, Partition};
 
 pub use store::init;
@@ -80,21 +80,7 @@ pub(crate) fn partition_of(step: &str, key: &[u8], partitions: usize) -> usize {
     (xxhash_rust::xxh3::xxh3_64_with_seed(key, seed) % partitions as u64) as usize
 }
 
-/// Encodes `value` with postcard, appending to `out`.
-pub(crate) fn encode_into<S: serde::Serialize>(value: &S, out: &mut Vec<u8>) -> Result<(), String> {
-    let buf = std::mem::take(out);
-    *out = postcard::to_extend(value, buf).map_err(|e| format!("cannot encode the state: {e}"))?;
-    Ok(())
-}
-
-/// Decodes a state that [`encode_into`] wrote.
-pub(crate) fn decode<S: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<S, String> {
-    postcard::from_bytes(bytes).map_err(|e| {
-        format!(
-            "a saved state does not decode as this step's state type ({e}); was the flow changed?"
-        )
-    })
-}
+pub(crate) use crate::base::codec::{decode, encode_into};
 
 struct RowMeta {
     step: Arc<str>,

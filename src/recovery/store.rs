@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
+use crate::base::epoch::{Epoch, EOF_EPOCH};
 use crate::error::Error;
-use crate::runtime::progress::{Epoch, EOF_EPOCH};
 
 /// What the `format` entry of a partition's `meta` table says.
 pub(crate) const FORMAT: &str = "waxfast-recovery-1";

@@ -3,27 +3,29 @@
 //! Steps are built in reverse declaration order, so every consumer of a stream is built
 //! (and registered in the stream's [`Tee`]) before its producer takes the finished tee.
 
+use crate::transport::threads::Allocator;
 use std::any::Any;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::base::park::Shared;
 use crate::dataflow::Key;
 use crate::dataflow::{ChannelId, StreamId};
 use crate::error::{Error, Result};
 use crate::exchange::items::ItemRouter;
 use crate::exchange::keyed::{KeyBatch, KeyRouter, KeyedInput};
-use crate::exchange::{ChannelIo, Endpoint, Links, StepChannel};
+use crate::exchange::{ChannelIo, Links, StepChannel};
 use crate::io::SourceStatus;
 use crate::io::{assign_partitions, ErasedSinkPart, ErasedSourcePart, SinkKind, SourceKind};
 use crate::observe::metrics::{PartTimer, RoundClock, StepCells, WorkerCells};
 use crate::recovery::{kind, KeyRows, Rows, WorkerRecovery};
 use crate::runtime::listing::Listing;
-use crate::runtime::park::Shared;
 use crate::runtime::progress::Epoch;
 use crate::runtime::push::{Data, Guarded, Push, PushFn, Tee};
 use crate::runtime::step_guard::StepGuard;
+use crate::transport::threads::Endpoint;
 use std::collections::BTreeMap;
 
 /// A step's hooks into the worker loop besides receiving batches: told when its input
@@ -80,11 +82,14 @@ pub struct BuildCtx {
     step: usize,
     step_id: Arc<str>,
     tees: Vec<Option<Box<dyn Any>>>,
-    endpoints: Vec<Option<Box<dyn Any + Send>>>,
+    /// Where this worker's ends of the exchange channels come from.
+    channels_of: Arc<Allocator>,
+    /// This worker's index within its process.
+    local: usize,
     shared: Arc<Shared>,
     pub(crate) channels: Vec<(usize, Rc<RefCell<dyn ChannelIo>>)>,
     pub(crate) channel_by_id: Vec<Option<StepChannel>>,
-    net: Option<Rc<RefCell<crate::net::io::NetPort>>>,
+    net: Option<Rc<RefCell<crate::transport::Remote>>>,
     pub(crate) sources: Vec<(usize, Box<dyn DriveSource>)>,
     pub(crate) activations: Vec<(usize, Rc<RefCell<dyn Activation>>)>,
     pub(crate) sinks: Vec<(usize, Rc<RefCell<dyn SinkHandle>>)>,
@@ -110,18 +115,19 @@ impl BuildCtx {
         worker_index: usize,
         worker_count: usize,
         streams: usize,
-        endpoints: Vec<Box<dyn Any + Send>>,
-        net: Option<Rc<RefCell<crate::net::io::NetPort>>>,
+        (channels_of, local): (Arc<Allocator>, usize),
+        net: Option<Rc<RefCell<crate::transport::Remote>>>,
         shared: Arc<Shared>,
     ) -> Self {
-        let n_channels = endpoints.len();
+        let n_channels = channels_of.channels();
         BuildCtx {
             worker_index,
             worker_count,
             step: 0,
             step_id: "".into(),
             tees: (0..streams).map(|_| None).collect(),
-            endpoints: endpoints.into_iter().map(Some).collect(),
+            channels_of,
+            local,
             shared,
             channels: Vec::new(),
             channel_by_id: (0..n_channels).map(|_| None).collect(),
@@ -288,12 +294,8 @@ impl BuildCtx {
         self.channels.push((self.step, channel));
     }
 
-    fn take_endpoint<B: 'static>(&mut self, chan: ChannelId) -> Endpoint<B> {
-        *self.endpoints[chan]
-            .take()
-            .expect("each channel is taken by exactly one step")
-            .downcast::<Endpoint<B>>()
-            .expect("channel batch type is fixed by its step")
+    fn take_endpoint<B: Send + 'static>(&mut self, chan: ChannelId) -> Endpoint<B> {
+        self.channels_of.endpoint::<B>(chan, self.local)
     }
 
     /// Connects keyed stream `inp` to `target` through keyed channel `chan`: each item
@@ -521,11 +523,7 @@ impl BuildCtx {
     }
 }
 
-/// Ends the run with `err`: unwinds to the worker's catcher without invoking the panic
-/// hook (the error is reported once, by the entry point).
-pub(crate) fn fail(err: Error) -> ! {
-    std::panic::resume_unwind(Box::new(err))
-}
+pub(crate) use crate::error::fail;
 
 /// Calls `write_batch`, timing it when the dataflow API is on and a timing is due.
 fn timed_write<T>(

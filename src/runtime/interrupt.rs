@@ -7,27 +7,18 @@
 //! signal (a user closure that never returns, say), it exits anyway with 128 + the
 //! signal's number, as a shell reports a process killed by it.
 
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use crate::base::park::Shared;
 use crate::error::Error;
-use crate::runtime::park::Shared;
 
-/// The signal that interrupted this process, or 0.
-static SIGNAL: AtomicI32 = AtomicI32::new(0);
 /// The runs in progress in this process.
 static RUNS: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
 /// How long after a signal the process may take to stop by itself.
 const GRACE: Duration = Duration::from_secs(2);
 
-/// The signal this process was interrupted by, if any.
-pub(crate) fn interrupted() -> Option<i32> {
-    match SIGNAL.load(Ordering::Acquire) {
-        0 => None,
-        s => Some(s),
-    }
-}
+pub(crate) use crate::base::signal::interrupted;
 
 /// Registers a run, so that a signal stops it; fails it at once if a signal came
 /// already.
@@ -42,7 +33,7 @@ pub(crate) fn register(shared: &Arc<Shared>) {
 }
 
 fn interrupt(signal: i32) {
-    SIGNAL.store(signal, Ordering::Release);
+    crate::base::signal::note(signal);
     let runs = RUNS.lock().unwrap_or_else(|p| p.into_inner()).clone();
     for shared in runs.iter().filter_map(Weak::upgrade) {
         shared.fail(usize::MAX, Error::Interrupted { signal });
@@ -70,13 +61,4 @@ pub fn install() -> std::io::Result<()> {
             }
         })?;
     Ok(())
-}
-
-/// The name of a signal number, for messages.
-pub(crate) fn signal_name(signal: i32) -> String {
-    match signal {
-        signal_hook::consts::SIGINT => "SIGINT".into(),
-        signal_hook::consts::SIGTERM => "SIGTERM".into(),
-        s => format!("signal {s}"),
-    }
 }

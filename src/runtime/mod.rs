@@ -7,21 +7,21 @@
 pub(crate) mod build;
 pub(crate) mod interrupt;
 pub(crate) mod listing;
-pub(crate) mod park;
 pub(crate) mod progress;
 pub(crate) mod push;
 pub(crate) mod step_guard;
 mod worker;
 
+use crate::transport::threads::Allocator;
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::base::park::Shared;
 use crate::dataflow::{Dataflow, Plan};
 use crate::error::{Error, Result};
 use crate::recovery::RecoveryConfig;
-use park::Shared;
 
 pub use build::BuildCtx;
 pub use interrupt::install as install_signal_handlers;
@@ -47,6 +47,7 @@ pub struct RunConfig {
     pub(crate) flow_args: String,
     pub(crate) cluster_secret: Option<Arc<[u8]>>,
     pub(crate) api: Option<crate::observe::ApiConfig>,
+    pub(crate) transport: crate::transport::Mode,
 }
 
 impl Default for RunConfig {
@@ -61,6 +62,7 @@ impl Default for RunConfig {
             flow_args: String::new(),
             cluster_secret: None,
             api: None,
+            transport: crate::transport::Mode::Auto,
         }
     }
 }
@@ -105,6 +107,15 @@ impl RunConfig {
     /// run fails, naming the ones that never answered (default 30 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// How the processes of a cluster exchange data: shared memory to processes of
+    /// this host and TCP to the others (`Auto`, the default), or one of them for every
+    /// peer (`Tcp`; `Shm`, which refuses a peer on another host). The connection to
+    /// each peer is TCP in every case: it forms the cluster and carries heartbeats.
+    pub fn transport(mut self, mode: crate::transport::Mode) -> Self {
+        self.transport = mode;
         self
     }
 
@@ -267,7 +278,7 @@ pub fn run_main_with(flow: &Dataflow, config: &RunConfig) -> Result<()> {
         observer,
     };
     observe_snapshots(&env, &running);
-    let endpoints = make_endpoints(&plan, 1, 0, 1).pop().expect("one worker");
+    let endpoints = (allocator(&plan, 1, 0, 1), 0);
     let me = WorkerId {
         local: 0,
         global: 0,
@@ -368,10 +379,24 @@ pub fn cluster_main_with(
         );
         // Our own listing error is the cause, whatever formation said.
         let listing = listed?;
-        let streams = formed?;
+        let mut streams = formed?;
         tracing::debug!(process = proc_id, processes, "cluster formed");
+        let agreed = crate::transport::agree::agree(
+            &mut streams,
+            addresses,
+            proc_id,
+            n,
+            config.transport,
+            std::time::Instant::now() + config.connect_timeout,
+        )?;
+        let control_only: Vec<bool> = agreed
+            .links
+            .iter()
+            .map(|l| *l == Some(crate::transport::agree::Link::Shm))
+            .collect();
         let (net, ports) = crate::net::io::start(
             streams,
+            &control_only,
             addresses,
             proc_id,
             n,
@@ -380,7 +405,18 @@ pub fn cluster_main_with(
             config.peer_timeout,
         )
         .map_err(|e| Error::Cluster(format!("cannot start the network thread: {e}")))?;
-        (Some(net), ports.into_iter().map(Some).collect(), listing)
+        if let Some(links) = &agreed.shm {
+            shared.use_bells(links.own.clone());
+        }
+        let remotes = ports
+            .into_iter()
+            .enumerate()
+            .map(|(i, tcp)| {
+                let shm = agreed.shm.as_ref().map(|l| l.port(i));
+                Some(crate::transport::Remote::new(n, Some(tcp), shm))
+            })
+            .collect();
+        (Some(net), remotes, listing)
     } else {
         (None, (0..n).map(|_| None).collect::<Vec<_>>(), listed?)
     };
@@ -420,11 +456,9 @@ pub fn cluster_main_with(
         "starting workers"
     );
     let mut handles = Vec::new();
-    for ((i, endpoints), port) in make_endpoints(&plan, n, base, total)
-        .into_iter()
-        .enumerate()
-        .zip(ports)
-    {
+    let alloc = allocator(&plan, n, base, total);
+    for (i, port) in ports.into_iter().enumerate() {
+        let endpoints = (alloc.clone(), i);
         let (plan, shared, config) = (plan.clone(), shared.clone(), config.clone());
         let env = env.clone();
         let signal = signal.clone();
@@ -505,24 +539,10 @@ fn start_api(
     Ok((Some(obs), Some(server)))
 }
 
-/// Builds every channel's rings among this process's `workers` (global indices from
-/// `base`, of `total`) and deals out one endpoint per channel to each worker.
-fn make_endpoints(
-    plan: &Plan,
-    workers: usize,
-    base: usize,
-    total: usize,
-) -> Vec<Vec<Box<dyn Any + Send>>> {
-    let mut per_worker: Vec<Vec<Box<dyn Any + Send>>> = (0..workers).map(|_| Vec::new()).collect();
-    for (c, make) in plan.channels.iter().enumerate() {
-        for (w, ep) in (make.0)(workers, base, total, c as u32)
-            .into_iter()
-            .enumerate()
-        {
-            per_worker[w].push(ep);
-        }
-    }
-    per_worker
+/// The threads transport of this process's `workers` (global indices from `base`, of
+/// `total`): each channel's rings are made when a worker first asks for its end.
+fn allocator(plan: &Plan, workers: usize, base: usize, total: usize) -> Arc<Allocator> {
+    Arc::new(Allocator::new(plan.channels.clone(), workers, base, total))
 }
 
 /// Which worker a thread runs.
@@ -541,8 +561,8 @@ pub(crate) struct WorkerId {
 fn run_worker(
     plan: Arc<Plan>,
     me: WorkerId,
-    endpoints: Vec<Box<dyn Any + Send>>,
-    port: Option<crate::net::io::NetPort>,
+    endpoints: (Arc<Allocator>, usize),
+    port: Option<crate::transport::Remote>,
     shared: &Arc<Shared>,
     config: &RunConfig,
     env: RunEnv,

@@ -2,14 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-/// A span of input time between snapshots. Epochs start at 1.
-pub type Epoch = u64;
-
-/// The frontier of a finished stream: no epoch can appear on it any more.
-pub const EOF_EPOCH: Epoch = Epoch::MAX;
-
-/// The first epoch of a run.
-pub const FIRST_EPOCH: Epoch = 1;
+pub use crate::base::epoch::{Epoch, EOF_EPOCH, FIRST_EPOCH};
 
 /// A worker's epoch clock. With an interval, epochs are slots of a time grid that
 /// starts at `base` (shared by the workers of a process, so they never drift apart):

@@ -1,23 +1,23 @@
 //! The worker loop: drain inbound rings, poll inputs, fire timers, propagate frontiers,
 //! flush outbound batches; spin, then yield, then park when idle.
 
-use std::any::Any;
+use crate::transport::threads::Allocator;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::base::park::Shared;
 use crate::dataflow::{Plan, Role};
 use crate::error::{Error, Result};
 use crate::exchange::{ChannelIo, StepChannel};
-use crate::net::io::NetPort;
 use crate::observe::metrics::{RoundClock, WorkerCells, PUBLISH_EVERY};
 use crate::recovery::WorkerRecovery;
 use crate::runtime::build::{Activation, BuildCtx, DriveSource, SinkHandle};
-use crate::runtime::park::Shared;
 use crate::runtime::progress::{Epoch, EpochClock, EOF_EPOCH, FIRST_EPOCH};
 use crate::runtime::step_guard::StepGuard;
 use crate::runtime::{RunConfig, RunEnv, WorkerId};
+use crate::transport::Remote;
 
 /// Frames taken from the network port per round.
 const NET_BUDGET: usize = 64;
@@ -42,7 +42,7 @@ pub(crate) struct Worker {
     channel_of_step: Vec<Option<usize>>,
     /// Each exchange channel by its index in the flow, with its step (for frames).
     channel_by_id: Vec<Option<StepChannel>>,
-    net: Option<Rc<RefCell<NetPort>>>,
+    net: Option<Rc<RefCell<Remote>>>,
     sinks: Vec<(usize, Rc<RefCell<dyn SinkHandle>>)>,
     stream_frontier: Vec<Epoch>,
     step_frontier: Vec<Epoch>,
@@ -86,8 +86,8 @@ impl Worker {
     pub(crate) fn build(
         plan: Arc<Plan>,
         me: WorkerId,
-        endpoints: Vec<Box<dyn Any + Send>>,
-        port: Option<NetPort>,
+        channels_of: (Arc<Allocator>, usize),
+        port: Option<Remote>,
         shared: Arc<Shared>,
         config: &RunConfig,
         env: &RunEnv,
@@ -107,7 +107,7 @@ impl Worker {
             me.global,
             me.count,
             plan.streams,
-            endpoints,
+            channels_of,
             net.clone(),
             shared.clone(),
         )
@@ -399,7 +399,7 @@ impl Worker {
         };
         let mut got = false;
         for _ in 0..NET_BUDGET {
-            let Some(frame) = port.borrow_mut().recv() else {
+            let Some(frame) = port.borrow_mut().recv()? else {
                 break;
             };
             got = true;
@@ -515,7 +515,7 @@ impl Worker {
         let net = &self.net;
         self.shared.park(self.index, wake - now, || {
             channels.iter().any(|(_, c)| c.borrow().has_inbound())
-                || net.as_ref().is_some_and(|p| p.borrow().has_inbound())
+                || net.as_ref().is_some_and(|p| p.borrow_mut().has_inbound())
         });
     }
 }

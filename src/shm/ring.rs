@@ -2,7 +2,7 @@
 //! region of memory it does not own: the building block of the shared-memory transport
 //! (ARCHITECTURE.md, "Shared-memory rings"). The ring takes its memory as a parameter
 //! ([`RingMemory`]), so the same code runs on a mapping shared by two processes (the
-//! segments of the shared-memory transport, planned), on heap memory in plain tests,
+//! segments of the shared-memory transport, `transport::shm`), on heap memory in plain tests,
 //! and on loom's instrumented atomics and cells in the model tests that check its
 //! memory ordering.
 //!
@@ -231,12 +231,47 @@ impl<M: RingMemory> Consumer<M> {
     /// Takes the next record into `out` (replacing its contents); `false` if the ring
     /// is empty now.
     pub fn pop(&mut self, out: &mut Vec<u8>) -> bool {
+        out.clear();
+        self.pop_append(out)
+    }
+
+    /// Takes the next record and appends it to `out`; `false` if the ring is empty now.
+    pub fn pop_append(&mut self, out: &mut Vec<u8>) -> bool {
+        self.take(|mem, at, len| {
+            let start = out.len();
+            out.resize(start + len, 0);
+            // SAFETY: the record lies within the region and was published (`take`).
+            unsafe { mem.read(at, &mut out[start..]) };
+        })
+        .is_some()
+    }
+
+    /// Takes the next record: its first `prefix.len()` bytes (or all of it, if it is
+    /// shorter) into `prefix`, the rest into `out` (replacing its contents). The
+    /// record's length, or `None` if the ring is empty now.
+    pub fn pop_split(&mut self, prefix: &mut [u8], out: &mut Vec<u8>) -> Option<usize> {
+        self.take(|mem, at, len| {
+            let head = len.min(prefix.len());
+            out.clear();
+            out.resize(len - head, 0);
+            // SAFETY: both ranges lie within the record, which lies within the region
+            // and was published (`take`).
+            unsafe {
+                mem.read(at, &mut prefix[..head]);
+                mem.read(at + head, out);
+            }
+        })
+    }
+
+    /// Finds the next record and hands `(memory, offset, length)` of its payload to
+    /// `read`, then frees it; the record's length, or `None` if the ring is empty.
+    fn take(&mut self, read: impl FnOnce(&M, usize, usize)) -> Option<usize> {
         loop {
             if self.tail == self.head {
                 // Acquire: the producer's writes of the records up to `head` are visible.
                 self.head = self.mem.head().load(Ordering::Acquire);
                 if self.tail == self.head {
-                    return false;
+                    return None;
                 }
                 annotate::happens_after(self.mem.head());
             }
@@ -255,15 +290,14 @@ impl<M: RingMemory> Consumer<M> {
                 at + footprint(len) <= self.mem.capacity(),
                 "corrupt ring: a record of {len} bytes at offset {at} runs past the end"
             );
-            out.clear();
-            out.resize(len, 0);
-            // SAFETY: the record lies within the region (asserted) and was published.
-            unsafe { self.mem.read(at + HEADER, out) };
+            // The payload `at + HEADER .. at + HEADER + len` lies within the region
+            // (asserted) and was published: `read` may copy out of it.
+            read(&self.mem, at + HEADER, len);
             self.tail += footprint(len) as u64;
             // Release: our reads of the record happen before the producer reuses it.
             annotate::happens_before(self.mem.tail());
             self.mem.tail().store(self.tail, Ordering::Release);
-            return true;
+            return Some(len);
         }
     }
 
@@ -383,6 +417,60 @@ mod tests {
             assert_eq!(out, vec![b; 8]);
         }
         assert!(!c.pop(&mut out));
+    }
+
+    #[test]
+    fn a_record_splits_into_a_prefix_and_the_rest_or_appends() {
+        let mem = HeapMemory::new(256);
+        let (mut p, mut c) = split(&mem, &mem);
+        assert!(p.push(&[1, 2, 3, 4, 5, 6]));
+        assert!(p.push(&[7, 8]));
+        assert!(p.push(&[9]));
+        let mut prefix = [0u8; 4];
+        let mut out = vec![42];
+        assert_eq!(c.pop_split(&mut prefix, &mut out), Some(6));
+        assert_eq!((prefix, out.as_slice()), ([1, 2, 3, 4], &[5, 6][..]));
+        let mut prefix = [0u8; 4];
+        assert_eq!(
+            c.pop_split(&mut prefix, &mut out),
+            Some(2),
+            "shorter than the prefix"
+        );
+        assert_eq!((&prefix[..2], out.len()), (&[7, 8][..], 0));
+        let mut acc = vec![0];
+        assert!(c.pop_append(&mut acc));
+        assert_eq!(acc, vec![0, 9]);
+        assert!(!c.pop_append(&mut acc));
+        assert_eq!(c.pop_split(&mut prefix, &mut out), None);
+    }
+
+    #[test]
+    fn records_of_a_quarter_ring_and_odd_sizes_wrap_whole() {
+        let cap = 1 << 16;
+        let mem = HeapMemory::new(cap);
+        let (mut p, mut c) = split(&mem, &mem);
+        let sizes = [cap / 4, cap / 4, cap / 40, cap / 4 - 3, 17, cap / 4];
+        let mut out = Vec::new();
+        let (mut sent, mut got) = (0usize, 0usize);
+        let check = |out: &Vec<u8>, n: usize| {
+            assert_eq!(out.len(), sizes[n % sizes.len()], "record {n}");
+            assert!(out.iter().all(|&b| b == n as u8), "record {n}");
+        };
+        while sent < 500 {
+            let rec = vec![sent as u8; sizes[sent % sizes.len()]];
+            if p.push(&rec) {
+                sent += 1;
+            } else {
+                assert!(c.pop(&mut out), "a full ring has a record");
+                check(&out, got);
+                got += 1;
+            }
+        }
+        while c.pop(&mut out) {
+            check(&out, got);
+            got += 1;
+        }
+        assert_eq!(got, sent);
     }
 
     #[test]

@@ -1,13 +1,14 @@
-//! A shared-memory segment holding one ring: a file under `/dev/shm` (the practice of
+//! A shared-memory segment holding doorbells and rings: a file under `/dev/shm` (the practice of
 //! iceoryx2 and Aeron), mapped by the two processes it connects.
 //!
 //! * Created exclusively (`O_CREAT | O_EXCL`) with mode 0600 under a name unique to
 //!   the run (`waxfast-{owner pid}-{nonce}-{label}`), and its whole size reserved up
 //!   front with `posix_fallocate`, so a full `/dev/shm` is an error when the segment is
 //!   made, never a SIGBUS when a page is first touched.
-//! * A header (magic, layout version, data size, owner pid) on the first 128-byte line,
-//!   then the ring's `head` and `tail` cursors on lines of their own (no false sharing),
-//!   then the data region. The creator writes the header, then sets the `ready` word
+//! * A header (magic, layout version, owner pid, bell and ring counts, ring size) on the
+//!   first 128-byte line; then one doorbell line per worker of the creating process
+//!   ([`Bell`]: how a peer wakes a parked worker); then each ring: its `head` and
+//!   `tail` cursors on lines of their own (no false sharing), then its data region. The creator writes the header, then sets the `ready` word
 //!   with `Release`; [`Segment::open`] waits for it with `Acquire`, under a timeout, and
 //!   checks every header field before using anything else.
 //! * Offsets, never pointers: each process maps the file at its own address.
@@ -20,10 +21,12 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use memmap2::MmapMut;
 
+use super::bell::Bell;
 use super::ring::RingMemory;
 
 /// The first bytes of every segment.
@@ -36,9 +39,35 @@ pub const DIR: &str = "/dev/shm";
 pub const PREFIX: &str = "waxfast-";
 
 const LINE: usize = 128;
-const HEAD_AT: usize = LINE;
-const TAIL_AT: usize = 2 * LINE;
-const DATA_AT: usize = 3 * LINE;
+
+/// What a segment holds: `bells` doorbells (one per worker of the creating process),
+/// then `rings` rings of `capacity` data bytes each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// Doorbells, one 128-byte line each.
+    pub bells: u32,
+    /// Rings, each a `head` line, a `tail` line and `capacity` bytes of data.
+    pub rings: u32,
+    /// Data bytes of each ring (a power of two, at least 64).
+    pub capacity: u64,
+}
+
+impl Layout {
+    fn bell_at(&self, i: usize) -> usize {
+        LINE + i * LINE
+    }
+    fn ring_at(&self, i: usize) -> usize {
+        LINE + self.bells as usize * LINE + i * (2 * LINE + self.capacity as usize)
+    }
+    /// Bytes of the whole mapping.
+    pub fn len(&self) -> usize {
+        self.ring_at(self.rings as usize)
+    }
+    /// True for a layout with neither bells nor rings.
+    pub fn is_empty(&self) -> bool {
+        self.bells == 0 && self.rings == 0
+    }
+}
 
 /// The header, at offset 0 of the mapping.
 #[repr(C)]
@@ -47,6 +76,8 @@ struct Header {
     version: u32,
     owner: u32,
     capacity: u64,
+    bells: u32,
+    rings: u32,
     /// 1 once the creator has written everything above (`Release`).
     ready: AtomicU32,
 }
@@ -67,12 +98,12 @@ pub enum SegmentError {
     },
 }
 
-/// A mapped segment holding one ring of `capacity` data bytes.
+/// A mapped segment: doorbells and rings at fixed offsets of one mapping.
 #[derive(Debug)]
 pub struct Segment {
     path: PathBuf,
     map: MmapMut,
-    capacity: usize,
+    layout: Layout,
 }
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> SegmentError {
@@ -83,16 +114,16 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> SegmentError {
 }
 
 impl Segment {
-    /// Creates a new segment for a ring of `capacity` bytes (a power of two, at least
-    /// 64) under [`DIR`], named for this process and `label`.
-    pub fn create(label: &str, capacity: usize) -> Result<Segment, SegmentError> {
-        Self::create_in(Path::new(DIR), label, capacity)
+    /// Creates a new segment of `layout` under [`DIR`], named for this process and
+    /// `label`.
+    pub fn create(label: &str, layout: Layout) -> Result<Segment, SegmentError> {
+        Self::create_in(Path::new(DIR), label, layout)
     }
 
     /// [`create`](Self::create) in another directory (tests).
-    pub fn create_in(dir: &Path, label: &str, capacity: usize) -> Result<Segment, SegmentError> {
+    pub fn create_in(dir: &Path, label: &str, layout: Layout) -> Result<Segment, SegmentError> {
         assert!(
-            capacity.is_power_of_two() && capacity >= 64,
+            layout.capacity.is_power_of_two() && layout.capacity >= 64,
             "a ring's capacity must be a power of two of at least 64 bytes"
         );
         let mut nonce = [0u8; 6];
@@ -110,26 +141,34 @@ impl Segment {
             .mode(0o600)
             .open(&path)
             .map_err(|e| io("create", &path, e))?;
-        let len = DATA_AT + capacity;
+        let len = layout.len();
         // SAFETY: posix_fallocate on a file descriptor we own, with a valid range.
         let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len as libc::off_t) };
         if rc != 0 {
             let _ = std::fs::remove_file(&path);
             return Err(io(
-                "reserve space for",
+                &format!("reserve {len} bytes for"),
                 &path,
                 std::io::Error::from_raw_os_error(rc),
             ));
         }
-        let mut seg = Self::map(file, &path, capacity)?;
-        // SAFETY: the mapping is at least `DATA_AT` bytes, page-aligned (so `Header` is
+        let mut seg = match Self::map(file, &path, layout) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
+        };
+        // SAFETY: the mapping is at least one line, page-aligned (so `Header` is
         // aligned), and nobody else has opened the file yet (created exclusively, not
         // ready), so this is the only access.
         let header = unsafe { &mut *(seg.map.as_mut_ptr() as *mut Header) };
         header.magic = MAGIC;
         header.version = LAYOUT_VERSION;
         header.owner = std::process::id();
-        header.capacity = capacity as u64;
+        header.capacity = layout.capacity;
+        header.bells = layout.bells;
+        header.rings = layout.rings;
         // Release: everything above is visible to whoever sees `ready`.
         header.ready.store(1, Ordering::Release);
         Ok(seg)
@@ -148,10 +187,15 @@ impl Segment {
             path: path.to_path_buf(),
             why,
         };
-        if len < DATA_AT + 64 {
+        if len < LINE {
             return Err(invalid(format!("{len} bytes is too small for a segment")));
         }
-        let seg = Self::map(file, path, len - DATA_AT)?;
+        let whole = Layout {
+            bells: 0,
+            rings: 0,
+            capacity: 64,
+        };
+        let mut seg = Self::map(file, path, whole)?;
         let header = seg.header();
         let deadline = Instant::now() + timeout;
         // Acquire: pairs with the creator's Release of `ready`.
@@ -173,38 +217,52 @@ impl Segment {
                 header.version
             )));
         }
-        let cap = header.capacity as usize;
-        if cap != len - DATA_AT || !cap.is_power_of_two() {
+        let layout = Layout {
+            bells: header.bells,
+            rings: header.rings,
+            capacity: header.capacity,
+        };
+        if !layout.capacity.is_power_of_two() || layout.capacity < 64 || layout.len() != len {
             return Err(invalid(format!(
-                "the header says {cap} data bytes but the file has {}",
-                len - DATA_AT
+                "the header says {} bells and {} rings of {} bytes ({} bytes in all) but the file has {len}",
+                layout.bells,
+                layout.rings,
+                layout.capacity,
+                layout.len()
             )));
         }
+        seg.layout = layout;
         Ok(seg)
     }
 
-    fn map(file: File, path: &Path, capacity: usize) -> Result<Segment, SegmentError> {
+    fn map(file: File, path: &Path, layout: Layout) -> Result<Segment, SegmentError> {
         // SAFETY: the file is a segment only waxfast processes of this run open (mode
         // 0600, a unique name); its length is fixed (reserved up front and never
         // truncated), so the mapping stays valid while `Segment` lives. Concurrent access
-        // by the other process goes through the ring's atomics and its protocol.
+        // by the other process goes through atomics (cursors, doorbells) and the ring's
+        // protocol.
         let map = unsafe { MmapMut::map_mut(&file) }.map_err(|e| io("map", path, e))?;
-        if map.len() < DATA_AT + capacity {
+        let need = if layout.is_empty() {
+            LINE
+        } else {
+            layout.len()
+        };
+        if map.len() < need {
             return Err(SegmentError::Invalid {
                 path: path.to_path_buf(),
-                why: format!("mapped {} bytes, need {}", map.len(), DATA_AT + capacity),
+                why: format!("mapped {} bytes, need {need}", map.len()),
             });
         }
         Ok(Segment {
             path: path.to_path_buf(),
             map,
-            capacity,
+            layout,
         })
     }
 
     fn header(&self) -> &Header {
-        // SAFETY: the mapping is page-aligned and at least `DATA_AT` bytes; the header's
-        // plain fields are written once before `ready` and only read after it.
+        // SAFETY: the mapping is page-aligned and at least one line; the header's plain
+        // fields are written once before `ready` and only read after it.
         unsafe { &*(self.map.as_ptr() as *const Header) }
     }
 
@@ -218,6 +276,11 @@ impl Segment {
         self.header().owner
     }
 
+    /// Its bells and rings.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
     /// Removes the segment's name: call once both sides have mapped it. The mapping
     /// stays valid; nothing is left behind when the processes end, however they end.
     pub fn unlink(&self) -> Result<(), SegmentError> {
@@ -228,26 +291,60 @@ impl Segment {
         }
     }
 
+    /// Doorbell `i`.
+    ///
+    /// # Panics
+    ///
+    /// If the segment has no bell `i`.
+    pub fn bell(&self, i: usize) -> &Bell {
+        assert!(i < self.layout.bells as usize, "no doorbell {i}");
+        // SAFETY: bell `i` is a 128-aligned line within the mapping, only ever accessed
+        // as this `Bell` (two atomics) by every process that maps the segment.
+        unsafe { &*(self.map.as_ptr().add(self.layout.bell_at(i)) as *const Bell) }
+    }
+
+    /// Ring `i`, as memory for one end of it.
+    ///
+    /// # Panics
+    ///
+    /// If the segment has no ring `i`.
+    pub fn ring(self: &Arc<Self>, i: usize) -> SegRing {
+        assert!(i < self.layout.rings as usize, "no ring {i}");
+        SegRing {
+            at: self.layout.ring_at(i),
+            seg: self.clone(),
+        }
+    }
+
     fn cursor(&self, at: usize) -> &AtomicU64 {
-        // SAFETY: `at` is `HEAD_AT` or `TAIL_AT`: within the mapping, 128-aligned (so
-        // 8-aligned), and only ever accessed as this atomic by both processes.
+        // SAFETY: `at` is a ring's `head` or `tail` line: within the mapping,
+        // 128-aligned (so 8-aligned), and only ever accessed as this atomic by both
+        // processes.
         unsafe { AtomicU64::from_ptr(self.map.as_ptr().add(at) as *mut u64) }
     }
 }
 
-// SAFETY: the data region is `capacity` bytes at `DATA_AT` of a mapping that lives as
-// long as the segment; the cursors are the segment's own, and each segment is given to
-// one producer and one consumer (one per process).
-unsafe impl RingMemory for &Segment {
+/// One ring of a segment (the segment stays mapped while it is in use).
+#[derive(Debug, Clone)]
+pub struct SegRing {
+    seg: Arc<Segment>,
+    /// Offset of the ring's `head` line.
+    at: usize,
+}
+
+// SAFETY: the data region is `capacity` bytes two lines after the ring's offset, within
+// a mapping that lives as long as `seg`; the cursors are the ring's own lines, and each
+// ring of a segment is given to one producer and one consumer.
+unsafe impl RingMemory for SegRing {
     type Cursor = AtomicU64;
     fn head(&self) -> &AtomicU64 {
-        self.cursor(HEAD_AT)
+        self.seg.cursor(self.at)
     }
     fn tail(&self) -> &AtomicU64 {
-        self.cursor(TAIL_AT)
+        self.seg.cursor(self.at + LINE)
     }
     fn capacity(&self) -> usize {
-        self.capacity
+        self.seg.layout.capacity as usize
     }
     unsafe fn write(&self, at: usize, bytes: &[u8]) {
         // SAFETY: the caller owns `at..at + len` of the data region (the ring's
@@ -255,7 +352,7 @@ unsafe impl RingMemory for &Segment {
         unsafe {
             std::ptr::copy_nonoverlapping(
                 bytes.as_ptr(),
-                (self.map.as_ptr() as *mut u8).add(DATA_AT + at),
+                (self.seg.map.as_ptr() as *mut u8).add(self.at + 2 * LINE + at),
                 bytes.len(),
             )
         }
@@ -264,7 +361,7 @@ unsafe impl RingMemory for &Segment {
         // SAFETY: as for `write`, for the consumer's published range.
         unsafe {
             std::ptr::copy_nonoverlapping(
-                self.map.as_ptr().add(DATA_AT + at),
+                self.seg.map.as_ptr().add(self.at + 2 * LINE + at),
                 out.as_mut_ptr(),
                 out.len(),
             )
@@ -305,20 +402,29 @@ mod tests {
     use super::super::ring::{split, Consumer, Producer};
     use super::*;
 
+    fn one_ring(capacity: u64) -> Layout {
+        Layout {
+            bells: 1,
+            rings: 1,
+            capacity,
+        }
+    }
+
     #[test]
     fn two_mappings_of_one_segment_are_one_ring() {
         let dir = tempfile::tempdir().unwrap();
-        let a = Segment::create_in(dir.path(), "t", 1024).unwrap();
+        let a = Arc::new(Segment::create_in(dir.path(), "t", one_ring(1024)).unwrap());
         let meta = std::fs::metadata(a.path()).unwrap();
         assert_eq!(
             std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
             0o600
         );
-        let b = Segment::open(a.path(), Duration::from_secs(1)).unwrap();
+        let b = Arc::new(Segment::open(a.path(), Duration::from_secs(1)).unwrap());
         assert_eq!(b.owner(), std::process::id());
+        assert_eq!(b.layout(), one_ring(1024));
         a.unlink().unwrap();
         assert!(!a.path().exists(), "unlinked once both sides mapped it");
-        let (mut p, mut c): (Producer<&Segment>, Consumer<&Segment>) = split(&a, &b);
+        let (mut p, mut c): (Producer<SegRing>, Consumer<SegRing>) = split(a.ring(0), b.ring(0));
         for i in 0..1000u32 {
             while !p.push(&i.to_le_bytes()) {
                 let mut out = Vec::new();
@@ -334,10 +440,39 @@ mod tests {
     }
 
     #[test]
+    fn rings_of_one_segment_do_not_overlap() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout {
+            bells: 3,
+            rings: 4,
+            capacity: 256,
+        };
+        let a = Arc::new(Segment::create_in(dir.path(), "m", layout).unwrap());
+        let b = Arc::new(Segment::open(a.path(), Duration::from_secs(1)).unwrap());
+        a.unlink().unwrap();
+        let mut ends: Vec<_> = (0..4).map(|i| split(a.ring(i), b.ring(i))).collect();
+        for round in 0..100u32 {
+            for (i, (p, _)) in ends.iter_mut().enumerate() {
+                assert!(p.push(&[i as u8; 40]));
+            }
+            for (i, (_, c)) in ends.iter_mut().enumerate() {
+                let mut out = Vec::new();
+                assert!(c.pop(&mut out), "ring {i} round {round}");
+                assert_eq!(out, vec![i as u8; 40]);
+            }
+        }
+        // The bells are lines of their own, beside the rings.
+        a.bell(2).ring_now();
+        assert_eq!(b.bell(2).rung(), 1);
+        assert_eq!(b.bell(0).rung(), 0);
+    }
+
+    #[test]
     fn a_file_that_is_not_a_segment_is_refused_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("waxfast-1-x-bad");
-        std::fs::write(&p, vec![0u8; DATA_AT + 1024]).unwrap();
+        let len = one_ring(1024).len();
+        std::fs::write(&p, vec![0u8; len]).unwrap();
         let e = Segment::open(&p, Duration::from_millis(20))
             .unwrap_err()
             .to_string();
@@ -345,9 +480,9 @@ mod tests {
             e.contains("waxfast-1-x-bad") && e.contains("not ready"),
             "{e}"
         );
-        let mut bytes = vec![0u8; DATA_AT + 1024];
+        let mut bytes = vec![0u8; len];
         bytes[..8].copy_from_slice(b"NOTWAX\0\0");
-        bytes[24] = 1; // ready
+        bytes[32] = 1; // ready
         std::fs::write(&p, bytes).unwrap();
         let e = Segment::open(&p, Duration::from_millis(20))
             .unwrap_err()
@@ -356,11 +491,23 @@ mod tests {
     }
 
     #[test]
+    fn a_header_that_disagrees_with_the_file_length_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Segment::create_in(dir.path(), "len", one_ring(1024)).unwrap();
+        let f = OpenOptions::new().write(true).open(a.path()).unwrap();
+        f.set_len(one_ring(1024).len() as u64 - 128).unwrap();
+        let e = Segment::open(a.path(), Duration::from_millis(20))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("1 rings of 1024 bytes"), "{e}");
+    }
+
+    #[test]
     fn stale_segments_of_dead_owners_are_swept() {
         let dir = tempfile::tempdir().unwrap();
         // A pid far above pid_max is never alive.
         std::fs::write(dir.path().join("waxfast-999999999-ab-x"), b"").unwrap();
-        let live = Segment::create_in(dir.path(), "live", 64).unwrap();
+        let live = Segment::create_in(dir.path(), "live", one_ring(64)).unwrap();
         std::fs::write(dir.path().join("unrelated"), b"").unwrap();
         assert_eq!(sweep_stale(dir.path()), 1);
         assert!(live.path().exists());

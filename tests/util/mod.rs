@@ -173,3 +173,63 @@ pub fn finish_status(
     };
     (status, t_out.join().unwrap(), t_err.join().unwrap())
 }
+
+/// The shared-memory segments under `/dev/shm` whose owner (the pid in their name) is
+/// one of `pids`, or, with `pids` empty, is no longer alive.
+#[allow(dead_code)]
+pub fn segments_left(pids: &[u32]) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            let Some(pid) = n
+                .strip_prefix("waxfast-")
+                .and_then(|r| r.split('-').next())
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                return false;
+            };
+            if pids.is_empty() {
+                !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            } else {
+                pids.contains(&pid)
+            }
+        })
+        .collect()
+}
+
+/// Fails if a segment of one of `pids` (finished processes) is still in `/dev/shm`.
+#[allow(dead_code)]
+pub fn assert_no_segments_of(pids: &[u32]) {
+    let left = segments_left(pids);
+    assert!(left.is_empty(), "left in /dev/shm: {left:?}");
+}
+
+/// Fails if a segment of a dead process is in `/dev/shm` (the processes of a run
+/// this test started and waited for are dead).
+#[allow(dead_code)]
+pub fn assert_no_dead_segments() {
+    let left = segments_left(&[]);
+    assert!(
+        left.is_empty(),
+        "left in /dev/shm by dead processes: {left:?}"
+    );
+}
+
+/// For a fake peer speaking the cluster protocol on `s` after the hello: offers TCP
+/// (so every frame comes over this connection) and reads the real process's offer.
+#[allow(dead_code)]
+pub fn offer_tcp(s: &mut std::net::TcpStream) {
+    use std::io::{Read, Write};
+    s.write_all(&waxfast::transport::offer_message(
+        waxfast::transport::Mode::Tcp,
+    ))
+    .unwrap();
+    let mut len = [0u8; 4];
+    if s.read_exact(&mut len).is_ok() {
+        let mut offer = vec![0u8; u32::from_le_bytes(len) as usize];
+        let _ = s.read_exact(&mut offer);
+    }
+}

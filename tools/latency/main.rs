@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use waxfast::flows::latency::{
-    hops, machine_floor, measure, ring_floor, LatencyReport, LoadConfig, PERCENTILES,
+    hops, machine_floor, measure_in, ring_floor, LatencyReport, LoadConfig, PERCENTILES,
 };
 use waxfast::RunConfig;
 
@@ -54,6 +54,21 @@ struct Args {
     /// Do not pin worker threads to cores.
     #[arg(long)]
     no_pin: bool,
+    /// This process's index in the cluster of `-a` (each process reports the round
+    /// trips of the probes its own workers sent).
+    #[arg(
+        short = 'i',
+        long = "process-id",
+        default_value_t = 0,
+        requires = "addresses"
+    )]
+    process_id: usize,
+    /// The cluster's processes, `host:port;host:port;...`, as for `waxfast`.
+    #[arg(short = 'a', long = "addresses")]
+    addresses: Option<String>,
+    /// How processes exchange: auto, tcp or shm (as for `waxfast`).
+    #[arg(long, default_value = "auto")]
+    transport: String,
     /// Measure this machine's floor instead of waxfast: the same number of threads,
     /// pinned the same way, spinning on the clock, with the same probe schedule and
     /// coordinated-omission correction (`waxfast::flows::latency::machine_floor`). No
@@ -197,7 +212,14 @@ fn run(args: &Args) -> Result<(), String> {
     if !args.plot.is_empty() {
         return plot_files(args);
     }
-    let config = RunConfig::default().pin(!args.no_pin).spin(args.spin);
+    let transport: waxfast::transport::Mode = args
+        .transport
+        .parse()
+        .map_err(|e| format!("invalid value for --transport: {e}"))?;
+    let config = RunConfig::default()
+        .pin(!args.no_pin)
+        .spin(args.spin)
+        .transport(transport);
     let mode = format!(
         "hops={} spin={} pinned={}",
         args.hops, args.spin, !args.no_pin
@@ -273,9 +295,15 @@ fn once(args: &Args, rate: f64, config: &RunConfig) -> Result<LatencyReport, Str
     let load = LoadConfig::new(rate)
         .duration(Duration::from_secs_f64(args.duration))
         .warmup(Duration::from_secs_f64(args.warmup));
-    measure(
+    let addresses: Vec<String> = args
+        .addresses
+        .as_deref()
+        .map(|a| a.split(';').map(String::from).collect())
+        .unwrap_or_default();
+    measure_in(
         "latency",
         &load,
+        (&addresses, args.process_id),
         args.workers,
         config,
         |i| i,

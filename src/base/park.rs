@@ -2,10 +2,11 @@
 //! failure on one worker stops the others.
 
 use std::sync::atomic::{fence, AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
 
 use crate::error::Error;
+use crate::shm::segment::Segment;
 
 #[derive(Debug, Default)]
 struct Waker {
@@ -26,6 +27,10 @@ pub(crate) enum PeerCause {
 #[derive(Debug)]
 pub(crate) struct Shared {
     wakers: Vec<Waker>,
+    /// With peers through shared memory, the workers park on the doorbells of this
+    /// process's segment instead (peer processes ring them; thread parking cannot
+    /// cross a process boundary), and local wake-ups ring them too.
+    bells: OnceLock<Arc<Segment>>,
     abort: AtomicBool,
     first_error: Mutex<Option<(usize, Error)>>,
 }
@@ -34,6 +39,7 @@ impl Shared {
     pub(crate) fn new(workers: usize) -> Self {
         Shared {
             wakers: (0..workers).map(|_| Waker::default()).collect(),
+            bells: OnceLock::new(),
             abort: AtomicBool::new(false),
             first_error: Mutex::new(None),
         }
@@ -44,9 +50,18 @@ impl Shared {
         let _ = self.wakers[me].thread.set(std::thread::current());
     }
 
+    /// Parks the workers on the doorbells of `segment` (one per worker) from now on;
+    /// called before any worker starts.
+    pub(crate) fn use_bells(&self, segment: Arc<Segment>) {
+        let _ = self.bells.set(segment);
+    }
+
     /// Called by a sender after it pushed into a ring of worker `to`.
     #[inline]
     pub(crate) fn wake(&self, to: usize) {
+        if let Some(seg) = self.bells.get() {
+            return seg.bell(to).ring();
+        }
         // Pairs with the fence in `park`: either the receiver sees our message when it
         // re-checks its rings, or we see its `sleeping` flag and unpark it.
         fence(Ordering::SeqCst);
@@ -66,6 +81,9 @@ impl Shared {
         timeout: std::time::Duration,
         has_work: impl FnOnce() -> bool,
     ) {
+        if let Some(seg) = self.bells.get() {
+            return seg.bell(me).wait(timeout, || has_work() || self.aborted());
+        }
         let w = &self.wakers[me];
         w.sleeping.store(true, Ordering::Relaxed);
         fence(Ordering::SeqCst);
@@ -89,6 +107,11 @@ impl Shared {
             }
         }
         self.abort.store(true, Ordering::Release);
+        if let Some(seg) = self.bells.get() {
+            for i in 0..self.wakers.len() {
+                seg.bell(i).ring_now();
+            }
+        }
         for w in &self.wakers {
             if let Some(t) = w.thread.get() {
                 t.unpark();

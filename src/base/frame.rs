@@ -68,7 +68,9 @@ pub struct FrameHeader {
     pub to: U32,
     /// The epoch of a batch, or the frontier of a progress frame.
     pub epoch: U64,
-    /// Zero.
+    /// Zero on TCP; through shared memory, the frame's number on its ring (from 0,
+    /// wrapping), which the receiver checks, so a frame lost or repeated by the
+    /// transport is an error rather than a wrong result.
     pub reserved: U32,
 }
 

@@ -1,0 +1,47 @@
+//! How bytes stand for values: a channel's batch codec (`Codec`, `Wire`; the
+//! implementations are `exchange::codec`), and the encoding of saved states.
+
+/// Encodes a batch, appending to a buffer.
+pub(crate) type EncodeFn<B> = fn(&B, &mut Vec<u8>) -> Result<(), String>;
+/// Decodes a batch from exactly the bytes its encoder wrote, into an empty batch.
+pub(crate) type DecodeFn<B> = fn(&[u8], &mut B) -> Result<(), String>;
+
+/// The encoder and decoder of one channel's batch type.
+pub(crate) struct Codec<B> {
+    pub(crate) encode: EncodeFn<B>,
+    pub(crate) decode: DecodeFn<B>,
+}
+
+impl<B> Clone for Codec<B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B> Copy for Codec<B> {}
+
+impl<B> std::fmt::Debug for Codec<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Codec")
+    }
+}
+
+/// Batch types that can cross processes.
+pub(crate) trait Wire: Sized {
+    fn codec() -> Codec<Self>;
+}
+
+/// Encodes `value` with postcard, appending to `out`.
+pub(crate) fn encode_into<S: serde::Serialize>(value: &S, out: &mut Vec<u8>) -> Result<(), String> {
+    let buf = std::mem::take(out);
+    *out = postcard::to_extend(value, buf).map_err(|e| format!("cannot encode the state: {e}"))?;
+    Ok(())
+}
+
+/// Decodes a state that [`encode_into`] wrote.
+pub(crate) fn decode<S: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<S, String> {
+    postcard::from_bytes(bytes).map_err(|e| {
+        format!(
+            "a saved state does not decode as this step's state type ({e}); was the flow changed?"
+        )
+    })
+}

@@ -1,0 +1,180 @@
+//! How frames reach the workers of other processes: the seam between the exchange and
+//! the transports (ARCHITECTURE.md, "Transports").
+//!
+//! Three transports, one seam:
+//! * `threads`: within a process, exchange channels move batches between worker
+//!   threads through rtrb rings, by pointer, allocated per channel id;
+//! * `shm`: between processes of this host, frames ([`crate::base::frame`]) through
+//!   SPSC rings in shared-memory segments, written and read by the workers themselves;
+//! * TCP (`net`): between hosts, frames through the process's network thread.
+//!
+//! A channel encodes a batch bound for another process into a frame and hands it to
+//! the worker's `Remote`, which picks shared memory or TCP by the target's process;
+//! which one each peer gets is agreed when the cluster forms (`agree`), under
+//! `--transport auto|tcp|shm` ([`Mode`]).
+
+pub(crate) mod agree;
+pub(crate) mod shm;
+pub(crate) mod threads;
+
+pub use agree::offer_message;
+
+use serde::{Deserialize, Serialize};
+
+use crate::base::epoch::EOF_EPOCH;
+use crate::base::frame::{finish_frame, start_frame, Frame, FrameKind};
+use crate::error::Result;
+use crate::net::io::NetPort;
+use shm::ShmPort;
+
+/// Which transport processes use between them (`--transport`, `WAXFAST_TRANSPORT`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mode {
+    /// Shared memory to processes of this host, TCP to the others.
+    #[default]
+    Auto,
+    /// TCP to every process.
+    Tcp,
+    /// Shared memory to every process; a process on another host is an error.
+    Shm,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Auto => "auto",
+            Mode::Tcp => "tcp",
+            Mode::Shm => "shm",
+        })
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Mode, String> {
+        match s {
+            "auto" => Ok(Mode::Auto),
+            "tcp" => Ok(Mode::Tcp),
+            "shm" => Ok(Mode::Shm),
+            other => Err(format!(
+                "unknown transport {other:?}: expected auto, tcp or shm"
+            )),
+        }
+    }
+}
+
+/// A worker's way to the workers of other processes: shared memory to those of this
+/// host, the network thread to the rest.
+#[derive(Debug)]
+pub(crate) struct Remote {
+    workers_per_proc: usize,
+    tcp: Option<NetPort>,
+    shm: Option<ShmPort>,
+    /// Which of the two `recv` asks first (alternating, so neither starves).
+    shm_first: bool,
+}
+
+impl Remote {
+    pub(crate) fn new(workers_per_proc: usize, tcp: Option<NetPort>, shm: Option<ShmPort>) -> Self {
+        Remote {
+            workers_per_proc,
+            tcp,
+            shm,
+            shm_first: true,
+        }
+    }
+
+    /// A buffer for the next frame.
+    pub(crate) fn buffer(&mut self) -> Vec<u8> {
+        let reused = match (&mut self.shm, &mut self.tcp) {
+            (Some(s), _) => s.spare(),
+            (None, Some(t)) => t.spare(),
+            (None, None) => None,
+        };
+        reused.unwrap_or_default()
+    }
+
+    /// Queues a finished frame for worker `to` of another process.
+    pub(crate) fn send(&mut self, to: usize, frame: Vec<u8>) {
+        match &mut self.shm {
+            Some(s) if s.reaches(to) => s.send(to, frame),
+            _ => self
+                .tcp
+                .as_mut()
+                .unwrap_or_else(|| {
+                    panic!(
+                        "no transport to worker {to} (process {})",
+                        to / self.workers_per_proc
+                    )
+                })
+                .send(to, frame),
+        }
+    }
+
+    /// Sends a progress (or EOF) frame.
+    pub(crate) fn send_progress(&mut self, channel: u32, from: usize, to: usize, epoch: u64) {
+        let kind = if epoch == EOF_EPOCH {
+            FrameKind::Eof
+        } else {
+            FrameKind::Progress
+        };
+        let mut f = self.buffer();
+        start_frame(&mut f, kind, channel, from as u32, to as u32, epoch);
+        finish_frame(&mut f).expect("empty payload");
+        self.send(to, f);
+    }
+
+    /// The next received frame, from either transport.
+    pub(crate) fn recv(&mut self) -> Result<Option<Frame>> {
+        self.shm_first = !self.shm_first;
+        let from_shm = |s: &mut Option<ShmPort>| match s {
+            Some(s) => s.recv(),
+            None => Ok(None),
+        };
+        if self.shm_first {
+            if let Some(f) = from_shm(&mut self.shm)? {
+                return Ok(Some(f));
+            }
+            Ok(self.tcp.as_mut().and_then(|t| t.recv()))
+        } else {
+            if let Some(f) = self.tcp.as_mut().and_then(|t| t.recv()) {
+                return Ok(Some(f));
+            }
+            from_shm(&mut self.shm)
+        }
+    }
+
+    /// Returns a received frame's buffer for reuse by outbound frames.
+    pub(crate) fn recycle(&mut self, buf: Vec<u8>) {
+        match (&mut self.shm, &mut self.tcp) {
+            (Some(s), _) => s.recycle(buf),
+            (None, Some(t)) => t.recycle(buf),
+            (None, None) => {}
+        }
+    }
+
+    /// Retries queued frames; true if anything moved.
+    pub(crate) fn flush(&mut self) -> bool {
+        let a = self.shm.as_mut().is_some_and(|s| s.flush());
+        let b = self.tcp.as_mut().is_some_and(|t| t.flush());
+        a || b
+    }
+
+    pub(crate) fn has_overflow(&self) -> bool {
+        self.shm.as_ref().is_some_and(|s| s.has_overflow())
+            || self.tcp.as_ref().is_some_and(|t| t.has_overflow())
+    }
+
+    /// True while frames to some peer wait beyond its budget: the worker stops
+    /// polling its sources.
+    pub(crate) fn is_backlogged(&self) -> bool {
+        self.shm.as_ref().is_some_and(|s| s.is_backlogged())
+            || self.tcp.as_ref().is_some_and(|t| t.is_backlogged())
+    }
+
+    /// True if a frame is waiting (checked before parking).
+    pub(crate) fn has_inbound(&mut self) -> bool {
+        self.shm.as_mut().is_some_and(|s| s.has_inbound())
+            || self.tcp.as_ref().is_some_and(|t| t.has_inbound())
+    }
+}

@@ -1,0 +1,444 @@
+//! The shared-memory transport: frames between the workers of two processes of one
+//! host, through SPSC rings in segments under `/dev/shm` (ARCHITECTURE.md,
+//! "Transports").
+//!
+//! Every process that has peers on this host creates one segment: a doorbell per worker
+//! of its own, then one ring per (own worker, worker of a peer on this host), written
+//! by the own worker and read by the peer's. So a worker reads one ring per remote
+//! worker and writes one per remote worker, each with exactly one producer and one
+//! consumer, and no thread sits between a worker and the memory.
+//!
+//! A ring carries the same frames as TCP (`net::frame`: a 32-byte header, then the
+//! payload). A frame larger than a ring's [`chunk`] goes as several records: the first
+//! holds the header and the start of the payload, the next ones the rest, in order (a
+//! ring has one producer, so nothing comes between them); the header's length says when
+//! the frame is whole. A full ring is backpressure: what does not fit waits in the
+//! lane's queue, retried every round, and a queue of [`QUEUE_FRAMES`] frames or
+//! [`QUEUE_BYTES`] bytes stops the worker's sources, as a full queue to the network
+//! thread does.
+
+use std::sync::Arc;
+
+use crate::base::frame::{Frame, FrameHeader, FrameKind, HEADER_LEN};
+use crate::base::queue::{Lane, Outbox};
+use crate::error::Error;
+use crate::shm::ring::{max_payload, Consumer, Producer};
+use crate::shm::segment::{SegRing, Segment};
+
+/// Where a frame's number goes in its header (the `reserved` word).
+const SEQ_AT: usize = HEADER_LEN - 4;
+/// Data bytes of each ring.
+pub(crate) const RING_BYTES: u64 = 4 << 20;
+/// Frames waiting for room in one lane before the worker stops reading input.
+const QUEUE_FRAMES: usize = 64;
+/// Bytes waiting in one lane before the worker stops reading input.
+const QUEUE_BYTES: usize = 4 << 20;
+
+/// The largest record a ring of `capacity` bytes is given: a quarter of it, so a
+/// frame split into records keeps the ring busy with the next one while the reader
+/// takes the first.
+fn chunk(capacity: usize) -> usize {
+    (capacity / 4).min(max_payload(capacity))
+}
+
+/// One process's side of the shared-memory transport: its own segment (its workers'
+/// doorbells and outbound rings) and the segments of its peers on this host.
+#[derive(Debug)]
+pub(crate) struct ShmLinks {
+    /// This process's index.
+    pub(crate) process: usize,
+    /// Workers per process.
+    pub(crate) workers: usize,
+    pub(crate) own: Arc<Segment>,
+    /// For each process on this host: its segment and the first of its rings to us.
+    pub(crate) peers: Vec<Option<(Arc<Segment>, u32)>>,
+    /// For each process on this host: the first of our rings to it.
+    pub(crate) bases: Vec<Option<u32>>,
+}
+
+impl ShmLinks {
+    /// Local worker `i`'s port: its outbound and inbound rings, and the doorbells of
+    /// the workers at their other ends.
+    pub(crate) fn port(&self, i: usize) -> ShmPort {
+        let w = self.workers;
+        let total = self.peers.len() * w;
+        let mut outs: Vec<Option<OutLane>> = (0..total).map(|_| None).collect();
+        let mut ins = Vec::new();
+        for (q, peer) in self.peers.iter().enumerate() {
+            let (Some((seg, their_base)), Some(our_base)) = (peer, self.bases[q]) else {
+                continue;
+            };
+            for j in 0..w {
+                let ring = self.own.ring(our_base as usize + i * w + j);
+                outs[q * w + j] = Some(OutLane {
+                    out: Outbox::new(FrameRing {
+                        chunk: chunk(ring_capacity(&ring)),
+                        ring: Producer::new(ring),
+                        sent: 0,
+                        wrote: false,
+                    }),
+                    bell: (seg.clone(), j),
+                    seq: 0,
+                });
+                let ring = seg.ring(*their_base as usize + j * w + i);
+                ins.push(InLane {
+                    from: q * w + j,
+                    ring: Consumer::new(ring),
+                    bell: (seg.clone(), j),
+                    partial: None,
+                    seq: 0,
+                });
+            }
+        }
+        ShmPort {
+            me: self.process * w + i,
+            outs,
+            ins,
+            next: 0,
+            spare: Vec::new(),
+        }
+    }
+}
+
+fn ring_capacity(ring: &SegRing) -> usize {
+    crate::shm::ring::RingMemory::capacity(ring)
+}
+
+/// A ring of bytes to one remote worker, taking frames in records of at most `chunk`
+/// bytes (a frame may take several offers; the ring keeps its place in it).
+struct FrameRing {
+    ring: Producer<SegRing>,
+    chunk: usize,
+    /// Bytes of the frame being written that are in the ring already.
+    sent: usize,
+    /// A record was written since the receiver was last rung.
+    wrote: bool,
+}
+
+impl Lane for FrameRing {
+    type Item = Vec<u8>;
+    fn offer(&mut self, frame: Vec<u8>) -> Result<(), Vec<u8>> {
+        while self.sent < frame.len() {
+            let end = (self.sent + self.chunk).min(frame.len());
+            if !self.ring.push(&frame[self.sent..end]) {
+                return Err(frame);
+            }
+            self.wrote = true;
+            self.sent = end;
+        }
+        self.sent = 0;
+        Ok(())
+    }
+    fn weight(frame: &Vec<u8>) -> usize {
+        frame.len()
+    }
+}
+
+/// Frames to one remote worker.
+struct OutLane {
+    out: Outbox<FrameRing>,
+    /// The receiver's doorbell: its process's segment and its index there.
+    bell: (Arc<Segment>, usize),
+    /// The next frame's number on this ring (in the header's `reserved` word).
+    seq: u32,
+}
+
+impl OutLane {
+    /// Rings the receiver if a record went into its ring.
+    fn rang(&mut self) -> bool {
+        let ring = self.out.ring_mut();
+        let wrote = std::mem::take(&mut ring.wrote);
+        if wrote {
+            self.bell.0.bell(self.bell.1).ring();
+        }
+        wrote
+    }
+}
+
+/// Frames from one remote worker.
+struct InLane {
+    /// The sender's global index.
+    from: usize,
+    ring: Consumer<SegRing>,
+    /// The sender's doorbell (it may wait for room).
+    bell: (Arc<Segment>, usize),
+    /// A frame whose payload is still arriving in records.
+    partial: Option<(FrameHeader, Vec<u8>)>,
+    /// The number the next frame must carry.
+    seq: u32,
+}
+
+/// A worker's end of the shared-memory transport.
+pub(crate) struct ShmPort {
+    /// Our global index.
+    me: usize,
+    /// Indexed by global worker; `Some` for the workers reached through shared memory.
+    outs: Vec<Option<OutLane>>,
+    ins: Vec<InLane>,
+    /// The inbound lane to read first next time (round robin).
+    next: usize,
+    spare: Vec<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ShmPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShmPort")
+            .field("me", &self.me)
+            .field("inbound", &self.ins.len())
+            .finish()
+    }
+}
+
+impl ShmPort {
+    /// True if worker `to` is reached through shared memory.
+    pub(crate) fn reaches(&self, to: usize) -> bool {
+        self.outs.get(to).is_some_and(|l| l.is_some())
+    }
+
+    /// A buffer for the next frame, if one was recycled.
+    pub(crate) fn spare(&mut self) -> Option<Vec<u8>> {
+        self.spare.pop()
+    }
+
+    /// Keeps an emptied buffer for the next frames.
+    pub(crate) fn recycle(&mut self, mut buf: Vec<u8>) {
+        if self.spare.len() < 16 {
+            buf.clear();
+            self.spare.push(buf);
+        }
+    }
+
+    /// Sends a finished frame to worker `to` (see [`reaches`](Self::reaches)).
+    pub(crate) fn send(&mut self, to: usize, mut frame: Vec<u8>) {
+        let lane = self.outs[to]
+            .as_mut()
+            .expect("frames go through shared memory only to workers it reaches");
+        frame[SEQ_AT..HEADER_LEN].copy_from_slice(&lane.seq.to_le_bytes());
+        lane.seq = lane.seq.wrapping_add(1);
+        lane.out.send(frame);
+        lane.rang();
+    }
+
+    /// Retries queued frames; true if anything moved.
+    pub(crate) fn flush(&mut self) -> bool {
+        let mut moved = false;
+        for lane in self.outs.iter_mut().flatten() {
+            if lane.out.queued() > 0 {
+                lane.out.retry();
+                moved |= lane.rang();
+            }
+        }
+        moved
+    }
+
+    pub(crate) fn has_overflow(&self) -> bool {
+        self.outs.iter().flatten().any(|l| l.out.queued() > 0)
+    }
+
+    pub(crate) fn is_backlogged(&self) -> bool {
+        self.outs
+            .iter()
+            .flatten()
+            .any(|l| l.out.queued() >= QUEUE_FRAMES || l.out.weight() >= QUEUE_BYTES)
+    }
+
+    pub(crate) fn has_inbound(&mut self) -> bool {
+        self.ins.iter_mut().any(|l| !l.ring.is_empty())
+    }
+
+    /// The next whole frame from any inbound ring (round robin over the senders).
+    pub(crate) fn recv(&mut self) -> Result<Option<Frame>, Error> {
+        let n = self.ins.len();
+        for k in 0..n {
+            let i = (self.next + k) % n;
+            if let Some(frame) = self.take(i)? {
+                self.next = (i + 1) % n;
+                return Ok(Some(frame));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Reads lane `i` until a frame is whole or the ring is empty.
+    fn take(&mut self, i: usize) -> Result<Option<Frame>, Error> {
+        let me = self.me;
+        let lane = &mut self.ins[i];
+        let mut took = false;
+        let result = loop {
+            match lane.partial.take() {
+                None => {
+                    let mut head = [0u8; HEADER_LEN];
+                    let mut payload = self.spare.pop().unwrap_or_default();
+                    let Some(len) = lane.ring.pop_split(&mut head, &mut payload) else {
+                        self.spare.push(payload);
+                        break Ok(None);
+                    };
+                    took = true;
+                    let header = check(&head, len, lane.from, me)?;
+                    if header.reserved.get() != lane.seq {
+                        break Err(corrupt(
+                            lane.from,
+                            &format!(
+                                "frame {} arrived where frame {} was due",
+                                header.reserved.get(),
+                                lane.seq
+                            ),
+                        ));
+                    }
+                    lane.seq = lane.seq.wrapping_add(1);
+                    lane.partial = Some((header, payload));
+                }
+                Some((header, mut payload)) => {
+                    let want = header.len.get() as usize;
+                    if payload.len() >= want {
+                        if payload.len() > want {
+                            break Err(corrupt(
+                                lane.from,
+                                &format!("{} payload bytes for a frame of {want}", payload.len()),
+                            ));
+                        }
+                        break Ok(Some(Frame { header, payload }));
+                    }
+                    let more = lane.ring.pop_append(&mut payload);
+                    lane.partial = Some((header, payload));
+                    if !more {
+                        break Ok(None);
+                    }
+                    took = true;
+                }
+            }
+        };
+        if took {
+            // The sender may be waiting for room.
+            lane.bell.0.bell(lane.bell.1).ring();
+        }
+        result
+    }
+}
+
+/// Checks a frame's header as it comes out of the ring from worker `from` to `me`.
+fn check(head: &[u8], record: usize, from: usize, me: usize) -> Result<FrameHeader, Error> {
+    if record < HEADER_LEN {
+        return Err(corrupt(
+            from,
+            &format!("a record of {record} bytes has no frame header"),
+        ));
+    }
+    let header = match FrameHeader::parse(head) {
+        Ok(Some(h)) => h,
+        Ok(None) => return Err(corrupt(from, "a short frame header")),
+        Err(e) => return Err(corrupt(from, &e.to_string())),
+    };
+    let kind = header.kind().expect("checked by parse");
+    if !matches!(kind, FrameKind::Data | FrameKind::Progress | FrameKind::Eof) {
+        return Err(corrupt(from, &format!("a {kind:?} frame in a data ring")));
+    }
+    if header.from.get() as usize != from || header.to.get() as usize != me {
+        return Err(corrupt(
+            from,
+            &format!(
+                "a frame from worker {} to worker {} in the ring from worker {from} to worker {me}",
+                header.from.get(),
+                header.to.get()
+            ),
+        ));
+    }
+    Ok(header)
+}
+
+fn corrupt(from: usize, what: &str) -> Error {
+    Error::Cluster(format!(
+        "the shared-memory ring from worker {from} is corrupt: {what}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::base::frame::{finish_frame, start_frame};
+    use crate::shm::segment::Layout;
+    use std::time::Duration;
+
+    /// Two processes' links, made in this one (the segments are real files).
+    fn pair(dir: &std::path::Path, capacity: u64) -> (ShmLinks, ShmLinks) {
+        let layout = Layout {
+            bells: 1,
+            rings: 1,
+            capacity,
+        };
+        let a = Arc::new(Segment::create_in(dir, "a", layout).unwrap());
+        let b = Arc::new(Segment::create_in(dir, "b", layout).unwrap());
+        let a2 = Arc::new(Segment::open(a.path(), Duration::from_secs(1)).unwrap());
+        let b2 = Arc::new(Segment::open(b.path(), Duration::from_secs(1)).unwrap());
+        let links = |process: usize, own: Arc<Segment>, peer: Arc<Segment>| {
+            let mut peers = vec![None, None];
+            let mut bases = vec![None, None];
+            peers[1 - process] = Some((peer, 0));
+            bases[1 - process] = Some(0);
+            ShmLinks {
+                process,
+                workers: 1,
+                own,
+                peers,
+                bases,
+            }
+        };
+        (links(0, a, b2), links(1, b, a2))
+    }
+
+    fn frame(n: u64, len: usize) -> Vec<u8> {
+        let mut f = Vec::new();
+        start_frame(&mut f, FrameKind::Data, 3, 0, 1, n);
+        f.extend((0..len).map(|i| (i as u64 ^ n) as u8));
+        finish_frame(&mut f).unwrap();
+        f
+    }
+
+    #[test]
+    fn frames_of_every_size_arrive_whole_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let cap = 1 << 12;
+        let (l0, l1) = pair(dir.path(), cap);
+        let (mut tx, mut rx) = (l0.port(0), l1.port(0));
+        assert!(tx.reaches(1) && !tx.reaches(0));
+        // Up to three rings' worth: most frames take several records.
+        let sizes = |n: u64| ((n * 977) % (3 * cap)) as usize;
+        let (mut sent, mut got) = (0u64, 0u64);
+        while got < 300 {
+            if sent < 300 && !tx.is_backlogged() {
+                tx.send(1, frame(sent, sizes(sent)));
+                sent += 1;
+            }
+            tx.flush();
+            while let Some(f) = rx.recv().unwrap() {
+                assert_eq!(f.header.epoch.get(), got);
+                assert_eq!(f.header.channel.get(), 3);
+                assert!(
+                    f.payload == frame(got, sizes(got))[HEADER_LEN..],
+                    "frame {got}"
+                );
+                got += 1;
+            }
+        }
+        assert!(!tx.has_overflow() && !rx.has_inbound());
+    }
+
+    #[test]
+    fn a_frame_for_another_worker_or_out_of_turn_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (l0, l1) = pair(dir.path(), 1 << 12);
+        let (mut tx, mut rx) = (l0.port(0), l1.port(0));
+        let mut wrong = frame(0, 8);
+        wrong[16..20].copy_from_slice(&7u32.to_le_bytes()); // to: worker 7
+        tx.send(1, wrong);
+        let e = rx.recv().unwrap_err().to_string();
+        assert!(e.contains("to worker 7"), "{e}");
+        // A frame numbered out of turn (as a lost one would leave it).
+        let (l0, l1) = pair(dir.path(), 1 << 12);
+        let (mut tx, mut rx) = (l0.port(0), l1.port(0));
+        tx.outs[1].as_mut().unwrap().seq = 5;
+        tx.send(1, frame(0, 8));
+        let e = rx.recv().unwrap_err().to_string();
+        assert!(e.contains("frame 5 arrived where frame 0 was due"), "{e}");
+    }
+}
