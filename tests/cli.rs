@@ -622,6 +622,8 @@ fn example_keeps_the_builtins_and_the_command_line() {
         [
             "simple",
             "wordcount",
+            "kafka_wordcount",
+            "kafka_copy",
             "metrics_demo",
             "bench_pipe",
             "bench_wordcount",
@@ -629,6 +631,7 @@ fn example_keeps_the_builtins_and_the_command_line() {
             "bench_window",
             "bench_window_fold",
             "bench_fanout",
+            "nexmark",
             "squares",
             "parity"
         ]

@@ -8,12 +8,15 @@
 //! - The `csv` module: `CsvSource` (rows of a CSV file as `CsvRow`s or serde types,
 //!   resumable by byte offset).
 //! - The `polling` module: `SimplePollingSource` (calls a function every interval).
+//! - The `kafka` module: `KafkaSource` (one partition per topic-partition, resumable by
+//!   offset) and `KafkaSink`, with Bytewax's semantics.
 //! - The `demo` module: `RandomMetricSource` (pseudo-random metric values, one per
 //!   interval).
 
 pub mod csv;
 pub mod demo;
 pub mod files;
+pub mod kafka;
 pub mod polling;
 pub mod repr;
 pub mod stdio;

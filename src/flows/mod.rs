@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod bench_window;
+pub mod kafka;
 pub mod latency;
 pub mod nexmark;
 
@@ -63,7 +64,7 @@ const WORDCOUNT_BATCH: usize = 1 << 17;
 /// a word becomes an owned `String` (and crosses to its worker) once per batch instead of
 /// once per occurrence. A `HashTable` rather than a map, so that the lookup compares
 /// short words inline (`bytes_eq`).
-fn count_words(lines: Vec<String>) -> hashbrown::HashTable<(String, u64)> {
+pub(crate) fn count_words(lines: Vec<String>) -> hashbrown::HashTable<(String, u64)> {
     use std::hash::BuildHasher;
     thread_local! {
         /// Distinct words in this worker's previous batch: the next table starts that
@@ -153,6 +154,16 @@ pub fn register_builtins(registry: FlowRegistry) -> FlowRegistry {
                 }
                 _ => Err("needs the path of a text file or directory: wordcount:PATH[,OUT]".to_string()),
             },
+        )
+        .register(
+            "kafka_wordcount",
+            "kafka_wordcount:BROKERS,TOPIC[,OUT]  count the words of the messages of a Kafka topic present at start (each value a line), print word=count lines (or write them to the file OUT); brokers separated by ';', WAXFAST_KAFKA_TIMEOUT bounds an unreachable broker (default 30 s)",
+            kafka::kafka_wordcount_args,
+        )
+        .register(
+            "kafka_copy",
+            "kafka_copy:BROKERS,IN_TOPIC,OUT_TOPIC[,tail]  copy the messages of a Kafka topic present at start (or, with tail, forever) to another topic",
+            kafka::kafka_copy_args,
         )
         .register(
             "metrics_demo",

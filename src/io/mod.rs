@@ -12,6 +12,7 @@
 //! a one-line body (`SourceKind::fixed(self)`, `SinkKind::dynamic(self)`, ...), which is
 //! what `Dataflow::input` and `Stream::output` accept.
 
+pub mod gauge;
 mod sink;
 mod source;
 

@@ -423,6 +423,20 @@ pub(crate) fn prometheus(obs: &Observer) -> String {
             );
         }
     }
+    // Connectors' gauges (a Kafka partition's consumer lag).
+    let mut last = "";
+    for g in crate::io::gauge::live() {
+        if g.name() != last {
+            header(&mut out, g.name(), "gauge", g.help());
+            last = g.name();
+        }
+        let labels: Vec<String> = g
+            .labels()
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", esc(v)))
+            .collect();
+        let _ = writeln!(out, "{}{{{}}} {}", g.name(), labels.join(","), g.get());
+    }
     header(
         &mut out,
         "waxfast_uptime_seconds",

@@ -27,6 +27,7 @@ pub fn waxfast() -> Command {
         "WAXFAST_DATAFLOW_API_PORT",
         "WAXFAST_DATAFLOW_API_BIND",
         "WAXFAST_LOG_FORMAT",
+        "WAXFAST_KAFKA_TIMEOUT",
     ] {
         cmd.env_remove(var);
     }
