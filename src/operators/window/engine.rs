@@ -1,6 +1,6 @@
 //! The window step: per key, a clock, a windower, one accumulator per open window, and
 //! (for ordered operators) the items waiting for the watermark. It runs on the keyed
-//! engine of [`stateful`](crate::operators::stateful) as one more `KeyedLogic`, so it
+//! engine (`operators/keyed/`) as one more `KeyedLogic`, so it
 //! gets per-key routing, system-time notifications and end-of-stream handling from
 //! there; a second step splits what it emits into the `down`, `late` and `meta`
 //! streams.
@@ -16,7 +16,8 @@ use chrono::{DateTime, Utc};
 use super::clock::{Clock, ClockLogic, UTC_MIN};
 use super::windower::{Windower, WindowerLogic};
 use super::{Counts, WindowMetadata, WindowStats};
-use crate::operators::stateful::{KeyedLogic, Retention};
+use crate::operators::keyed::KeyedLogic;
+use crate::operators::stateful::Retention;
 use crate::runtime::push::Data;
 
 /// Per-window logic for the generic [`window`](crate::Stream::window) operator
