@@ -7,11 +7,10 @@
 //!   by the key's stable hash) and the per-record apply path;
 //! * `timers.rs`: per-key system-time notifications;
 //! * `snapshots.rs`: the step's part in recovery (dirty keys, snapshot rows, and the
-//!   epoch gate that holds items of later epochs);
+//!   epoch gate, `runtime/gate.rs`, that holds items of later epochs);
 //! * `logics.rs`: the logics of the built-in operators.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -24,6 +23,7 @@ use crate::error::Error;
 use crate::exchange::keyed::KeyBatch;
 use crate::operators::stateful::Retention;
 use crate::runtime::build::BuildCtx;
+use crate::runtime::gate::EpochGate;
 use crate::runtime::push::{Data, ExchangeData};
 
 pub(crate) mod logics;
@@ -142,8 +142,7 @@ fn build_keyed<K: Key, V: ExchangeData, L: KeyedLogic<V>>(
     let snaps = ctx.snapshot_rows().map(|rows| Snapshots {
         step_id: ctx.step_id_arc(),
         rows,
-        frontier: ctx.first_epoch(),
-        pending: BTreeMap::new(),
+        gate: EpochGate::new(ctx.first_epoch()),
         dirty: Vec::new(),
     });
     let mut op = KeyedOp::<K, V, L> {

@@ -1,9 +1,8 @@
 //! A keyed step's part in recovery: the keys changed since the last snapshot, the rows
-//! they are written to, and the epoch gate that holds items of epochs after the step's
-//! input frontier.
+//! they are written to, and the [`EpochGate`] that holds items of epochs after the
+//! step's input frontier.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -13,6 +12,7 @@ use crate::dataflow::Key;
 use crate::error::Error;
 use crate::recovery::{kind, Rows};
 use crate::runtime::build::fail;
+use crate::runtime::gate::EpochGate;
 use crate::runtime::progress::{Epoch, EOF_EPOCH};
 use crate::runtime::push::ExchangeData;
 
@@ -20,10 +20,8 @@ use crate::runtime::push::ExchangeData;
 pub(super) struct Snapshots<K, V> {
     pub(super) step_id: Arc<str>,
     pub(super) rows: Rc<RefCell<Rows>>,
-    /// The step's input frontier: items of this epoch are applied at once, later ones
-    /// wait in `pending` until the frontier reaches them.
-    pub(super) frontier: Epoch,
-    pub(super) pending: BTreeMap<Epoch, Vec<(u64, K, V)>>,
+    /// Items of epochs after the step's input frontier, waiting for it.
+    pub(super) gate: EpochGate<(u64, K, V)>,
     /// Keys changed since the last snapshot (a key may appear twice).
     pub(super) dirty: Vec<K>,
 }
@@ -53,7 +51,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
 
     /// Applies the items that waited for epoch `e`.
     pub(super) fn apply_pending(&mut self, e: Epoch, items: Vec<(u64, K, V)>) {
-        self.logic.begin_batch();
+        self.begin_batch();
         for (h, k, v) in items {
             self.apply(e, h, KeyRef::Owned(k), v);
         }
@@ -64,19 +62,19 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
     /// True if an item of `epoch` must wait for the frontier (recovery only).
     #[inline]
     pub(super) fn gated(&self, epoch: Epoch) -> bool {
-        self.snaps.as_ref().is_some_and(|s| epoch > s.frontier)
+        self.snaps.as_ref().is_some_and(|s| s.gate.holds(epoch))
     }
 
     pub(super) fn hold(&mut self, epoch: Epoch) -> &mut Vec<(u64, K, V)> {
         let snaps = self.snaps.as_mut().expect("gated only with recovery");
-        snaps.pending.entry(epoch).or_default()
+        snaps.gate.hold(epoch)
     }
 
     /// The input frontier moved from `old` to `new` with recovery on: snapshot what
     /// epoch `old` changed, then apply and snapshot the epochs that waited, in order.
     pub(super) fn advance(&mut self, old: Epoch, new: Epoch) {
         let snaps = self.snaps.as_mut().expect("advance only with recovery");
-        if new == EOF_EPOCH && snaps.pending.is_empty() && !L::EOF_KEEPS_STATE {
+        if new == EOF_EPOCH && snaps.gate.is_empty() && !L::EOF_KEEPS_STATE {
             // End of stream right after `old`: `eof` writes every live key, tagged `old`
             // too; only the keys discarded during `old` need rows here.
             let dirty = std::mem::take(&mut snaps.dirty);
@@ -86,7 +84,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
                     snaps.write::<L>(&*self.logic, old, k, None);
                 }
             }
-            snaps.frontier = new;
+            snaps.gate.open(new);
             self.eof(old);
             return;
         }
@@ -94,24 +92,19 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
         let mut last = old;
         loop {
             let snaps = self.snaps.as_mut().expect("advance only with recovery");
-            let Some(entry) = snaps.pending.first_entry() else {
+            let Some((e, items)) = snaps.gate.release_before(new) else {
                 break;
             };
-            let e = *entry.key();
-            if e >= new {
-                break;
-            }
-            let items = entry.remove();
-            snaps.frontier = e;
             self.apply_pending(e, items);
             self.snapshot(e);
             last = e;
         }
         let snaps = self.snaps.as_mut().expect("advance only with recovery");
-        snaps.frontier = new;
+        let opened = snaps.gate.open(new);
         if new == EOF_EPOCH {
+            // Nothing is ever held for the end-of-stream epoch.
             self.eof(last);
-        } else if let Some(items) = snaps.pending.remove(&new) {
+        } else if let Some(items) = opened {
             self.apply_pending(new, items);
         }
     }
