@@ -112,11 +112,21 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
         }
     }
 
+    /// Starts a batch of callbacks: the logic's `begin_batch`, and the time that new
+    /// timers are measured from.
+    #[inline]
+    pub(super) fn begin_batch(&mut self) {
+        self.logic.begin_batch();
+        if L::TIMERS {
+            self.timers.set_now(Instant::now());
+        }
+    }
+
     pub(super) fn eof(&mut self, epoch: Epoch) {
         // Key order, as Bytewax does within an activation: deterministic output.
         let mut all: Vec<Slot<K, L::State>> = self.table.drain().collect();
         all.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-        self.logic.begin_batch();
+        self.begin_batch();
         for mut slot in all {
             let retention = self.logic.on_eof(&mut slot.state, &mut self.emit);
             push_keyed(&slot.key, &mut self.emit, &mut self.out_buf);
@@ -156,7 +166,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedInput<K, V> for KeyedOp<K, 
             self.hold(epoch).append(items);
             return;
         }
-        self.logic.begin_batch();
+        self.begin_batch();
         for (h, k, v) in items.drain(..) {
             self.apply(epoch, h, KeyRef::Owned(k), v);
         }
@@ -189,7 +199,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedInput<K, V> for KeyedOp<K, 
             }
             return;
         }
-        self.logic.begin_batch();
+        self.begin_batch();
         if K::SHIP_BYTES {
             let mut start = 0usize;
             for (&end, v) in ends.iter().zip(values.drain(..)) {
@@ -245,7 +255,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> Activation for KeyedOp<K, V, L> 
         // Fire only what was due when this wake began: a logic whose `notify_at` stays
         // in the past is notified once per scheduling round, not in a tight loop that
         // starves the input.
-        self.logic.begin_batch();
+        self.begin_batch();
         for k in self.timers.take_due(now) {
             let h = k.stable_hash();
             let Ok(mut entry) = self.table.find_entry(h, |s| s.key == k) else {

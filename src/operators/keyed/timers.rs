@@ -2,94 +2,178 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 
 use crate::dataflow::Key;
 
-/// Per-key timers: the armed time of each key, and the same times in a min-heap. Arming
-/// a key pushes a heap entry without searching for its old one, which stays behind,
-/// stale (its time is no longer the key's), until it reaches the top and is dropped: a
-/// window step re-arms its key on almost every item, and a `BTreeSet` remove + insert
-/// per item was an eighth of its time. The heap is rebuilt when stale entries outnumber
-/// live ones, so it stays within about twice the armed keys.
+/// Below this distance from now, a key's heap entry is its exact deadline.
+const EXACT_WITHIN: Duration = Duration::from_millis(1);
+
+/// A key's timer: when it is due, and the time of its live entry in the heap.
+#[derive(Clone, Copy)]
+struct Armed {
+    deadline: Instant,
+    /// At or before `deadline`: the key is looked at then, and fired if due (an entry
+    /// that comes early is pushed again for the deadline).
+    queued: Instant,
+}
+
+/// Per-key timers: each armed key's deadline, and a min-heap of entries that wake the
+/// step at or before each deadline.
+///
+/// A key's timer is pushed onto the heap only when its deadline moves before its
+/// entry, or when the entry comes due: a deadline that moves later (`collect`'s timeout,
+/// restarted by every item) costs one comparison. An entry far ahead is placed an
+/// eighth of the way early, so a deadline that creeps earlier item by item (an event
+/// clock replaying faster than system time) is pushed again only once it has moved by
+/// that eighth, not on every item; the early entry, when it comes, pushes the deadline
+/// again from closer by (about five times for a deadline a minute out). A key's old
+/// entries stay behind, stale, until they reach the top and are dropped; the heap is
+/// rebuilt when stale entries outnumber live ones. A key is never fired before its
+/// deadline.
 pub(super) struct Timers<K> {
-    deadline: FxHashMap<K, Instant>,
+    armed: FxHashMap<K, Armed>,
     heap: BinaryHeap<Reverse<(Instant, K)>>,
+    /// The time the step read when its current batch began.
+    now: Instant,
 }
 
 impl<K> Default for Timers<K> {
     fn default() -> Self {
         Timers {
-            deadline: FxHashMap::default(),
+            armed: FxHashMap::default(),
             heap: BinaryHeap::new(),
+            now: Instant::now(),
         }
     }
 }
 
 impl<K: Key> Timers<K> {
+    /// Sets the time that [`arm`](Self::arm) measures deadlines from (read once per batch).
+    #[inline]
+    pub(super) fn set_now(&mut self, now: Instant) {
+        self.now = now;
+    }
+
+    /// Where the heap entry for `deadline` goes: the deadline itself when it is close,
+    /// an eighth of the way early when it is far.
+    #[inline]
+    fn entry_time(&self, deadline: Instant) -> Instant {
+        match deadline.checked_duration_since(self.now) {
+            Some(ahead) if ahead > EXACT_WITHIN => deadline - ahead / 8,
+            _ => deadline,
+        }
+    }
+
     /// Arms `key` for `at`, or disarms it for `None`.
+    #[inline]
     pub(super) fn arm(&mut self, key: &K, at: Option<Instant>) {
         match at {
             None => {
-                if self.deadline.remove(key).is_none() {
-                    return;
+                if self.armed.remove(key).is_some() {
+                    self.drop_stale();
                 }
             }
             Some(t) => {
-                match self.deadline.get_mut(key) {
-                    Some(d) if *d == t => return,
-                    Some(d) => *d = t,
-                    None => {
-                        self.deadline.insert(key.clone(), t);
+                let queued = match self.armed.get_mut(key) {
+                    Some(a) => {
+                        a.deadline = t;
+                        if a.queued <= t {
+                            // The live entry comes at or before the deadline.
+                            return;
+                        }
+                        let q = self.entry_time(t);
+                        // `get_mut` again after the shared borrow for `entry_time`.
+                        let a = self.armed.get_mut(key).expect("found above");
+                        a.queued = q;
+                        q
                     }
-                }
-                self.heap.push(Reverse((t, key.clone())));
-                if self.heap.len() > 2 * self.deadline.len() + 64 {
-                    // Rebuilt in its own allocation: a fresh one would grow again, by
-                    // copies, on the pushes that follow.
-                    let mut entries = std::mem::take(&mut self.heap).into_vec();
-                    entries.clear();
-                    entries.extend(self.deadline.iter().map(|(k, &t)| Reverse((t, k.clone()))));
-                    self.heap = BinaryHeap::from(entries);
-                }
+                    None => {
+                        let q = self.entry_time(t);
+                        self.armed.insert(
+                            key.clone(),
+                            Armed {
+                                deadline: t,
+                                queued: q,
+                            },
+                        );
+                        q
+                    }
+                };
+                self.push(queued, key.clone());
             }
+        }
+    }
+
+    fn push(&mut self, at: Instant, key: K) {
+        self.heap.push(Reverse((at, key)));
+        if self.heap.len() > 2 * self.armed.len() + 64 {
+            // Rebuilt in its own allocation: a fresh one would grow again, by copies,
+            // on the pushes that follow.
+            let mut entries = std::mem::take(&mut self.heap).into_vec();
+            entries.clear();
+            entries.extend(
+                self.armed
+                    .iter()
+                    .map(|(k, a)| Reverse((a.queued, k.clone()))),
+            );
+            self.heap = BinaryHeap::from(entries);
         }
         self.drop_stale();
     }
 
-    /// Pops stale entries off the top, so that the top is the next live time.
+    /// True if `(at, key)` is the key's live entry.
+    fn live(&self, at: &Instant, key: &K) -> bool {
+        self.armed.get(key).is_some_and(|a| a.queued == *at)
+    }
+
+    /// Pops stale entries off the top, so that the top is a live entry.
     fn drop_stale(&mut self) {
         while let Some(Reverse((t, k))) = self.heap.peek() {
-            if self.deadline.get(k) == Some(t) {
+            if self.live(t, k) {
                 break;
             }
             self.heap.pop();
         }
     }
 
-    /// The earliest armed time.
+    /// When to look at the timers next: at or before the earliest deadline.
     pub(super) fn next(&self) -> Option<Instant> {
         self.heap.peek().map(|Reverse((t, _))| *t)
     }
 
-    /// Disarms and returns the keys due at `now`, earliest first.
+    /// Disarms and returns the keys due at `now`, earliest entry first; keys whose
+    /// entry came early are pushed again for their deadline.
     pub(super) fn take_due(&mut self, now: Instant) -> Vec<K> {
+        self.now = now;
         let mut due = Vec::new();
+        let mut again = Vec::new();
         while self.heap.peek().is_some_and(|Reverse((t, _))| *t <= now) {
             let Reverse((t, k)) = self.heap.pop().expect("checked non-empty");
-            if self.deadline.get(&k) == Some(&t) {
-                self.deadline.remove(&k);
-                due.push(k);
+            if !self.live(&t, &k) {
+                continue;
             }
+            let deadline = self.armed[&k].deadline;
+            if deadline <= now {
+                self.armed.remove(&k);
+                due.push(k);
+            } else {
+                again.push((deadline, k));
+            }
+        }
+        for (deadline, k) in again {
+            let q = self.entry_time(deadline);
+            self.armed.get_mut(&k).expect("live above").queued = q;
+            self.heap.push(Reverse((q, k)));
         }
         self.drop_stale();
         due
     }
 
     pub(super) fn clear(&mut self) {
-        self.deadline.clear();
+        self.armed.clear();
         self.heap.clear();
     }
 }
@@ -97,31 +181,70 @@ impl<K: Key> Timers<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn timers_fire_in_time_order_and_only_at_their_latest_time() {
         let t0 = Instant::now();
         let at = |ms: u64| Some(t0 + Duration::from_millis(ms));
         let mut timers = Timers::<u64>::default();
+        timers.set_now(t0);
         timers.arm(&1, at(30));
         timers.arm(&2, at(10));
         timers.arm(&3, at(20));
-        timers.arm(&2, at(40)); // re-armed later: its 10 ms entry is stale
+        timers.arm(&2, at(40)); // moved later: fires at 40, not 10
         timers.arm(&3, None); // disarmed
-        assert_eq!(timers.next(), at(30));
+                              // Never later than the earliest deadline (an entry may come early).
+        assert!(timers.next().expect("armed") <= at(30).unwrap());
+        assert!(timers.take_due(t0 + Duration::from_millis(29)).is_empty());
         assert_eq!(timers.take_due(t0 + Duration::from_millis(35)), vec![1]);
-        assert_eq!(timers.next(), at(40));
+        assert!(timers.next().expect("armed") <= at(40).unwrap());
         timers.arm(&4, at(40));
-        assert_eq!(timers.take_due(t0 + Duration::from_millis(100)), vec![2, 4]);
+        assert!(timers.take_due(t0 + Duration::from_millis(39)).is_empty());
+        let mut due = timers.take_due(t0 + Duration::from_millis(100));
+        due.sort();
+        assert_eq!(due, vec![2, 4]);
         assert_eq!(timers.next(), None);
         assert!(timers.take_due(t0 + Duration::from_secs(1)).is_empty());
+    }
+
+    #[test]
+    fn a_deadline_moving_earlier_is_never_missed() {
+        // An event-time replay: every item moves the key's deadline a little earlier.
+        let t0 = Instant::now();
+        let mut timers = Timers::<u64>::default();
+        timers.set_now(t0);
+        let mut pushes = 0;
+        for i in 0..1000u64 {
+            let before = timers.heap.len();
+            timers.arm(&7, Some(t0 + Duration::from_millis(60_000 - 10 * i)));
+            pushes += usize::from(timers.heap.len() > before);
+        }
+        // The last deadline is 50 s out: a handful of pushes, not one per item.
+        assert!(
+            pushes < 10,
+            "{pushes} heap pushes for 1000 earlier deadlines"
+        );
+        let last = t0 + Duration::from_millis(60_000 - 10 * 999);
+        assert!(timers.next().expect("armed") <= last);
+        // Early entries are pushed again until the deadline, which fires once.
+        let mut now = t0;
+        while let Some(next) = timers.next() {
+            now = now.max(next);
+            let due = timers.take_due(now);
+            if !due.is_empty() {
+                assert_eq!(due, vec![7]);
+                assert!(now >= last, "fired before its deadline");
+                break;
+            }
+        }
+        assert_eq!(timers.next(), None);
     }
 
     #[test]
     fn timers_heap_stays_bounded_under_constant_rearming() {
         let t0 = Instant::now();
         let mut timers = Timers::<u64>::default();
+        timers.set_now(t0);
         for i in 0..100_000u64 {
             timers.arm(&(i % 10), Some(t0 + Duration::from_micros(1_000_000 - i)));
             assert!(
