@@ -6,10 +6,11 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::table::{KeyRef, KeyedOp};
+use super::table::KeyedOp;
 use super::KeyedLogic;
 use crate::dataflow::Key;
 use crate::error::Error;
+use crate::exchange::keyed::WireKey;
 use crate::recovery::{kind, Rows};
 use crate::runtime::build::fail;
 use crate::runtime::gate::EpochGate;
@@ -53,7 +54,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
     pub(super) fn apply_pending(&mut self, e: Epoch, items: Vec<(u64, K, V)>) {
         self.begin_batch();
         for (h, k, v) in items {
-            self.apply(e, h, KeyRef::Owned(k), v);
+            self.apply::<true>(e, h, WireKey::Owned(k), v);
         }
         self.logic.end_batch();
         self.out.push(e, &mut self.out_buf);

@@ -14,7 +14,7 @@ use super::timers::Timers;
 use super::{push_keyed, KeyedLogic, EMIT_CHUNK};
 use crate::dataflow::Key;
 use crate::error::Error;
-use crate::exchange::keyed::{KeyBatch, KeyedInput};
+use crate::exchange::keyed::{KeyBatch, KeyedInput, WireKey};
 use crate::operators::stateful::Retention;
 use crate::recovery::KeyRows;
 use crate::runtime::build::Activation;
@@ -33,12 +33,6 @@ pub(super) struct Slot<K, S> {
     pub(super) saved: bool,
 }
 
-/// A key as it reaches a keyed step: a value, or a peer's encoding of it.
-pub(super) enum KeyRef<'a, K> {
-    Owned(K),
-    Encoded(&'a [u8]),
-}
-
 /// The per-worker instance of a keyed step. Its table is indexed by the keys' stable
 /// hash, which the exchange computed once per record and hands over with it.
 pub(super) struct KeyedOp<K, V, L: KeyedLogic<V>> {
@@ -54,36 +48,48 @@ pub(super) struct KeyedOp<K, V, L: KeyedLogic<V>> {
     pub(super) _v: PhantomData<fn(V)>,
 }
 
+/// Inserts a new key with a fresh state.
+#[cold]
+fn insert_new<'t, K: Key, V, L: KeyedLogic<V>>(
+    table: &'t mut HashTable<Slot<K, L::State>>,
+    logic: &L,
+    hash: u64,
+    key: K,
+) -> &'t mut Slot<K, L::State> {
+    let slot = Slot {
+        key,
+        state: logic.build(),
+        dirty: false,
+        saved: false,
+    };
+    table
+        .insert_unique(hash, slot, |s| s.key.stable_hash())
+        .into_mut()
+}
+
 impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
     /// Applies one value to `key` (whose stable hash is `hash`), building the key's
-    /// state if it is new.
+    /// state if it is new. `RECOVERY` is whether the step has a recovery directory
+    /// (`snaps` is set): decided once per batch, so the per-record path of a run
+    /// without recovery has no snapshot bookkeeping in it.
     #[inline(always)]
-    pub(super) fn apply(&mut self, epoch: Epoch, hash: u64, key: KeyRef<'_, K>, value: V) {
+    pub(super) fn apply<const RECOVERY: bool>(
+        &mut self,
+        epoch: Epoch,
+        hash: u64,
+        key: WireKey<'_, K>,
+        value: V,
+    ) {
         // A lookup first, an insert only for a new key: cheaper than `entry`, which
         // checks for room to insert on every call.
         let found = match &key {
-            KeyRef::Owned(k) => self.table.find_entry(hash, |s| s.key.same(k)),
-            KeyRef::Encoded(b) => self.table.find_entry(hash, |s| s.key.eq_encoded(b)),
+            WireKey::Owned(k) => self.table.find_mut(hash, |s| s.key.same(k)),
+            WireKey::Encoded(b) => self.table.find_mut(hash, |s| s.key.eq_encoded(b)),
         };
-        let mut entry = match found {
-            Ok(o) => o,
-            Err(absent) => absent.into_table().insert_unique(
-                hash,
-                Slot {
-                    key: match key {
-                        KeyRef::Owned(k) => k,
-                        KeyRef::Encoded(b) => {
-                            K::decode(b).expect("a worker of this process encoded this key")
-                        }
-                    },
-                    state: self.logic.build(),
-                    dirty: false,
-                    saved: false,
-                },
-                |s| s.key.stable_hash(),
-            ),
+        let slot = match found {
+            Some(slot) => slot,
+            None => insert_new(&mut self.table, &*self.logic, hash, key.into_owned()),
         };
-        let slot = entry.get_mut();
         let retention = self.logic.on_item_keyed(
             &mut slot.state,
             value,
@@ -91,11 +97,10 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
             &mut self.emit,
             &mut self.out_buf,
         );
-        if let Some(snaps) = &mut self.snaps {
-            if !slot.dirty {
-                slot.dirty = true;
-                snaps.dirty.push(slot.key.clone());
-            }
+        if RECOVERY && !slot.dirty {
+            slot.dirty = true;
+            let snaps = self.snaps.as_mut().expect("RECOVERY only with snapshots");
+            snaps.dirty.push(slot.key.clone());
         }
         if L::TIMERS {
             let at = match retention {
@@ -105,7 +110,11 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
             self.timers.arm(&slot.key, at);
         }
         if retention == Retention::Discard {
-            entry.remove();
+            // A second lookup, only for a discard: the common path keeps no entry.
+            let this: *const Slot<K, L::State> = slot;
+            if let Ok(entry) = self.table.find_entry(hash, |s| std::ptr::eq(s, this)) {
+                entry.remove();
+            }
         }
         if self.out_buf.len() >= EMIT_CHUNK {
             self.out.push(epoch, &mut self.out_buf);
@@ -167,52 +176,30 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedInput<K, V> for KeyedOp<K, 
             return;
         }
         self.begin_batch();
-        for (h, k, v) in items.drain(..) {
-            self.apply(epoch, h, KeyRef::Owned(k), v);
+        if self.snaps.is_some() {
+            for (h, k, v) in items.drain(..) {
+                self.apply::<true>(epoch, h, WireKey::Owned(k), v);
+            }
+        } else {
+            for (h, k, v) in items.drain(..) {
+                self.apply::<false>(epoch, h, WireKey::Owned(k), v);
+            }
         }
         self.logic.end_batch();
         self.out.push(epoch, &mut self.out_buf);
     }
 
     fn push_remote(&mut self, epoch: Epoch, batch: &mut KeyBatch<K, V>) {
-        let KeyBatch {
-            hashes,
-            keys,
-            ends,
-            bytes,
-            values,
-        } = batch;
         if self.gated(epoch) {
             let held = self.hold(epoch);
-            if K::SHIP_BYTES {
-                let mut start = 0usize;
-                for (&end, v) in ends.iter().zip(values.drain(..)) {
-                    let kb = &bytes[start..end as usize];
-                    let k = K::decode(kb).expect("a worker of this cluster encoded this key");
-                    held.push((xxh3_64(kb), k, v));
-                    start = end as usize;
-                }
-            } else {
-                for ((&h, k), v) in hashes.iter().zip(keys.drain(..)).zip(values.drain(..)) {
-                    held.push((h, k, v));
-                }
-            }
+            batch.drain(|h, k, v| held.push((h, k.into_owned(), v)));
             return;
         }
         self.begin_batch();
-        if K::SHIP_BYTES {
-            let mut start = 0usize;
-            for (&end, v) in ends.iter().zip(values.drain(..)) {
-                let end = end as usize;
-                let kb = &bytes[start..end];
-                // The stable hash is by definition XXH3-64 of the canonical bytes.
-                self.apply(epoch, xxh3_64(kb), KeyRef::Encoded(kb), v);
-                start = end;
-            }
+        if self.snaps.is_some() {
+            batch.drain(|h, k, v| self.apply::<true>(epoch, h, k, v));
         } else {
-            for ((&h, k), v) in hashes.iter().zip(keys.drain(..)).zip(values.drain(..)) {
-                self.apply(epoch, h, KeyRef::Owned(k), v);
-            }
+            batch.drain(|h, k, v| self.apply::<false>(epoch, h, k, v));
         }
         self.logic.end_batch();
         self.out.push(epoch, &mut self.out_buf);
