@@ -18,7 +18,7 @@ use crate::runtime::progress::Epoch;
 use crate::runtime::push::Data;
 
 /// A batch of keyed items in one of two layouts chosen by `K::SHIP_BYTES`: keys as
-/// values with their hashes, or keys as encoded bytes (`ends[i]` is the end offset of
+/// values with their table hashes (`Key::table_hash`), or keys as encoded bytes (`ends[i]` is the end offset of
 /// key `i` in `bytes`), whose hash the receiver recomputes from those bytes.
 #[derive(Debug)]
 pub(crate) struct KeyBatch<K, V> {
@@ -172,10 +172,13 @@ impl<K: Key, V: Data> KeyRouter<K, V> {
             for (k, v) in batch.drain(..) {
                 let h = k.stable_hash();
                 let to = worker_of(h, n);
+                // The state table's hash: the same for keys shipped as bytes (the
+                // receiver computes it from them), a cheap one for the others.
+                let th = if K::SHIP_BYTES { h } else { k.table_hash() };
                 if to == me {
-                    self.local.push((h, k, v));
+                    self.local.push((th, k, v));
                 } else {
-                    ch.stage(to, epoch).push(h, k, v);
+                    ch.stage(to, epoch).push(th, k, v);
                     ch.staged(to);
                 }
             }
@@ -242,7 +245,12 @@ mod tests {
         assert_eq!(r0.local.len() + r1.remote.len(), 100);
         assert!(!r0.local.is_empty() && !r1.remote.is_empty());
         for (h, k, _) in r0.local.iter().chain(r1.remote.iter()) {
-            assert_eq!(*h, k.stable_hash());
+            assert_eq!(
+                *h,
+                k.stable_hash(),
+                "a string's table hash is its stable hash"
+            );
+            assert_eq!(*h, k.table_hash());
         }
         assert!(r0.local.iter().all(|(h, _, _)| worker_of(*h, 2) == 0));
         assert!(r1.remote.iter().all(|(h, _, _)| worker_of(*h, 2) == 1));

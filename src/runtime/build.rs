@@ -310,7 +310,7 @@ impl BuildCtx {
             self.consume(
                 inp,
                 PushFn(move |epoch, batch: &mut Vec<(K, V)>| {
-                    local.extend(batch.drain(..).map(|(k, v)| (k.stable_hash(), k, v)));
+                    local.extend(batch.drain(..).map(|(k, v)| (k.table_hash(), k, v)));
                     target.borrow_mut().push_local(epoch, &mut local);
                     local.clear();
                 }),

@@ -35,7 +35,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
         };
         let dirty = std::mem::take(&mut snaps.dirty);
         for k in &dirty {
-            let h = k.stable_hash();
+            let h = k.table_hash();
             match self.table.find_mut(h, |s| s.key == *k) {
                 Some(slot) => {
                     slot.dirty = false;
@@ -80,7 +80,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
             // too; only the keys discarded during `old` need rows here.
             let dirty = std::mem::take(&mut snaps.dirty);
             for k in &dirty {
-                let h = k.stable_hash();
+                let h = k.table_hash();
                 if self.table.find(h, |s| s.key == *k).is_none() {
                     snaps.write::<L>(&*self.logic, old, k, None);
                 }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hashbrown::HashTable;
-use xxhash_rust::xxh3::xxh3_64;
 
 use super::snapshots::Snapshots;
 use super::timers::Timers;
@@ -63,7 +62,7 @@ fn insert_new<'t, K: Key, V, L: KeyedLogic<V>>(
         saved: false,
     };
     table
-        .insert_unique(hash, slot, |s| s.key.stable_hash())
+        .insert_unique(hash, slot, |s| s.key.table_hash())
         .into_mut()
 }
 
@@ -244,7 +243,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> Activation for KeyedOp<K, V, L> 
         // starves the input.
         self.begin_batch();
         for k in self.timers.take_due(now) {
-            let h = k.stable_hash();
+            let h = k.table_hash();
             let Ok(mut entry) = self.table.find_entry(h, |s| s.key == k) else {
                 continue;
             };
@@ -277,7 +276,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> Activation for KeyedOp<K, V, L> 
 impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
     /// Loads the keys this worker resumes with.
     pub(super) fn resume(&mut self, step_id: &str, saved: &KeyRows) -> crate::error::Result<()> {
-        self.table.reserve(saved.len(), |s| s.key.stable_hash());
+        self.table.reserve(saved.len(), |s| s.key.table_hash());
         for (kb, sb) in saved.iter() {
             let bad = |what: String| Error::in_step(step_id.to_string(), what);
             let key = K::decode(kb).ok_or_else(|| {
@@ -290,7 +289,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
                 .logic
                 .decode(sb)
                 .map_err(|e| bad(format!("key {key:?}: {e}")))?;
-            let hash = xxh3_64(kb);
+            let hash = key.table_hash();
             if L::TIMERS {
                 let at = self.logic.notify_at(&state);
                 self.timers.arm(&key, at);
@@ -303,7 +302,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
                     dirty: false,
                     saved: true,
                 },
-                |s| s.key.stable_hash(),
+                |s| s.key.table_hash(),
             );
         }
         Ok(())

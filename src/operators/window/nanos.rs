@@ -10,7 +10,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use super::clock::{UTC_MAX, UTC_MIN};
 
 /// [`UTC_MIN`] in nanoseconds: the watermark of a clock that has seen nothing.
-pub const NANOS_MIN: i128 = -8_334_601_315_200_000_000_000;
+pub const NANOS_MIN: i128 = -8_334_601_228_800_000_000_000;
 
 /// [`UTC_MAX`] in nanoseconds: the watermark at end of stream.
 pub const NANOS_MAX: i128 = 8_210_266_876_799_999_999_999;
