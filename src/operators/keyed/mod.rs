@@ -29,11 +29,11 @@ use crate::runtime::push::{Data, ExchangeData};
 pub(crate) mod logics;
 mod snapshots;
 mod table;
-mod timers;
+pub(crate) mod timers;
 
 use snapshots::Snapshots;
 use table::KeyedOp;
-use timers::Timers;
+use timers::{deadline_of, Deadline, Timers};
 
 /// The engine's view of an operator: shared (immutable) logic over per-key state.
 pub(crate) trait KeyedLogic<V>: Send + Sync + 'static {
@@ -78,6 +78,12 @@ pub(crate) trait KeyedLogic<V>: Send + Sync + 'static {
     }
     fn notify_at(&self, _state: &Self::State) -> Option<Instant> {
         None
+    }
+    /// [`notify_at`](Self::notify_at) as a [`Deadline`], which is what the engine asks
+    /// after every callback; a logic that computes its wake-up in integers overrides it.
+    #[inline]
+    fn deadline(&self, state: &Self::State) -> Option<Deadline> {
+        self.notify_at(state).map(deadline_of)
     }
     /// Called before the step applies a batch of items, fires its due timers or ends
     /// the stream, and [`end_batch`](Self::end_batch) after: the window step reads the

@@ -103,7 +103,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
         }
         if L::TIMERS {
             let at = match retention {
-                Retention::Retain => self.logic.notify_at(&slot.state),
+                Retention::Retain => self.logic.deadline(&slot.state),
                 Retention::Discard => None,
             };
             self.timers.arm(&slot.key, at);
@@ -260,7 +260,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> Activation for KeyedOp<K, V, L> 
             push_keyed(&k, &mut self.emit, &mut self.out_buf);
             match retention {
                 Retention::Retain => {
-                    let at = self.logic.notify_at(&entry.get().state);
+                    let at = self.logic.deadline(&entry.get().state);
                     self.timers.arm(&k, at);
                 }
                 Retention::Discard => {
@@ -291,7 +291,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
                 .map_err(|e| bad(format!("key {key:?}: {e}")))?;
             let hash = key.table_hash();
             if L::TIMERS {
-                let at = self.logic.notify_at(&state);
+                let at = self.logic.deadline(&state);
                 self.timers.arm(&key, at);
             }
             self.table.insert_unique(

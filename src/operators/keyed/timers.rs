@@ -1,23 +1,48 @@
 //! Per-key system-time notifications of a keyed step.
+//!
+//! Deadlines are [`Deadline`]s: nanoseconds of the monotonic clock since a process-wide
+//! base instant, so arming and comparing are integer operations; a logic that computes
+//! its wake-up in integers (the window step) never builds an `Instant`.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 
 use crate::dataflow::Key;
 
+/// A monotonic time: nanoseconds since [`base`] (taken the first time it is asked for).
+pub(crate) type Deadline = u64;
+
 /// Below this distance from now, a key's heap entry is its exact deadline.
-const EXACT_WITHIN: Duration = Duration::from_millis(1);
+const EXACT_WITHIN: u64 = 1_000_000;
+
+fn base() -> Instant {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
+/// `at` as a [`Deadline`]; instants before the base (long past) are 0.
+#[inline]
+pub(crate) fn deadline_of(at: Instant) -> Deadline {
+    at.saturating_duration_since(base()).as_nanos() as u64
+}
+
+/// The instant of a [`Deadline`].
+#[inline]
+pub(crate) fn instant_of(d: Deadline) -> Instant {
+    base() + Duration::from_nanos(d)
+}
 
 /// A key's timer: when it is due, and the time of its live entry in the heap.
 #[derive(Clone, Copy)]
 struct Armed {
-    deadline: Instant,
+    deadline: Deadline,
     /// At or before `deadline`: the key is looked at then, and fired if due (an entry
     /// that comes early is pushed again for the deadline).
-    queued: Instant,
+    queued: Deadline,
 }
 
 /// Per-key timers: each armed key's deadline, and a min-heap of entries that wake the
@@ -35,9 +60,9 @@ struct Armed {
 /// deadline.
 pub(super) struct Timers<K> {
     armed: FxHashMap<K, Armed>,
-    heap: BinaryHeap<Reverse<(Instant, K)>>,
+    heap: BinaryHeap<Reverse<(Deadline, K)>>,
     /// The time the step read when its current batch began.
-    now: Instant,
+    now: Deadline,
 }
 
 impl<K> Default for Timers<K> {
@@ -45,7 +70,7 @@ impl<K> Default for Timers<K> {
         Timers {
             armed: FxHashMap::default(),
             heap: BinaryHeap::new(),
-            now: Instant::now(),
+            now: deadline_of(Instant::now()),
         }
     }
 }
@@ -54,14 +79,14 @@ impl<K: Key> Timers<K> {
     /// Sets the time that [`arm`](Self::arm) measures deadlines from (read once per batch).
     #[inline]
     pub(super) fn set_now(&mut self, now: Instant) {
-        self.now = now;
+        self.now = deadline_of(now);
     }
 
     /// Where the heap entry for `deadline` goes: the deadline itself when it is close,
     /// an eighth of the way early when it is far.
     #[inline]
-    fn entry_time(&self, deadline: Instant) -> Instant {
-        match deadline.checked_duration_since(self.now) {
+    fn entry_time(&self, deadline: Deadline) -> Deadline {
+        match deadline.checked_sub(self.now) {
             Some(ahead) if ahead > EXACT_WITHIN => deadline - ahead / 8,
             _ => deadline,
         }
@@ -69,7 +94,7 @@ impl<K: Key> Timers<K> {
 
     /// Arms `key` for `at`, or disarms it for `None`.
     #[inline]
-    pub(super) fn arm(&mut self, key: &K, at: Option<Instant>) {
+    pub(super) fn arm(&mut self, key: &K, at: Option<Deadline>) {
         match at {
             None => {
                 if self.armed.remove(key).is_some() {
@@ -107,7 +132,7 @@ impl<K: Key> Timers<K> {
         }
     }
 
-    fn push(&mut self, at: Instant, key: K) {
+    fn push(&mut self, at: Deadline, key: K) {
         self.heap.push(Reverse((at, key)));
         if self.heap.len() > 2 * self.armed.len() + 64 {
             // Rebuilt in its own allocation: a fresh one would grow again, by copies,
@@ -125,7 +150,7 @@ impl<K: Key> Timers<K> {
     }
 
     /// True if `(at, key)` is the key's live entry.
-    fn live(&self, at: &Instant, key: &K) -> bool {
+    fn live(&self, at: &Deadline, key: &K) -> bool {
         self.armed.get(key).is_some_and(|a| a.queued == *at)
     }
 
@@ -141,12 +166,13 @@ impl<K: Key> Timers<K> {
 
     /// When to look at the timers next: at or before the earliest deadline.
     pub(super) fn next(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((t, _))| *t)
+        self.heap.peek().map(|Reverse((t, _))| instant_of(*t))
     }
 
     /// Disarms and returns the keys due at `now`, earliest entry first; keys whose
     /// entry came early are pushed again for their deadline.
     pub(super) fn take_due(&mut self, now: Instant) -> Vec<K> {
+        let now = deadline_of(now);
         self.now = now;
         let mut due = Vec::new();
         let mut again = Vec::new();
@@ -186,19 +212,20 @@ mod tests {
     fn timers_fire_in_time_order_and_only_at_their_latest_time() {
         let t0 = Instant::now();
         let at = |ms: u64| Some(t0 + Duration::from_millis(ms));
+        let d = |i: Option<Instant>| i.map(deadline_of);
         let mut timers = Timers::<u64>::default();
         timers.set_now(t0);
-        timers.arm(&1, at(30));
-        timers.arm(&2, at(10));
-        timers.arm(&3, at(20));
-        timers.arm(&2, at(40)); // moved later: fires at 40, not 10
+        timers.arm(&1, d(at(30)));
+        timers.arm(&2, d(at(10)));
+        timers.arm(&3, d(at(20)));
+        timers.arm(&2, d(at(40))); // moved later: fires at 40, not 10
         timers.arm(&3, None); // disarmed
                               // Never later than the earliest deadline (an entry may come early).
         assert!(timers.next().expect("armed") <= at(30).unwrap());
         assert!(timers.take_due(t0 + Duration::from_millis(29)).is_empty());
         assert_eq!(timers.take_due(t0 + Duration::from_millis(35)), vec![1]);
         assert!(timers.next().expect("armed") <= at(40).unwrap());
-        timers.arm(&4, at(40));
+        timers.arm(&4, d(at(40)));
         assert!(timers.take_due(t0 + Duration::from_millis(39)).is_empty());
         let mut due = timers.take_due(t0 + Duration::from_millis(100));
         due.sort();
@@ -216,7 +243,10 @@ mod tests {
         let mut pushes = 0;
         for i in 0..1000u64 {
             let before = timers.heap.len();
-            timers.arm(&7, Some(t0 + Duration::from_millis(60_000 - 10 * i)));
+            timers.arm(
+                &7,
+                Some(deadline_of(t0 + Duration::from_millis(60_000 - 10 * i))),
+            );
             pushes += usize::from(timers.heap.len() > before);
         }
         // The last deadline is 50 s out: a handful of pushes, not one per item.
@@ -246,7 +276,10 @@ mod tests {
         let mut timers = Timers::<u64>::default();
         timers.set_now(t0);
         for i in 0..100_000u64 {
-            timers.arm(&(i % 10), Some(t0 + Duration::from_micros(1_000_000 - i)));
+            timers.arm(
+                &(i % 10),
+                Some(deadline_of(t0 + Duration::from_micros(1_000_000 - i))),
+            );
             assert!(
                 timers.heap.len() <= 2 * 10 + 65,
                 "at {i}: {}",

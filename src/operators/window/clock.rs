@@ -13,6 +13,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::nanos::{delta_nanos, from_nanos, nanos, system_now, NANOS_MAX, NANOS_MIN};
 use super::WindowConfigError;
+use crate::operators::keyed::timers::deadline_of;
 
 /// The earliest representable UTC instant: the watermark of a clock that has seen nothing.
 pub const UTC_MIN: DateTime<Utc> = DateTime::<Utc>::MIN_UTC;
@@ -43,6 +44,13 @@ pub trait TimeSource: Clone + Send + Sync + 'static {
     fn instant_at_nanos(&self, at: i128) -> Option<Instant> {
         self.instant_at(from_nanos(at))
     }
+
+    /// [`instant_at_nanos`](Self::instant_at_nanos) as the keyed engine's timer
+    /// deadline (the default converts the `Instant`).
+    #[doc(hidden)]
+    fn deadline_at_nanos(&self, at: i128) -> Option<u64> {
+        self.instant_at_nanos(at).map(deadline_of)
+    }
 }
 
 /// The real system time, in UTC.
@@ -51,7 +59,7 @@ pub struct WallClock;
 
 thread_local! {
     /// The system time a window step holds while it applies one batch ([`hold_time`]).
-    static HELD: std::cell::Cell<Option<(i128, Instant)>> =
+    static HELD: std::cell::Cell<Option<(i128, Instant, u64)>> =
         const { std::cell::Cell::new(None) };
 }
 
@@ -60,7 +68,8 @@ thread_local! {
 /// each other, and reading the clock up to three times per item was a fifth of an
 /// event-time window step's time.
 pub(crate) fn hold_time() {
-    HELD.set(Some((system_now(), Instant::now())));
+    let mono = Instant::now();
+    HELD.set(Some((system_now(), mono, deadline_of(mono))));
 }
 
 /// Ends [`hold_time`]: the wall clock is read afresh again.
@@ -70,8 +79,11 @@ pub(crate) fn release_time() {
 
 /// The system time and the monotonic time, read now or held for the batch.
 #[inline]
-fn wall_now() -> (i128, Instant) {
-    HELD.get().unwrap_or_else(|| (system_now(), Instant::now()))
+fn wall_now() -> (i128, Instant, u64) {
+    HELD.get().unwrap_or_else(|| {
+        let mono = Instant::now();
+        (system_now(), mono, deadline_of(mono))
+    })
 }
 
 impl TimeSource for WallClock {
@@ -85,12 +97,12 @@ impl TimeSource for WallClock {
 
     #[inline]
     fn now_nanos(&self) -> i128 {
-        HELD.get().map_or_else(system_now, |(now, _)| now)
+        HELD.get().map_or_else(system_now, |(now, _, _)| now)
     }
 
     #[inline]
     fn instant_at_nanos(&self, at: i128) -> Option<Instant> {
-        let (now, mono) = wall_now();
+        let (now, mono, _) = wall_now();
         let ahead = at - now;
         if ahead <= 0 {
             // Already past.
@@ -98,6 +110,16 @@ impl TimeSource for WallClock {
         }
         let ahead = u64::try_from(ahead).ok()?;
         mono.checked_add(std::time::Duration::from_nanos(ahead))
+    }
+
+    #[inline]
+    fn deadline_at_nanos(&self, at: i128) -> Option<u64> {
+        let (now, _, mono) = wall_now();
+        let ahead = at - now;
+        if ahead <= 0 {
+            return Some(mono);
+        }
+        mono.checked_add(u64::try_from(ahead).ok()?)
     }
 }
 
@@ -238,6 +260,13 @@ pub trait ClockLogic<V>: Send + 'static {
     fn instant_at_nanos(&self, at: i128) -> Option<Instant> {
         self.instant_at(from_nanos(at))
     }
+
+    /// [`instant_at_nanos`](Self::instant_at_nanos) as the keyed engine's timer
+    /// deadline (the default converts the `Instant`).
+    #[doc(hidden)]
+    fn deadline_at_nanos(&self, at: i128) -> Option<u64> {
+        self.instant_at_nanos(at).map(deadline_of)
+    }
 }
 
 // ---- SystemClock --------------------------------------------------------------------
@@ -338,6 +367,11 @@ impl<V, S: TimeSource> ClockLogic<V> for SystemClockLogic<S> {
     #[inline]
     fn instant_at_nanos(&self, at: i128) -> Option<Instant> {
         self.time.instant_at_nanos(at)
+    }
+
+    #[inline]
+    fn deadline_at_nanos(&self, at: i128) -> Option<u64> {
+        self.time.deadline_at_nanos(at)
     }
 }
 
@@ -566,6 +600,11 @@ where
     #[inline]
     fn instant_at_nanos(&self, at: i128) -> Option<Instant> {
         self.time.instant_at_nanos(at)
+    }
+
+    #[inline]
+    fn deadline_at_nanos(&self, at: i128) -> Option<u64> {
+        self.time.deadline_at_nanos(at)
     }
 }
 

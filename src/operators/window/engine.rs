@@ -17,6 +17,7 @@ use super::clock::{Clock, ClockLogic};
 use super::nanos::{from_nanos, nanos, NANOS_MAX, NANOS_MIN};
 use super::windower::{Windower, WindowerLogic};
 use super::{Counts, WindowMetadata, WindowStats};
+use crate::operators::keyed::timers::{instant_of, Deadline};
 use crate::operators::keyed::KeyedLogic;
 use crate::operators::stateful::Retention;
 use crate::runtime::push::Data;
@@ -170,7 +171,7 @@ pub(crate) struct KeyWindows<CL, WL, Acc, V> {
     ids: Vec<i64>,
     /// The last timer asked for: its system time and instant. Reused while the system
     /// time is unchanged, so the runtime does not re-arm the key's timer per item.
-    armed: Cell<Option<(i128, Instant)>>,
+    armed: Cell<Option<(i128, Deadline)>>,
     counts: Arc<Counts>,
 }
 
@@ -479,6 +480,11 @@ where
     }
 
     fn notify_at(&self, state: &Self::State) -> Option<Instant> {
+        self.deadline(state).map(instant_of)
+    }
+
+    #[inline]
+    fn deadline(&self, state: &Self::State) -> Option<Deadline> {
         let window = state.windower.notify_at_nanos();
         let queued = if self.ordered {
             state.queue.first_key_value().map(|((ts, _), _)| *ts)
@@ -490,13 +496,13 @@ where
             (a, b) => a.or(b)?,
         };
         let system = state.clock.to_system_nanos(at)?;
-        if let Some((armed, instant)) = state.armed.get() {
+        if let Some((armed, deadline)) = state.armed.get() {
             if armed == system {
-                return Some(instant);
+                return Some(deadline);
             }
         }
-        let instant = state.clock.instant_at_nanos(system)?;
-        state.armed.set(Some((system, instant)));
-        Some(instant)
+        let deadline = state.clock.deadline_at_nanos(system)?;
+        state.armed.set(Some((system, deadline)));
+        Some(deadline)
     }
 }
