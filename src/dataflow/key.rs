@@ -82,12 +82,13 @@ pub trait Key: Clone + Eq + Hash + Ord + Debug + Send + Sync + 'static {
         scratch_hash(self)
     }
 
-    /// The hash that indexes a keyed step's state table. For keys shipped as bytes
-    /// ([`SHIP_BYTES`](Self::SHIP_BYTES)) it is the stable hash, which the receiver
-    /// computes from the bytes it reads; integers, `bool`, `char` and tuples use a
-    /// folded multiply of their value instead, a few instructions where XXH3 is
-    /// twenty or more. It stays inside one build (it is never saved nor used for
-    /// routing), so it may change between versions.
+    /// The hash that indexes a keyed step's state table when the run has one worker
+    /// (with several, the table uses the stable hash the router computes anyway). For
+    /// keys shipped as bytes ([`SHIP_BYTES`](Self::SHIP_BYTES)) it is the stable hash;
+    /// integers, `bool`, `char` and tuples use a folded multiply of their value
+    /// instead, a few instructions where XXH3 is twenty or more. It stays inside one
+    /// process (it is never saved, shipped nor used for routing), so it may change
+    /// between versions.
     #[doc(hidden)]
     #[inline]
     fn table_hash(&self) -> u64 {
@@ -125,11 +126,17 @@ fn fold_mul(a: u64, b: u64) -> u64 {
     (p as u64) ^ ((p >> 64) as u64)
 }
 
-/// The table hash of a value of up to 128 bits.
+/// The table hash of a value of up to 64 bits: one folded multiply.
 #[inline(always)]
-fn table_hash_of(x: u128) -> u64 {
+fn table_hash_of(x: u64) -> u64 {
+    fold_mul(x ^ TABLE_SEED, TABLE_MUL)
+}
+
+/// The table hash of a 128-bit value.
+#[inline(always)]
+fn table_hash_of_wide(x: u128) -> u64 {
     let (lo, hi) = (x as u64, (x >> 64) as u64);
-    fold_mul(lo ^ TABLE_SEED, fold_mul(hi ^ TABLE_SEED, TABLE_MUL) | 1)
+    fold_mul(lo ^ TABLE_SEED, hi ^ TABLE_MUL)
 }
 
 /// [`Key::stable_hash`] through the thread-local scratch vector.
@@ -301,7 +308,11 @@ macro_rules! int_key {
             }
             #[inline]
             fn table_hash(&self) -> u64 {
-                table_hash_of(*self as u128)
+                if size_of::<$t>() > 8 {
+                    table_hash_of_wide(*self as u128)
+                } else {
+                    table_hash_of(*self as u64)
+                }
             }
         }
     )*};
@@ -312,7 +323,7 @@ int_key!(u8, u16, u32, u64, u128, i8, i16, i32, i64, i128);
 impl Key for usize {
     #[inline]
     fn table_hash(&self) -> u64 {
-        table_hash_of(*self as u128)
+        table_hash_of(*self as u64)
     }
     const FIXED_LEN: Option<usize> = Some(8);
     fn encode(&self, out: &mut Vec<u8>) {
@@ -330,7 +341,7 @@ impl Key for usize {
 impl Key for isize {
     #[inline]
     fn table_hash(&self) -> u64 {
-        table_hash_of(*self as u128)
+        table_hash_of(*self as u64)
     }
     const FIXED_LEN: Option<usize> = Some(8);
     fn encode(&self, out: &mut Vec<u8>) {
@@ -348,7 +359,7 @@ impl Key for isize {
 impl Key for bool {
     #[inline]
     fn table_hash(&self) -> u64 {
-        table_hash_of(*self as u128)
+        table_hash_of(*self as u64)
     }
     const FIXED_LEN: Option<usize> = Some(1);
     fn encode(&self, out: &mut Vec<u8>) {
@@ -370,7 +381,7 @@ impl Key for bool {
 impl Key for char {
     #[inline]
     fn table_hash(&self) -> u64 {
-        table_hash_of(*self as u128)
+        table_hash_of(*self as u64)
     }
     const FIXED_LEN: Option<usize> = Some(4);
     fn encode(&self, out: &mut Vec<u8>) {
@@ -420,10 +431,12 @@ macro_rules! tuple_key {
             fn table_hash(&self) -> u64 {
                 // Tuples ship as values (never as bytes), so any hash of the elements
                 // serves; each element's own table hash, folded in turn.
+                // The elements' hashes are mixed already: combined with a rotate, an
+                // xor and a multiply each (FxHash's step), then folded once.
                 let ($($name,)+) = self;
                 let mut h = TABLE_SEED;
-                $( h = fold_mul(h ^ $name.table_hash(), TABLE_MUL); )+
-                h
+                $( h = (h.rotate_left(5) ^ $name.table_hash()).wrapping_mul(TABLE_MUL); )+
+                fold_mul(h, TABLE_MUL)
             }
             #[allow(non_snake_case)]
             fn encode(&self, out: &mut Vec<u8>) {

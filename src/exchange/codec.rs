@@ -178,7 +178,7 @@ fn decode_keyed_into<K: Key, V: ExchangeData>(
             start = e;
             let k =
                 K::decode(kb).ok_or_else(|| format!("keyed batch: invalid key bytes {kb:?}"))?;
-            b.hashes.push(k.table_hash());
+            b.hashes.push(k.stable_hash());
             b.keys.push(k);
         }
     }
@@ -194,7 +194,7 @@ mod tests {
     fn round_trip<K: Key, V: ExchangeData + PartialEq + std::fmt::Debug>(items: Vec<(K, V)>) {
         let mut b = KeyBatch::<K, V>::fresh();
         for (k, v) in items.clone() {
-            b.push(k.table_hash(), k, v);
+            b.push(k.stable_hash(), k, v);
         }
         let mut bytes = Vec::new();
         (KeyBatch::<K, V>::codec().encode)(&b, &mut bytes).unwrap();
@@ -209,7 +209,7 @@ mod tests {
                 start = e;
             } else {
                 assert_eq!(&back.keys[i], k);
-                assert_eq!(back.hashes[i], k.table_hash());
+                assert_eq!(back.hashes[i], k.stable_hash());
             }
             assert_eq!(&back.values[i], v);
         }

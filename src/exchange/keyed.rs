@@ -18,7 +18,7 @@ use crate::runtime::progress::Epoch;
 use crate::runtime::push::Data;
 
 /// A batch of keyed items in one of two layouts chosen by `K::SHIP_BYTES`: keys as
-/// values with their table hashes (`Key::table_hash`), or keys as encoded bytes (`ends[i]` is the end offset of
+/// values with their stable hashes, or keys as encoded bytes (`ends[i]` is the end offset of
 /// key `i` in `bytes`), whose hash the receiver recomputes from those bytes.
 #[derive(Debug)]
 pub(crate) struct KeyBatch<K, V> {
@@ -170,15 +170,14 @@ impl<K: Key, V: Data> KeyRouter<K, V> {
             let mut ch = self.channel.borrow_mut();
             let (me, n) = (ch.me(), ch.workers());
             for (k, v) in batch.drain(..) {
+                // With several workers the routing hash is also the table's (see
+                // `Key::table_hash`): one hash per record.
                 let h = k.stable_hash();
                 let to = worker_of(h, n);
-                // The state table's hash: the same for keys shipped as bytes (the
-                // receiver computes it from them), a cheap one for the others.
-                let th = if K::SHIP_BYTES { h } else { k.table_hash() };
                 if to == me {
-                    self.local.push((th, k, v));
+                    self.local.push((h, k, v));
                 } else {
-                    ch.stage(to, epoch).push(th, k, v);
+                    ch.stage(to, epoch).push(h, k, v);
                     ch.staged(to);
                 }
             }
@@ -245,12 +244,7 @@ mod tests {
         assert_eq!(r0.local.len() + r1.remote.len(), 100);
         assert!(!r0.local.is_empty() && !r1.remote.is_empty());
         for (h, k, _) in r0.local.iter().chain(r1.remote.iter()) {
-            assert_eq!(
-                *h,
-                k.stable_hash(),
-                "a string's table hash is its stable hash"
-            );
-            assert_eq!(*h, k.table_hash());
+            assert_eq!(*h, k.stable_hash());
         }
         assert!(r0.local.iter().all(|(h, _, _)| worker_of(*h, 2) == 0));
         assert!(r1.remote.iter().all(|(h, _, _)| worker_of(*h, 2) == 1));

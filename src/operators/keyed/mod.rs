@@ -156,6 +156,7 @@ fn build_keyed<K: Key, V: ExchangeData, L: KeyedLogic<V>>(
         table: HashTable::new(),
         snaps,
         timers: Timers::default(),
+        alone: ctx.worker_count() == 1,
         out: ctx.take_tee(out),
         emit: Vec::new(),
         out_buf: Vec::new(),

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::table::KeyedOp;
+use super::table::{hash_of, KeyedOp};
 use super::KeyedLogic;
 use crate::dataflow::Key;
 use crate::error::Error;
@@ -35,7 +35,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
         };
         let dirty = std::mem::take(&mut snaps.dirty);
         for k in &dirty {
-            let h = k.table_hash();
+            let h = hash_of(k, self.alone);
             match self.table.find_mut(h, |s| s.key == *k) {
                 Some(slot) => {
                     slot.dirty = false;
@@ -80,7 +80,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
             // too; only the keys discarded during `old` need rows here.
             let dirty = std::mem::take(&mut snaps.dirty);
             for k in &dirty {
-                let h = k.table_hash();
+                let h = hash_of(k, self.alone);
                 if self.table.find(h, |s| s.key == *k).is_none() {
                     snaps.write::<L>(&*self.logic, old, k, None);
                 }

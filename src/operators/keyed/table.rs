@@ -41,10 +41,25 @@ pub(super) struct KeyedOp<K, V, L: KeyedLogic<V>> {
     pub(super) snaps: Option<Snapshots<K, V>>,
     /// Armed notification per key.
     pub(super) timers: Timers<K>,
+    /// The run has one worker: the table is indexed by `Key::table_hash` (see
+    /// [`hash_of`]).
+    pub(super) alone: bool,
     pub(super) out: Tee<(K, L::Out)>,
     pub(super) emit: Vec<L::Out>,
     pub(super) out_buf: Vec<(K, L::Out)>,
     pub(super) _v: PhantomData<fn(V)>,
+}
+
+/// The hash of `key` in a state table: with one worker nothing is routed and the table
+/// uses the cheap `Key::table_hash`; with several it uses the stable hash the router
+/// computed anyway (and a peer's batch carries, or its key bytes give).
+#[inline(always)]
+pub(super) fn hash_of<K: Key>(key: &K, alone: bool) -> u64 {
+    if alone {
+        key.table_hash()
+    } else {
+        key.stable_hash()
+    }
 }
 
 /// Inserts a new key with a fresh state.
@@ -54,6 +69,7 @@ fn insert_new<'t, K: Key, V, L: KeyedLogic<V>>(
     logic: &L,
     hash: u64,
     key: K,
+    alone: bool,
 ) -> &'t mut Slot<K, L::State> {
     let slot = Slot {
         key,
@@ -62,11 +78,17 @@ fn insert_new<'t, K: Key, V, L: KeyedLogic<V>>(
         saved: false,
     };
     table
-        .insert_unique(hash, slot, |s| s.key.table_hash())
+        .insert_unique(hash, slot, |s| hash_of(&s.key, alone))
         .into_mut()
 }
 
 impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
+    /// The table hash of `key` in this run.
+    #[inline(always)]
+    pub(super) fn hash_of(&self, key: &K) -> u64 {
+        hash_of(key, self.alone)
+    }
+
     /// Applies one value to `key` (whose stable hash is `hash`), building the key's
     /// state if it is new. `RECOVERY` is whether the step has a recovery directory
     /// (`snaps` is set): decided once per batch, so the per-record path of a run
@@ -87,7 +109,13 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
         };
         let slot = match found {
             Some(slot) => slot,
-            None => insert_new(&mut self.table, &*self.logic, hash, key.into_owned()),
+            None => insert_new(
+                &mut self.table,
+                &*self.logic,
+                hash,
+                key.into_owned(),
+                self.alone,
+            ),
         };
         let retention = self.logic.on_item_keyed(
             &mut slot.state,
@@ -243,7 +271,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> Activation for KeyedOp<K, V, L> 
         // starves the input.
         self.begin_batch();
         for k in self.timers.take_due(now) {
-            let h = k.table_hash();
+            let h = self.hash_of(&k);
             let Ok(mut entry) = self.table.find_entry(h, |s| s.key == k) else {
                 continue;
             };
@@ -276,7 +304,8 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> Activation for KeyedOp<K, V, L> 
 impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
     /// Loads the keys this worker resumes with.
     pub(super) fn resume(&mut self, step_id: &str, saved: &KeyRows) -> crate::error::Result<()> {
-        self.table.reserve(saved.len(), |s| s.key.table_hash());
+        let alone = self.alone;
+        self.table.reserve(saved.len(), |s| hash_of(&s.key, alone));
         for (kb, sb) in saved.iter() {
             let bad = |what: String| Error::in_step(step_id.to_string(), what);
             let key = K::decode(kb).ok_or_else(|| {
@@ -289,7 +318,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
                 .logic
                 .decode(sb)
                 .map_err(|e| bad(format!("key {key:?}: {e}")))?;
-            let hash = key.table_hash();
+            let hash = hash_of(&key, alone);
             if L::TIMERS {
                 let at = self.logic.deadline(&state);
                 self.timers.arm(&key, at);
@@ -302,7 +331,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
                     dirty: false,
                     saved: true,
                 },
-                |s| s.key.table_hash(),
+                |s| hash_of(&s.key, alone),
             );
         }
         Ok(())
