@@ -82,6 +82,19 @@ pub trait Key: Clone + Eq + Hash + Ord + Debug + Send + Sync + 'static {
         scratch_hash(self)
     }
 
+    /// The hash that indexes a keyed step's state table when the run has one worker
+    /// (with several, the table uses the stable hash the router computes anyway). For
+    /// keys shipped as bytes ([`SHIP_BYTES`](Self::SHIP_BYTES)) it is the stable hash;
+    /// integers, `bool`, `char` and tuples use a folded multiply of their value
+    /// instead, a few instructions where XXH3 is twenty or more. It stays inside one
+    /// process (it is never saved, shipped nor used for routing), so it may change
+    /// between versions.
+    #[doc(hidden)]
+    #[inline]
+    fn table_hash(&self) -> u64 {
+        self.stable_hash()
+    }
+
     /// `self == other`; byte-string keys override it with `bytes_eq`, which compares
     /// short keys inline instead of through a `memcmp` call.
     #[inline]
@@ -98,6 +111,32 @@ pub trait Key: Clone + Eq + Hash + Ord + Debug + Send + Sync + 'static {
             s.as_slice() == bytes
         })
     }
+}
+
+/// The multiplier of [`fold_mul`] in table hashes (the golden ratio's bits).
+const TABLE_MUL: u64 = 0x9E37_79B9_7F4A_7C15;
+/// Mixed into every table hash, so that key 0 does not hash to 0.
+const TABLE_SEED: u64 = 0x243F_6A88_85A3_08D3;
+
+/// The 128-bit product's two halves xored: every input bit reaches every output bit
+/// (the mixer of wyhash and foldhash).
+#[inline(always)]
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+/// The table hash of a value of up to 64 bits: one folded multiply.
+#[inline(always)]
+fn table_hash_of(x: u64) -> u64 {
+    fold_mul(x ^ TABLE_SEED, TABLE_MUL)
+}
+
+/// The table hash of a 128-bit value.
+#[inline(always)]
+fn table_hash_of_wide(x: u128) -> u64 {
+    let (lo, hi) = (x as u64, (x >> 64) as u64);
+    fold_mul(lo ^ TABLE_SEED, hi ^ TABLE_MUL)
 }
 
 /// [`Key::stable_hash`] through the thread-local scratch vector.
@@ -267,6 +306,14 @@ macro_rules! int_key {
             fn stable_hash(&self) -> u64 {
                 xxh3_64(&self.to_le_bytes())
             }
+            #[inline]
+            fn table_hash(&self) -> u64 {
+                if size_of::<$t>() > 8 {
+                    table_hash_of_wide(*self as u128)
+                } else {
+                    table_hash_of(*self as u64)
+                }
+            }
         }
     )*};
 }
@@ -274,6 +321,10 @@ int_key!(u8, u16, u32, u64, u128, i8, i16, i32, i64, i128);
 
 // Encoded as 64-bit so 32- and 64-bit machines agree.
 impl Key for usize {
+    #[inline]
+    fn table_hash(&self) -> u64 {
+        table_hash_of(*self as u64)
+    }
     const FIXED_LEN: Option<usize> = Some(8);
     fn encode(&self, out: &mut Vec<u8>) {
         (*self as u64).encode(out)
@@ -288,6 +339,10 @@ impl Key for usize {
 }
 
 impl Key for isize {
+    #[inline]
+    fn table_hash(&self) -> u64 {
+        table_hash_of(*self as u64)
+    }
     const FIXED_LEN: Option<usize> = Some(8);
     fn encode(&self, out: &mut Vec<u8>) {
         (*self as i64).encode(out)
@@ -302,6 +357,10 @@ impl Key for isize {
 }
 
 impl Key for bool {
+    #[inline]
+    fn table_hash(&self) -> u64 {
+        table_hash_of(*self as u64)
+    }
     const FIXED_LEN: Option<usize> = Some(1);
     fn encode(&self, out: &mut Vec<u8>) {
         out.push(*self as u8);
@@ -320,6 +379,10 @@ impl Key for bool {
 }
 
 impl Key for char {
+    #[inline]
+    fn table_hash(&self) -> u64 {
+        table_hash_of(*self as u64)
+    }
     const FIXED_LEN: Option<usize> = Some(4);
     fn encode(&self, out: &mut Vec<u8>) {
         (*self as u32).encode(out)
@@ -362,6 +425,18 @@ macro_rules! tuple_key {
                     }
                     _ => scratch_hash(self),
                 }
+            }
+            #[allow(non_snake_case)]
+            #[inline]
+            fn table_hash(&self) -> u64 {
+                // Tuples ship as values (never as bytes), so any hash of the elements
+                // serves; each element's own table hash, folded in turn.
+                // The elements' hashes are mixed already: combined with a rotate, an
+                // xor and a multiply each (FxHash's step), then folded once.
+                let ($($name,)+) = self;
+                let mut h = TABLE_SEED;
+                $( h = (h.rotate_left(5) ^ $name.table_hash()).wrapping_mul(TABLE_MUL); )+
+                fold_mul(h, TABLE_MUL)
             }
             #[allow(non_snake_case)]
             fn encode(&self, out: &mut Vec<u8>) {

@@ -10,13 +10,15 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use xxhash_rust::xxh3::xxh3_64;
+
 use super::{worker_of, Batch, Channel, Links, BATCH};
 use crate::base::epoch::Epoch;
 use crate::base::key::Key;
 use crate::base::push::Data;
 
 /// A batch of keyed items in one of two layouts chosen by `K::SHIP_BYTES`: keys as
-/// values with their hashes, or keys as encoded bytes (`ends[i]` is the end offset of
+/// values with their stable hashes, or keys as encoded bytes (`ends[i]` is the end offset of
 /// key `i` in `bytes`), whose hash the receiver recomputes from those bytes.
 #[derive(Debug)]
 pub(crate) struct KeyBatch<K, V> {
@@ -50,6 +52,50 @@ impl<K: Key, V> KeyBatch<K, V> {
             self.keys.push(key);
         }
         self.values.push(value);
+    }
+}
+
+/// A key as a keyed step receives it: a value, or a peer's canonical encoding of it
+/// (compared against the state table's keys as bytes, decoded only for a new key).
+pub(crate) enum WireKey<'a, K> {
+    Owned(K),
+    Encoded(&'a [u8]),
+}
+
+impl<K: Key> WireKey<'_, K> {
+    /// The key as a value.
+    pub(crate) fn into_owned(self) -> K {
+        match self {
+            WireKey::Owned(k) => k,
+            WireKey::Encoded(b) => K::decode(b).expect("a worker of this cluster encoded this key"),
+        }
+    }
+}
+
+impl<K: Key, V> KeyBatch<K, V> {
+    /// Hands every item to `f` as `(hash, key, value)`, in order, and leaves the batch
+    /// empty with its buffers kept. Both layouts are decoded here: keys as values come
+    /// with their hash; for keys as bytes the hash is recomputed from the bytes (the
+    /// stable hash is by definition XXH3-64 of the canonical encoding).
+    #[inline]
+    pub(crate) fn drain(&mut self, mut f: impl FnMut(u64, WireKey<'_, K>, V)) {
+        if K::SHIP_BYTES {
+            let mut start = 0usize;
+            for (&end, v) in self.ends.iter().zip(self.values.drain(..)) {
+                let end = end as usize;
+                let kb = &self.bytes[start..end];
+                f(xxh3_64(kb), WireKey::Encoded(kb), v);
+                start = end;
+            }
+        } else {
+            let items = self.hashes.iter().zip(self.keys.drain(..));
+            for ((&h, k), v) in items.zip(self.values.drain(..)) {
+                f(h, WireKey::Owned(k), v);
+            }
+        }
+        self.hashes.clear();
+        self.ends.clear();
+        self.bytes.clear();
     }
 }
 
@@ -124,6 +170,8 @@ impl<K: Key, V: Data> KeyRouter<K, V> {
             let mut ch = self.channel.borrow_mut();
             let (me, n) = (ch.me(), ch.workers());
             for (k, v) in batch.drain(..) {
+                // With several workers the routing hash is also the table's (see
+                // `Key::table_hash`): one hash per record.
                 let h = k.stable_hash();
                 let to = worker_of(h, n);
                 if to == me {
@@ -162,15 +210,11 @@ mod tests {
         }
         fn push_remote(&mut self, _e: Epoch, b: &mut KeyBatch<String, u32>) {
             assert!(b.keys.is_empty(), "strings travel as bytes");
-            let mut start = 0;
-            for i in 0..b.values.len() {
-                let end = b.ends[i] as usize;
-                let kb = &b.bytes[start..end];
-                start = end;
-                let h = xxhash_rust::xxh3::xxh3_64(kb);
-                self.remote
-                    .push((h, String::decode(kb).unwrap(), b.values[i]));
-            }
+            b.drain(|h, k, v| {
+                assert!(matches!(k, WireKey::Encoded(_)), "strings travel as bytes");
+                self.remote.push((h, k.into_owned(), v));
+            });
+            assert!(b.values.is_empty() && b.bytes.is_empty() && b.ends.is_empty());
         }
     }
 

@@ -23,7 +23,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::dataflow::{Key, Stream};
-use crate::operators::stateful::{KeyedLogic, Retention};
+use crate::operators::keyed::KeyedLogic;
+use crate::operators::stateful::Retention;
 use crate::recovery::encode_into;
 use crate::runtime::push::{Data, ExchangeData};
 

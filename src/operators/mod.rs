@@ -24,6 +24,7 @@ pub mod enrich;
 pub mod extremes;
 pub mod fallible;
 pub mod join;
+pub(crate) mod keyed;
 pub mod stateful;
 pub mod stateful_batch;
 pub mod stateless;

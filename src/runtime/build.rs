@@ -21,12 +21,12 @@ use crate::io::SourceStatus;
 use crate::io::{assign_partitions, ErasedSinkPart, ErasedSourcePart, SinkKind, SourceKind};
 use crate::observe::metrics::{PartTimer, RoundClock, StepCells, WorkerCells};
 use crate::recovery::{kind, KeyRows, Rows, WorkerRecovery};
+use crate::runtime::gate::EpochGate;
 use crate::runtime::listing::Listing;
 use crate::runtime::progress::Epoch;
 use crate::runtime::push::{Data, Guarded, Push, PushFn, Tee};
 use crate::runtime::step_guard::StepGuard;
 use crate::transport::threads::Endpoint;
-use std::collections::BTreeMap;
 
 /// A step's hooks into the worker loop besides receiving batches: told when its input
 /// frontier advances (an epoch is complete, or the stream ended), and woken at times it
@@ -312,7 +312,7 @@ impl BuildCtx {
             self.consume(
                 inp,
                 PushFn(move |epoch, batch: &mut Vec<(K, V)>| {
-                    local.extend(batch.drain(..).map(|(k, v)| (k.stable_hash(), k, v)));
+                    local.extend(batch.drain(..).map(|(k, v)| (k.table_hash(), k, v)));
                     target.borrow_mut().push_local(epoch, &mut local);
                     local.clear();
                 }),
@@ -478,8 +478,7 @@ impl BuildCtx {
                         step_id: step_id.clone(),
                         rows,
                         names: local_names,
-                        frontier: self.first_epoch,
-                        pending: BTreeMap::new(),
+                        held: EpochGate::new(self.first_epoch),
                         slot_of_part: slot_of_part.clone(),
                         part_of: {
                             let (s, n) = (sink.clone(), names.len());
@@ -494,8 +493,8 @@ impl BuildCtx {
                 let writer: Rc<RefCell<dyn Push<T>>> =
                     Rc::new(RefCell::new(PushFn(move |epoch, batch: &mut Vec<T>| {
                         let mut h = h.borrow_mut();
-                        if let Some(gate) = h.gate.as_mut().filter(|g| epoch > g.frontier) {
-                            gate.pending.entry(epoch).or_default().append(batch);
+                        if let Some(gate) = h.gate.as_mut().filter(|g| g.held.holds(epoch)) {
+                            gate.held.hold(epoch).append(batch);
                             return;
                         }
                         let h = &mut *h;
@@ -664,16 +663,14 @@ struct SinkParts<T> {
     gate: Option<SinkGate<T>>,
 }
 
-/// A fixed sink's epoch gate (see ARCHITECTURE.md, "Recovery"): items of epochs after
-/// the sink's frontier wait, so a partition's snapshot after epoch `e` covers exactly
-/// the items of epochs <= `e`.
+/// A fixed sink's part in recovery: its [`EpochGate`], so a partition's snapshot after
+/// epoch `e` covers exactly the items of epochs <= `e`, and where its rows go.
 struct SinkGate<T> {
     step_id: Arc<str>,
     rows: Rc<RefCell<Rows>>,
     /// The names of this worker's partitions.
     names: Vec<String>,
-    frontier: Epoch,
-    pending: BTreeMap<Epoch, Vec<T>>,
+    held: EpochGate<T>,
     slot_of_part: Vec<usize>,
     #[allow(clippy::type_complexity)]
     part_of: Box<dyn Fn(&T) -> usize>,
@@ -732,22 +729,15 @@ impl<T> Activation for SinkParts<T> {
         self.save(old);
         loop {
             let gate = self.gate.as_mut().expect("an activation only with a gate");
-            let Some(entry) = gate.pending.first_entry() else {
+            let Some((e, items)) = gate.held.release_before(new) else {
                 break;
             };
-            let e = *entry.key();
-            if e >= new {
-                break;
-            }
-            let items = entry.remove();
-            gate.frontier = e;
             self.write_held(items);
             self.save(e);
         }
         let gate = self.gate.as_mut().expect("an activation only with a gate");
-        gate.frontier = new;
         let id = gate.step_id.clone();
-        if let Some(items) = gate.pending.remove(&new) {
+        if let Some(items) = gate.held.open(new) {
             self.write_held(items);
         }
         // What the rows just written record must be durable before they are committed.

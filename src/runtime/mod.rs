@@ -5,6 +5,7 @@
 //! through SPSC rings.
 
 pub(crate) mod build;
+pub(crate) mod gate;
 pub(crate) mod interrupt;
 pub(crate) mod listing;
 pub(crate) mod progress;

@@ -11,7 +11,9 @@ use std::time::Instant;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+use super::nanos::{delta_nanos, from_nanos, nanos, system_now, NANOS_MAX, NANOS_MIN};
 use super::WindowConfigError;
+use crate::operators::keyed::timers::deadline_of;
 
 /// The earliest representable UTC instant: the watermark of a clock that has seen nothing.
 pub const UTC_MIN: DateTime<Utc> = DateTime::<Utc>::MIN_UTC;
@@ -30,6 +32,25 @@ pub trait TimeSource: Clone + Send + Sync + 'static {
     /// When (as a monotonic [`Instant`]) the system time `at` will have come: the
     /// runtime wakes the window step then. `None` for never.
     fn instant_at(&self, at: DateTime<Utc>) -> Option<Instant>;
+
+    /// [`now`](Self::now) in nanoseconds since the Unix epoch (what the window engine
+    /// reads; the default converts).
+    fn now_nanos(&self) -> i128 {
+        nanos(self.now())
+    }
+
+    /// [`instant_at`](Self::instant_at) for a time in nanoseconds since the Unix epoch
+    /// (what the window engine asks; the default converts).
+    fn instant_at_nanos(&self, at: i128) -> Option<Instant> {
+        self.instant_at(from_nanos(at))
+    }
+
+    /// [`instant_at_nanos`](Self::instant_at_nanos) as the keyed engine's timer
+    /// deadline (the default converts the `Instant`).
+    #[doc(hidden)]
+    fn deadline_at_nanos(&self, at: i128) -> Option<u64> {
+        self.instant_at_nanos(at).map(deadline_of)
+    }
 }
 
 /// The real system time, in UTC.
@@ -38,7 +59,7 @@ pub struct WallClock;
 
 thread_local! {
     /// The system time a window step holds while it applies one batch ([`hold_time`]).
-    static HELD: std::cell::Cell<Option<(DateTime<Utc>, Instant)>> =
+    static HELD: std::cell::Cell<Option<(i128, Instant, u64)>> =
         const { std::cell::Cell::new(None) };
 }
 
@@ -47,7 +68,8 @@ thread_local! {
 /// each other, and reading the clock up to three times per item was a fifth of an
 /// event-time window step's time.
 pub(crate) fn hold_time() {
-    HELD.set(Some((Utc::now(), Instant::now())));
+    let mono = Instant::now();
+    HELD.set(Some((system_now(), mono, deadline_of(mono))));
 }
 
 /// Ends [`hold_time`]: the wall clock is read afresh again.
@@ -56,22 +78,48 @@ pub(crate) fn release_time() {
 }
 
 /// The system time and the monotonic time, read now or held for the batch.
-fn wall_now() -> (DateTime<Utc>, Instant) {
-    HELD.get().unwrap_or_else(|| (Utc::now(), Instant::now()))
+#[inline]
+fn wall_now() -> (i128, Instant, u64) {
+    HELD.get().unwrap_or_else(|| {
+        let mono = Instant::now();
+        (system_now(), mono, deadline_of(mono))
+    })
 }
 
 impl TimeSource for WallClock {
     fn now(&self) -> DateTime<Utc> {
-        HELD.get().map_or_else(Utc::now, |(now, _)| now)
+        from_nanos(self.now_nanos())
     }
 
     fn instant_at(&self, at: DateTime<Utc>) -> Option<Instant> {
-        let (now, mono) = wall_now();
-        match at.signed_duration_since(now).to_std() {
-            Ok(ahead) => mono.checked_add(ahead),
+        self.instant_at_nanos(nanos(at))
+    }
+
+    #[inline]
+    fn now_nanos(&self) -> i128 {
+        HELD.get().map_or_else(system_now, |(now, _, _)| now)
+    }
+
+    #[inline]
+    fn instant_at_nanos(&self, at: i128) -> Option<Instant> {
+        let (now, mono, _) = wall_now();
+        let ahead = at - now;
+        if ahead <= 0 {
             // Already past.
-            Err(_) => Some(mono),
+            return Some(mono);
         }
+        let ahead = u64::try_from(ahead).ok()?;
+        mono.checked_add(std::time::Duration::from_nanos(ahead))
+    }
+
+    #[inline]
+    fn deadline_at_nanos(&self, at: i128) -> Option<u64> {
+        let (now, _, mono) = wall_now();
+        let ahead = at - now;
+        if ahead <= 0 {
+            return Some(mono);
+        }
+        mono.checked_add(u64::try_from(ahead).ok()?)
     }
 }
 
@@ -181,6 +229,44 @@ pub trait ClockLogic<V>: Send + 'static {
 
     /// The state to save at the end of an epoch.
     fn snapshot(&self) -> Self::State;
+
+    /// [`on_item`](Self::on_item) in nanoseconds since the Unix epoch: what the window
+    /// engine calls. The default converts; the built-in clocks compute in integers and
+    /// implement `on_item` by converting from this.
+    fn on_item_nanos(&mut self, value: &V) -> (i128, i128) {
+        let (ts, watermark) = self.on_item(value);
+        (nanos(ts), nanos(watermark))
+    }
+
+    /// [`on_notify`](Self::on_notify) in nanoseconds (see
+    /// [`on_item_nanos`](Self::on_item_nanos)).
+    fn on_notify_nanos(&mut self) -> i128 {
+        nanos(self.on_notify())
+    }
+
+    /// [`on_eof`](Self::on_eof) in nanoseconds (see [`on_item_nanos`](Self::on_item_nanos)).
+    fn on_eof_nanos(&mut self) -> i128 {
+        nanos(self.on_eof())
+    }
+
+    /// [`to_system_utc`](Self::to_system_utc) in nanoseconds (see
+    /// [`on_item_nanos`](Self::on_item_nanos)).
+    fn to_system_nanos(&self, watermark: i128) -> Option<i128> {
+        self.to_system_utc(from_nanos(watermark)).map(nanos)
+    }
+
+    /// [`instant_at`](Self::instant_at) for a time in nanoseconds (see
+    /// [`on_item_nanos`](Self::on_item_nanos)).
+    fn instant_at_nanos(&self, at: i128) -> Option<Instant> {
+        self.instant_at(from_nanos(at))
+    }
+
+    /// [`instant_at_nanos`](Self::instant_at_nanos) as the keyed engine's timer
+    /// deadline (the default converts the `Instant`).
+    #[doc(hidden)]
+    fn deadline_at_nanos(&self, at: i128) -> Option<u64> {
+        self.instant_at_nanos(at).map(deadline_of)
+    }
 }
 
 // ---- SystemClock --------------------------------------------------------------------
@@ -216,13 +302,15 @@ impl<S> SystemClock<S> {
 #[derive(Debug)]
 pub struct SystemClockLogic<S> {
     time: S,
-    last: DateTime<Utc>,
+    /// The latest reading, in nanoseconds.
+    last: i128,
 }
 
 impl<S: TimeSource> SystemClockLogic<S> {
     /// The system time, never earlier than the last reading.
-    fn now(&mut self) -> DateTime<Utc> {
-        self.last = self.last.max(self.time.now());
+    #[inline]
+    fn now(&mut self) -> i128 {
+        self.last = self.last.max(self.time.now_nanos());
         self.last
     }
 }
@@ -233,7 +321,7 @@ impl<V, S: TimeSource> Clock<V> for SystemClock<S> {
     fn build(&self, _resume: Option<()>) -> SystemClockLogic<S> {
         SystemClockLogic {
             time: self.time.clone(),
-            last: UTC_MIN,
+            last: NANOS_MIN,
         }
     }
 }
@@ -241,13 +329,13 @@ impl<V, S: TimeSource> Clock<V> for SystemClock<S> {
 impl<V, S: TimeSource> ClockLogic<V> for SystemClockLogic<S> {
     type State = ();
 
-    fn on_item(&mut self, _value: &V) -> (DateTime<Utc>, DateTime<Utc>) {
-        let now = self.now();
-        (now, now)
+    fn on_item(&mut self, value: &V) -> (DateTime<Utc>, DateTime<Utc>) {
+        let (ts, watermark) = self.on_item_nanos(value);
+        (from_nanos(ts), from_nanos(watermark))
     }
 
     fn on_notify(&mut self) -> DateTime<Utc> {
-        self.now()
+        from_nanos(self.now())
     }
 
     fn to_system_utc(&self, watermark: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -259,6 +347,32 @@ impl<V, S: TimeSource> ClockLogic<V> for SystemClockLogic<S> {
     }
 
     fn snapshot(&self) {}
+
+    #[inline]
+    fn on_item_nanos(&mut self, _value: &V) -> (i128, i128) {
+        let now = self.now();
+        (now, now)
+    }
+
+    #[inline]
+    fn on_notify_nanos(&mut self) -> i128 {
+        self.now()
+    }
+
+    #[inline]
+    fn to_system_nanos(&self, watermark: i128) -> Option<i128> {
+        Some(watermark)
+    }
+
+    #[inline]
+    fn instant_at_nanos(&self, at: i128) -> Option<Instant> {
+        self.time.instant_at_nanos(at)
+    }
+
+    #[inline]
+    fn deadline_at_nanos(&self, at: i128) -> Option<u64> {
+        self.time.deadline_at_nanos(at)
+    }
 }
 
 // ---- EventClock ---------------------------------------------------------------------
@@ -339,39 +453,53 @@ pub struct EventClockState {
 }
 
 /// The per-key logic of an [`EventClock`].
+///
+/// Its times are nanoseconds since the Unix epoch inside; [`EventClockState`] is the
+/// same state in chrono's types.
 pub struct EventClockLogic<F, S> {
     ts_getter: Arc<F>,
-    wait: TimeDelta,
+    /// `wait_for_system_duration`, in nanoseconds.
+    wait: i128,
     time: S,
-    state: EventClockState,
+    /// [`EventClockState::system_time_of_max_event`].
+    system_of_max: i128,
+    /// [`EventClockState::watermark_base`].
+    base: i128,
     /// The latest system time read (system time never goes back for a clock).
-    now: DateTime<Utc>,
+    now: i128,
 }
 
 impl<F, S: std::fmt::Debug> std::fmt::Debug for EventClockLogic<F, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventClockLogic")
-            .field("state", &self.state)
-            .field("now", &self.now)
+            .field("state", &self.state())
+            .field("now", &from_nanos(self.now))
             .finish()
     }
 }
 
+impl<F, S> EventClockLogic<F, S> {
+    fn state(&self) -> EventClockState {
+        EventClockState {
+            system_time_of_max_event: from_nanos(self.system_of_max),
+            watermark_base: from_nanos(self.base),
+        }
+    }
+}
+
 impl<F, S: TimeSource> EventClockLogic<F, S> {
+    #[inline]
     fn read_now(&mut self) {
         // A system clock can step back (NTP, a manual change); the watermark then holds
         // until it catches up.
-        self.now = self.now.max(self.time.now());
+        self.now = self.now.max(self.time.now_nanos());
     }
 
-    fn watermark(&self) -> DateTime<Utc> {
-        let elapsed = self
-            .now
-            .signed_duration_since(self.state.system_time_of_max_event);
-        self.state
-            .watermark_base
-            .checked_add_signed(elapsed)
-            .unwrap_or(UTC_MAX)
+    /// The watermark base plus the system time since the max event, within chrono's
+    /// range.
+    #[inline]
+    fn watermark(&self) -> i128 {
+        (self.base + (self.now - self.system_of_max)).clamp(NANOS_MIN, NANOS_MAX)
     }
 }
 
@@ -383,15 +511,17 @@ where
     type Logic = EventClockLogic<F, S>;
 
     fn build(&self, resume: Option<EventClockState>) -> EventClockLogic<F, S> {
-        let now = self.time.now();
+        let now = self.time.now_nanos();
+        let (system_of_max, base) = match resume {
+            Some(s) => (nanos(s.system_time_of_max_event), nanos(s.watermark_base)),
+            None => (now, NANOS_MIN),
+        };
         EventClockLogic {
             ts_getter: self.ts_getter.clone(),
-            wait: self.wait,
+            wait: delta_nanos(self.wait),
             time: self.time.clone(),
-            state: resume.unwrap_or(EventClockState {
-                system_time_of_max_event: now,
-                watermark_base: UTC_MIN,
-            }),
+            system_of_max,
+            base,
             now,
         }
     }
@@ -416,36 +546,16 @@ where
     type State = EventClockState;
 
     fn on_item(&mut self, value: &V) -> (DateTime<Utc>, DateTime<Utc>) {
-        let ts = (self.ts_getter)(value);
-        self.read_now();
-        let watermark = self.watermark();
-        // A timestamp so early that `ts - wait` is unrepresentable cannot move the
-        // watermark.
-        if let Some(base) = ts.checked_sub_signed(self.wait) {
-            if base > watermark {
-                self.state = EventClockState {
-                    system_time_of_max_event: self.now,
-                    watermark_base: base,
-                };
-                return (ts, base);
-            }
-        }
-        (ts, watermark)
+        let (ts, watermark) = self.on_item_nanos(value);
+        (from_nanos(ts), from_nanos(watermark))
     }
 
     fn on_notify(&mut self) -> DateTime<Utc> {
-        self.read_now();
-        self.watermark()
+        from_nanos(self.on_notify_nanos())
     }
 
     fn to_system_utc(&self, watermark: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        // The watermark grows with system time from `watermark_base` at
-        // `system_time_of_max_event`. (Bytewax's default passes the event time through
-        // unchanged, which wakes at the wrong time unless event time is system time.)
-        let ahead = watermark.signed_duration_since(self.state.watermark_base);
-        self.state
-            .system_time_of_max_event
-            .checked_add_signed(ahead)
+        self.to_system_nanos(nanos(watermark)).map(from_nanos)
     }
 
     fn instant_at(&self, at: DateTime<Utc>) -> Option<Instant> {
@@ -453,7 +563,48 @@ where
     }
 
     fn snapshot(&self) -> EventClockState {
-        self.state
+        self.state()
+    }
+
+    #[inline]
+    fn on_item_nanos(&mut self, value: &V) -> (i128, i128) {
+        let ts = nanos((self.ts_getter)(value));
+        self.read_now();
+        let watermark = self.watermark();
+        // A timestamp so early that `ts - wait` is before chrono's range cannot move
+        // the watermark.
+        let base = ts - self.wait;
+        if base >= NANOS_MIN && base > watermark {
+            self.system_of_max = self.now;
+            self.base = base;
+            return (ts, base);
+        }
+        (ts, watermark)
+    }
+
+    #[inline]
+    fn on_notify_nanos(&mut self) -> i128 {
+        self.read_now();
+        self.watermark()
+    }
+
+    #[inline]
+    fn to_system_nanos(&self, watermark: i128) -> Option<i128> {
+        // The watermark grows with system time from `watermark_base` at
+        // `system_time_of_max_event`. (Bytewax's default passes the event time through
+        // unchanged, which wakes at the wrong time unless event time is system time.)
+        let at = self.system_of_max + (watermark - self.base);
+        (NANOS_MIN..=NANOS_MAX).contains(&at).then_some(at)
+    }
+
+    #[inline]
+    fn instant_at_nanos(&self, at: i128) -> Option<Instant> {
+        self.time.instant_at_nanos(at)
+    }
+
+    #[inline]
+    fn deadline_at_nanos(&self, at: i128) -> Option<u64> {
+        self.time.deadline_at_nanos(at)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The window step: per key, a clock, a windower, one accumulator per open window, and
 //! (for ordered operators) the items waiting for the watermark. It runs on the keyed
-//! engine of [`stateful`](crate::operators::stateful) as one more `KeyedLogic`, so it
+//! engine (`operators/keyed/`) as one more `KeyedLogic`, so it
 //! gets per-key routing, system-time notifications and end-of-stream handling from
 //! there; a second step splits what it emits into the `down`, `late` and `meta`
 //! streams.
@@ -13,10 +13,13 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
-use super::clock::{Clock, ClockLogic, UTC_MIN};
+use super::clock::{Clock, ClockLogic};
+use super::nanos::{from_nanos, nanos, NANOS_MAX, NANOS_MIN};
 use super::windower::{Windower, WindowerLogic};
 use super::{Counts, WindowMetadata, WindowStats};
-use crate::operators::stateful::{KeyedLogic, Retention};
+use crate::operators::keyed::timers::{instant_of, Deadline};
+use crate::operators::keyed::KeyedLogic;
+use crate::operators::stateful::Retention;
 use crate::runtime::push::Data;
 
 /// Per-window logic for the generic [`window`](crate::Stream::window) operator
@@ -128,7 +131,6 @@ pub(crate) enum WindowEvent<V, W> {
 thread_local! {
     // Scratch lists, taken out while in use (a nested use just starts a new one).
     static IDS: Cell<Vec<i64>> = const { Cell::new(Vec::new()) };
-    static MERGES: Cell<Vec<(i64, i64)>> = const { Cell::new(Vec::new()) };
     static CLOSED: Cell<Vec<(i64, WindowMetadata)>> = const { Cell::new(Vec::new()) };
 }
 
@@ -136,8 +138,8 @@ fn with_scratch<T, R>(
     slot: &'static std::thread::LocalKey<Cell<Vec<T>>>,
     f: impl FnOnce(&mut Vec<T>) -> R,
 ) -> R {
+    // Put back empty: taken empty.
     let mut v = slot.take();
-    v.clear();
     let r = f(&mut v);
     v.clear();
     slot.set(v);
@@ -157,15 +159,19 @@ pub(crate) struct WindowStep<C, Wr, A> {
 pub(crate) struct KeyWindows<CL, WL, Acc, V> {
     clock: CL,
     windower: WL,
-    /// Open windows' accumulators, by window id.
-    accs: BTreeMap<i64, Acc>,
-    /// Ordered operators: items waiting for the watermark, by (timestamp, arrival).
-    queue: BTreeMap<(DateTime<Utc>, u64), V>,
+    /// Open windows' accumulators, ascending by window id (a key has a few open
+    /// windows, and a new one is almost always the last).
+    accs: Vec<(i64, Acc)>,
+    /// Ordered operators: items waiting for the watermark, by (timestamp, arrival);
+    /// times are nanoseconds since the Unix epoch, as everywhere in the engine.
+    queue: BTreeMap<(i128, u64), V>,
     seq: u64,
-    watermark: DateTime<Utc>,
+    watermark: i128,
+    /// Scratch for the ids of the windows an item is in (empty between items).
+    ids: Vec<i64>,
     /// The last timer asked for: its system time and instant. Reused while the system
     /// time is unchanged, so the runtime does not re-arm the key's timer per item.
-    armed: Cell<Option<(DateTime<Utc>, Instant)>>,
+    armed: Cell<Option<(i128, Deadline)>>,
     counts: Arc<Counts>,
 }
 
@@ -177,12 +183,47 @@ impl<CL, WL, Acc, V> Drop for KeyWindows<CL, WL, Acc, V> {
     }
 }
 
+/// The accumulator of window `id` in `accs` (ascending by id), built if new.
+#[inline]
+fn acc_entry<Acc>(accs: &mut Vec<(i64, Acc)>, id: i64, build: impl FnOnce() -> Acc) -> &mut Acc {
+    let at = match accs.last() {
+        Some(&(last, _)) if last == id => accs.len() - 1,
+        Some(&(last, _)) if last < id => {
+            accs.push((id, build()));
+            accs.len() - 1
+        }
+        None => {
+            accs.push((id, build()));
+            0
+        }
+        Some(_) => match accs.binary_search_by_key(&id, |(i, _)| *i) {
+            Ok(at) => at,
+            Err(at) => {
+                accs.insert(at, (id, build()));
+                at
+            }
+        },
+    };
+    &mut accs[at].1
+}
+
+/// Removes and returns the accumulator of window `id`.
+#[inline]
+fn acc_remove<Acc>(accs: &mut Vec<(i64, Acc)>, id: i64) -> Option<Acc> {
+    // Windows close oldest first: usually the first.
+    let at = match accs.first() {
+        Some(&(first, _)) if first == id => 0,
+        _ => accs.binary_search_by_key(&id, |(i, _)| *i).ok()?,
+    };
+    Some(accs.remove(at).1)
+}
+
 impl<C, Wr, A> WindowStep<C, Wr, A> {
     /// Adds an on-time item to the windows it is in.
     fn insert<V: Data>(
         &self,
         state: &mut KeyWindows<C::Logic, Wr::Logic, A::Acc, V>,
-        ts: DateTime<Utc>,
+        ts: i128,
         value: V,
         emit: &mut Vec<WindowEvent<V, A::Out>>,
     ) where
@@ -190,24 +231,29 @@ impl<C, Wr, A> WindowStep<C, Wr, A> {
         Wr: Windower,
         A: WindowAgg<V>,
     {
-        with_scratch(&IDS, |ids| {
-            state.windower.open_for(ts, ids);
-            let mut value = Some(value);
-            let mut out = Vec::new();
-            for (i, &id) in ids.iter().enumerate() {
-                let acc = state.accs.entry(id).or_insert_with(|| {
-                    state.counts.windows.add(1);
-                    self.agg.build()
-                });
-                let v = if i + 1 == ids.len() {
-                    value.take().expect("taken only by the last window")
-                } else {
-                    value.clone().expect("taken only by the last window")
-                };
-                self.agg.on_value(acc, v, &mut out);
+        // The key's own id list (kept for its next item: no allocation, no
+        // thread-local).
+        let mut ids = std::mem::take(&mut state.ids);
+        state.windower.open_for_nanos(ts, &mut ids);
+        let mut value = Some(value);
+        let mut out = Vec::new();
+        for (i, &id) in ids.iter().enumerate() {
+            let acc = acc_entry(&mut state.accs, id, || {
+                state.counts.windows.add(1);
+                self.agg.build()
+            });
+            let v = if i + 1 == ids.len() {
+                value.take().expect("taken only by the last window")
+            } else {
+                value.clone().expect("taken only by the last window")
+            };
+            self.agg.on_value(acc, v, &mut out);
+            if !out.is_empty() {
                 emit.extend(out.drain(..).map(|w| WindowEvent::Down(id, w)));
             }
-        });
+        }
+        ids.clear();
+        state.ids = ids;
     }
 
     /// Applies what the watermark lets through, then merges and closes windows.
@@ -229,28 +275,38 @@ impl<C, Wr, A> WindowStep<C, Wr, A> {
             self.insert(state, ts, value, emit);
         }
         let mut out = Vec::new();
-        with_scratch(&MERGES, |merges| {
-            state.windower.merged(merges);
-            for &(original, target) in merges.iter() {
-                if original == target {
-                    continue;
-                }
-                let Some(orig) = state.accs.remove(&original) else {
-                    continue;
-                };
-                state.counts.windows.add(-1);
-                let into = state.accs.entry(target).or_insert_with(|| {
-                    state.counts.windows.add(1);
-                    self.agg.build()
-                });
-                self.agg.on_merge(into, orig, &mut out);
-                emit.extend(out.drain(..).map(|w| WindowEvent::Down(target, w)));
+        // Merges are rare (sessions only): a list that allocates only if one happens.
+        let mut merges = Vec::new();
+        state.windower.merged(&mut merges);
+        for &(original, target) in merges.iter() {
+            if original == target {
+                continue;
             }
-        });
+            let Some(orig) = acc_remove(&mut state.accs, original) else {
+                continue;
+            };
+            state.counts.windows.add(-1);
+            let into = acc_entry(&mut state.accs, target, || {
+                state.counts.windows.add(1);
+                self.agg.build()
+            });
+            self.agg.on_merge(into, orig, &mut out);
+            emit.extend(out.drain(..).map(|w| WindowEvent::Down(target, w)));
+        }
+        // The common case, nothing to close, is one comparison (`notify_at` is when the
+        // next window closes).
+        let closing = state.watermark >= NANOS_MAX
+            || state
+                .windower
+                .notify_at_nanos()
+                .is_some_and(|close| close <= state.watermark);
+        if !closing {
+            return;
+        }
         with_scratch(&CLOSED, |closed| {
-            state.windower.close_for(state.watermark, closed);
+            state.windower.close_for_nanos(state.watermark, closed);
             for (id, meta) in closed.drain(..) {
-                if let Some(acc) = state.accs.remove(&id) {
+                if let Some(acc) = acc_remove(&mut state.accs, id) {
                     state.counts.windows.add(-1);
                     self.agg.on_close(acc, &mut out);
                     emit.extend(out.drain(..).map(|w| WindowEvent::Down(id, w)));
@@ -301,10 +357,11 @@ where
         KeyWindows {
             clock: self.clock.build(None),
             windower: self.windower.build(None),
-            accs: BTreeMap::new(),
+            accs: Vec::new(),
             queue: BTreeMap::new(),
             seq: 0,
-            watermark: UTC_MIN,
+            watermark: NANOS_MIN,
+            ids: Vec::new(),
             armed: Cell::new(None),
             counts: self.stats.0.clone(),
         }
@@ -312,7 +369,8 @@ where
 
     fn encode(&self, state: &Self::State, out: &mut Vec<u8>) -> Result<(), String> {
         let mut accs = Vec::with_capacity(state.accs.len());
-        for (&id, acc) in &state.accs {
+        for (id, acc) in &state.accs {
+            let id = *id;
             let mut b = Vec::new();
             self.agg.encode(acc, &mut b)?;
             accs.push((id, b));
@@ -321,9 +379,13 @@ where
             clock: state.clock.snapshot(),
             windower: state.windower.snapshot(),
             accs,
-            queue: state.queue.iter().map(|(k, v)| (k.0, k.1, v)).collect(),
+            queue: state
+                .queue
+                .iter()
+                .map(|(k, v)| (from_nanos(k.0), k.1, v))
+                .collect(),
             seq: state.seq,
-            watermark: state.watermark,
+            watermark: from_nanos(state.watermark),
         };
         crate::recovery::encode_into(&saved, out)
     }
@@ -334,14 +396,16 @@ where
             <Wr::Logic as WindowerLogic>::State,
             V,
         > = crate::recovery::decode(bytes)?;
-        let mut accs = BTreeMap::new();
+        let mut accs = Vec::with_capacity(saved.accs.len());
         for (id, b) in saved.accs {
-            accs.insert(id, self.agg.decode(&b)?);
+            accs.push((id, self.agg.decode(&b)?));
         }
-        let queue: BTreeMap<(DateTime<Utc>, u64), V> = saved
+        // Saved in id order; sorted again in case an older snapshot was not.
+        accs.sort_by_key(|(id, _)| *id);
+        let queue: BTreeMap<(i128, u64), V> = saved
             .queue
             .into_iter()
-            .map(|(ts, seq, v)| ((ts, seq), v))
+            .map(|(ts, seq, v)| ((nanos(ts), seq), v))
             .collect();
         let counts = self.stats.0.clone();
         counts.keys.add(1);
@@ -353,18 +417,19 @@ where
             accs,
             queue,
             seq: saved.seq,
-            watermark: saved.watermark,
+            watermark: nanos(saved.watermark),
+            ids: Vec::new(),
             armed: Cell::new(None),
             counts,
         })
     }
 
     fn on_item(&self, state: &mut Self::State, value: V, emit: &mut Vec<Self::Out>) -> Retention {
-        let (ts, watermark) = state.clock.on_item(&value);
+        let (ts, watermark) = state.clock.on_item_nanos(&value);
         state.watermark = state.watermark.max(watermark);
         if ts < state.watermark {
             with_scratch(&IDS, |ids| {
-                state.windower.late_for(ts, ids);
+                state.windower.late_for_nanos(ts, ids);
                 if let Some((&last, rest)) = ids.split_last() {
                     emit.extend(rest.iter().map(|&id| WindowEvent::Late(id, value.clone())));
                     emit.push(WindowEvent::Late(last, value));
@@ -384,14 +449,14 @@ where
     fn on_notify(&self, state: &mut Self::State, emit: &mut Vec<Self::Out>) -> Retention {
         // The timer fired: the next one is computed afresh from the time now.
         state.armed.set(None);
-        let watermark = state.clock.on_notify();
+        let watermark = state.clock.on_notify_nanos();
         state.watermark = state.watermark.max(watermark);
         self.flush(state, emit);
         self.retention(state)
     }
 
     fn on_eof(&self, state: &mut Self::State, emit: &mut Vec<Self::Out>) -> Retention {
-        let watermark = state.clock.on_eof();
+        let watermark = state.clock.on_eof_nanos();
         state.watermark = state.watermark.max(watermark);
         self.flush(state, emit);
         Retention::Discard
@@ -408,14 +473,19 @@ where
     const WINDOWED: bool = true;
 
     fn window_gauge(&self, state: &Self::State) -> (usize, Option<i64>) {
-        let wm = (state.watermark > UTC_MIN)
-            .then(|| state.watermark.timestamp_nanos_opt())
+        let wm = (state.watermark > NANOS_MIN)
+            .then(|| i64::try_from(state.watermark).ok())
             .flatten();
         (state.accs.len(), wm)
     }
 
     fn notify_at(&self, state: &Self::State) -> Option<Instant> {
-        let window = state.windower.notify_at();
+        self.deadline(state).map(instant_of)
+    }
+
+    #[inline]
+    fn deadline(&self, state: &Self::State) -> Option<Deadline> {
+        let window = state.windower.notify_at_nanos();
         let queued = if self.ordered {
             state.queue.first_key_value().map(|((ts, _), _)| *ts)
         } else {
@@ -425,14 +495,14 @@ where
             (Some(a), Some(b)) => a.min(b),
             (a, b) => a.or(b)?,
         };
-        let system = state.clock.to_system_utc(at)?;
-        if let Some((armed, instant)) = state.armed.get() {
+        let system = state.clock.to_system_nanos(at)?;
+        if let Some((armed, deadline)) = state.armed.get() {
             if armed == system {
-                return Some(instant);
+                return Some(deadline);
             }
         }
-        let instant = state.clock.instant_at(system)?;
-        state.armed.set(Some((system, instant)));
-        Some(instant)
+        let deadline = state.clock.deadline_at_nanos(system)?;
+        state.armed.set(Some((system, deadline)));
+        Some(deadline)
     }
 }

@@ -62,6 +62,7 @@
 
 mod clock;
 mod engine;
+mod nanos;
 mod ops;
 mod windower;
 
@@ -79,6 +80,7 @@ pub use clock::{
     TestingClock, TimeSource, WallClock, UTC_MAX, UTC_MIN,
 };
 pub use engine::WindowLogic;
+pub use nanos::{from_nanos, nanos, NANOS_MAX, NANOS_MIN};
 pub use ops::JoinSide;
 pub use windower::{
     SessionWindower, SessionWindowerLogic, SessionWindowerState, SlidingWindower,

@@ -4,11 +4,12 @@
 //! windows, id `n` opens at `align_to + n * offset` (negative before `align_to`); for
 //! sessions, ids count up from 0 per key in order of creation.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::clock::UTC_MAX;
+use super::nanos::{delta_nanos, from_nanos, nanos, NANOS_MAX};
 use super::{WindowConfigError, WindowMetadata};
 
 /// The window id given to an item that is late for a session window (Bytewax's
@@ -99,6 +100,8 @@ pub trait WindowerLogic: Send + 'static {
     fn close_for(&mut self, watermark: DateTime<Utc>, out: &mut Vec<(i64, WindowMetadata)>);
 
     /// The watermark at which the next window would close; `None` with no open window.
+    /// The window step calls [`close_for`](Self::close_for) only once the watermark has
+    /// reached it (or at end of stream).
     fn notify_at(&self) -> Option<DateTime<Utc>>;
 
     /// True when no window is open and nothing else needs keeping for the key.
@@ -106,31 +109,32 @@ pub trait WindowerLogic: Send + 'static {
 
     /// The state to save at the end of an epoch.
     fn snapshot(&self) -> Self::State;
-}
 
-// ---- time arithmetic ----------------------------------------------------------------
+    /// [`open_for`](Self::open_for) with the timestamp in nanoseconds since the Unix
+    /// epoch: what the window engine calls. The default converts; the built-in
+    /// tumbling and sliding windowers compute in integers and implement `open_for` by
+    /// converting to this.
+    fn open_for_nanos(&mut self, timestamp: i128, out: &mut Vec<i64>) {
+        self.open_for(from_nanos(timestamp), out)
+    }
 
-/// Nanoseconds since the Unix epoch; every `DateTime<Utc>` fits in an `i128`.
-pub(crate) fn nanos(t: DateTime<Utc>) -> i128 {
-    i128::from(t.timestamp()) * 1_000_000_000 + i128::from(t.timestamp_subsec_nanos())
-}
+    /// [`late_for`](Self::late_for) in nanoseconds (see
+    /// [`open_for_nanos`](Self::open_for_nanos)).
+    fn late_for_nanos(&self, timestamp: i128, out: &mut Vec<i64>) {
+        self.late_for(from_nanos(timestamp), out)
+    }
 
-fn delta_nanos(d: TimeDelta) -> i128 {
-    i128::from(d.num_seconds()) * 1_000_000_000 + i128::from(d.subsec_nanos())
-}
+    /// [`close_for`](Self::close_for) in nanoseconds (see
+    /// [`open_for_nanos`](Self::open_for_nanos)); [`NANOS_MAX`] is end of stream.
+    fn close_for_nanos(&mut self, watermark: i128, out: &mut Vec<(i64, WindowMetadata)>) {
+        self.close_for(from_nanos(watermark), out)
+    }
 
-/// The instant `n` nanoseconds after the epoch, clamped to the representable range.
-fn from_nanos(n: i128) -> DateTime<Utc> {
-    let secs = n.div_euclid(1_000_000_000);
-    let sub = n.rem_euclid(1_000_000_000) as u32;
-    i64::try_from(secs)
-        .ok()
-        .and_then(|s| DateTime::from_timestamp(s, sub))
-        .unwrap_or(if n < 0 {
-            super::clock::UTC_MIN
-        } else {
-            UTC_MAX
-        })
+    /// [`notify_at`](Self::notify_at) in nanoseconds (see
+    /// [`open_for_nanos`](Self::open_for_nanos)).
+    fn notify_at_nanos(&self) -> Option<i128> {
+        self.notify_at().map(nanos)
+    }
 }
 
 fn positive(
@@ -251,9 +255,12 @@ pub struct SlidingWindowerLogic {
     /// `(length, offset)` when both fit in 64 bits (always, but for windows over 292
     /// years long): the window ids of most times are then found by 64-bit division.
     narrow: Option<(i64, i64)>,
-    opened: BTreeSet<i64>,
-    /// The first open window and its close time (asked after every item).
-    next_close: std::cell::Cell<Option<(i64, DateTime<Utc>)>>,
+    /// The open windows' ids, ascending (a new window is almost always the last).
+    opened: VecDeque<i64>,
+    /// The last item's windows and the span of times that are in exactly those:
+    /// `[lo, hi)` -> `first..=last`. Items of a key mostly fall in the span of the
+    /// previous one, which then costs two comparisons instead of two divisions.
+    span: (i128, i128, i64, i64),
 }
 
 impl SlidingWindowerLogic {
@@ -269,17 +276,42 @@ impl SlidingWindowerLogic {
             offset,
             align: nanos(align_to),
             narrow: i64::try_from(length).ok().zip(i64::try_from(offset).ok()),
-            opened: resume.unwrap_or_default(),
-            next_close: std::cell::Cell::new(None),
+            opened: resume.unwrap_or_default().into_iter().collect(),
+            span: (0, 0, 0, -1),
         }
     }
 
-    /// The ids of the windows containing `ts`, as an inclusive range.
-    fn intersects(&self, ts: DateTime<Utc>) -> (i64, i64) {
-        let since = nanos(ts) - self.align;
+    /// [`intersects`](Self::intersects) through the cached span of the last item.
+    #[inline]
+    fn intersects_cached(&mut self, ts: i128) -> (i64, i64) {
+        let (lo, hi, first, last) = self.span;
+        if lo <= ts && ts < hi {
+            return (first, last);
+        }
+        let (first, last) = self.intersects(ts);
+        // `last` is constant while `ts - align` is in `[last, last + 1) * offset`, and
+        // `first` while it is in `[first - 1, first) * offset + length`.
+        let (f, l) = (i128::from(first), i128::from(last));
+        let lo =
+            (self.align + l * self.offset).max(self.align + (f - 1) * self.offset + self.length);
+        let hi =
+            (self.align + (l + 1) * self.offset).min(self.align + f * self.offset + self.length);
+        self.span = (lo, hi, first, last);
+        (first, last)
+    }
+
+    /// The ids of the windows containing `ts` (nanoseconds), as an inclusive range.
+    #[inline]
+    fn intersects(&self, ts: i128) -> (i64, i64) {
+        let since = ts - self.align;
         // Times within about 292 years of the alignment fit in 64 bits, where a division
         // is one instruction instead of a call to the 128-bit routine.
         if let (Ok(since), Some((length, offset))) = (i64::try_from(since), self.narrow) {
+            if length == offset {
+                // Tumbling: exactly one window, one division.
+                let id = since.div_euclid(offset);
+                return (id, id);
+            }
             if let Some(start) = since.checked_sub(length) {
                 return (start.div_euclid(offset) + 1, since.div_euclid(offset));
             }
@@ -304,51 +336,45 @@ impl SlidingWindowerLogic {
         let open = self.open_nanos(id);
         WindowMetadata::new(from_nanos(open), from_nanos(open + self.length))
     }
+
+    /// Adds `id` to the open windows, keeping them in order.
+    #[inline]
+    fn open(&mut self, id: i64) {
+        match self.opened.back() {
+            None => self.opened.push_back(id),
+            Some(&last) if last < id => self.opened.push_back(id),
+            Some(&last) if last == id => {}
+            Some(_) => {
+                if let Err(at) = self.opened.binary_search(&id) {
+                    self.opened.insert(at, id);
+                }
+            }
+        }
+    }
 }
 
 impl WindowerLogic for SlidingWindowerLogic {
     type State = BTreeSet<i64>;
 
     fn open_for(&mut self, timestamp: DateTime<Utc>, out: &mut Vec<i64>) {
-        let (first, last) = self.intersects(timestamp);
-        for id in first..=last {
-            self.opened.insert(id);
-            out.push(id);
-        }
+        self.open_for_nanos(nanos(timestamp), out)
     }
 
     fn late_for(&self, timestamp: DateTime<Utc>, out: &mut Vec<i64>) {
-        let (first, last) = self.intersects(timestamp);
-        out.extend(first..=last);
+        self.late_for_nanos(nanos(timestamp), out)
     }
 
     fn close_for(&mut self, watermark: DateTime<Utc>, out: &mut Vec<(i64, WindowMetadata)>) {
-        let all = watermark == UTC_MAX;
-        // Close times grow with the id: the open windows close in id order. The first
-        // one's close time is cached by `notify_at` (asked after every item), so the
-        // common case, nothing to close, is one comparison.
-        while let Some(close) = self.notify_at() {
-            if !all && close > watermark {
-                break;
-            }
-            let id = self
-                .opened
-                .pop_first()
-                .expect("notify_at found an open window");
-            out.push((id, self.metadata(id)));
-        }
+        let watermark = if watermark == UTC_MAX {
+            NANOS_MAX
+        } else {
+            nanos(watermark)
+        };
+        self.close_for_nanos(watermark, out)
     }
 
     fn notify_at(&self) -> Option<DateTime<Utc>> {
-        let id = *self.opened.first()?;
-        match self.next_close.get() {
-            Some((cached, close)) if cached == id => Some(close),
-            _ => {
-                let close = from_nanos(self.open_nanos(id) + self.length);
-                self.next_close.set(Some((id, close)));
-                Some(close)
-            }
-        }
+        self.notify_at_nanos().map(from_nanos)
     }
 
     fn is_empty(&self) -> bool {
@@ -356,7 +382,45 @@ impl WindowerLogic for SlidingWindowerLogic {
     }
 
     fn snapshot(&self) -> BTreeSet<i64> {
-        self.opened.clone()
+        self.opened.iter().copied().collect()
+    }
+
+    #[inline]
+    fn open_for_nanos(&mut self, timestamp: i128, out: &mut Vec<i64>) {
+        let (first, last) = self.intersects_cached(timestamp);
+        for id in first..=last {
+            self.open(id);
+            out.push(id);
+        }
+    }
+
+    #[inline]
+    fn late_for_nanos(&self, timestamp: i128, out: &mut Vec<i64>) {
+        let (first, last) = self.intersects(timestamp);
+        out.extend(first..=last);
+    }
+
+    #[inline]
+    fn close_for_nanos(&mut self, watermark: i128, out: &mut Vec<(i64, WindowMetadata)>) {
+        let all = watermark >= NANOS_MAX;
+        // Close times grow with the id: the open windows close in id order, and the
+        // common case, nothing to close, is one comparison.
+        while let Some(close) = self.notify_at_nanos() {
+            if !all && close > watermark {
+                break;
+            }
+            let id = self
+                .opened
+                .pop_front()
+                .expect("notify_at found an open window");
+            out.push((id, self.metadata(id)));
+        }
+    }
+
+    #[inline]
+    fn notify_at_nanos(&self) -> Option<i128> {
+        let id = *self.opened.front()?;
+        Some(self.open_nanos(id) + self.length)
     }
 }
 
@@ -576,7 +640,32 @@ mod tests {
             let offset = TimeDelta::milliseconds((len_ms * offset_permille / 1000).max(1));
             let logic = SlidingWindowerLogic::new(length, offset, align, None);
             let wide = logic.intersects_wide(nanos(ts) - logic.align);
-            proptest::prop_assert_eq!(logic.intersects(ts), wide);
+            proptest::prop_assert_eq!(logic.intersects(nanos(ts)), wide);
+        }
+
+        /// The span cache of `open_for` gives the formula's ids for any sequence of
+        /// times, near each other (cache hits) or not (misses), at span edges too.
+        #[test]
+        fn cached_window_ids_match_the_formula(
+            steps in proptest::collection::vec(-3_000i64..3_000, 1..200),
+            len_ms in 1i64..5_000,
+            offset_permille in 1i64..=1000,
+        ) {
+            let length = TimeDelta::milliseconds(len_ms);
+            let offset = TimeDelta::milliseconds((len_ms * offset_permille / 1000).max(1));
+            let mut logic = SlidingWindowerLogic::new(length, offset, t(0), None);
+            let mut at = nanos(t(0));
+            for step in steps {
+                // Milliseconds, and now and then exactly on a window boundary.
+                at += i128::from(step) * 1_000_000;
+                if step % 7 == 0 {
+                    at -= (at - logic.align).rem_euclid(logic.offset);
+                }
+                let mut ids = Vec::new();
+                logic.open_for_nanos(at, &mut ids);
+                let (first, last) = logic.intersects_wide(at - logic.align);
+                proptest::prop_assert_eq!(ids, (first..=last).collect::<Vec<_>>());
+            }
         }
     }
 

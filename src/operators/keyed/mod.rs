@@ -1,0 +1,172 @@
+//! The keyed engine: per-key state on the worker that owns the key.
+//!
+//! Every keyed step (`stateful`, the `*_final` folds, `collect`, `join`, the window
+//! step) is a [`KeyedLogic`] run by one engine, in parts:
+//!
+//! * `table.rs`: the per-worker step, its state table (a `hashbrown::HashTable` indexed
+//!   by the key's stable hash) and the per-record apply path;
+//! * `timers.rs`: per-key system-time notifications;
+//! * `snapshots.rs`: the step's part in recovery (dirty keys, snapshot rows, and the
+//!   epoch gate, `runtime/gate.rs`, that holds items of later epochs);
+//! * `logics.rs`: the logics of the built-in operators.
+
+use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hashbrown::HashTable;
+
+use crate::dataflow::{ChannelId, Key, Stream, StreamId};
+use crate::error::Error;
+use crate::exchange::keyed::KeyBatch;
+use crate::operators::stateful::Retention;
+use crate::runtime::build::BuildCtx;
+use crate::runtime::gate::EpochGate;
+use crate::runtime::push::{Data, ExchangeData};
+
+pub(crate) mod logics;
+mod snapshots;
+mod table;
+pub(crate) mod timers;
+
+use snapshots::Snapshots;
+use table::KeyedOp;
+use timers::{deadline_of, Deadline, Timers};
+
+/// The engine's view of an operator: shared (immutable) logic over per-key state.
+pub(crate) trait KeyedLogic<V>: Send + Sync + 'static {
+    type State: 'static;
+    type Out: Data;
+    /// Whether `notify_at` can ever return a time (skips timer bookkeeping if not).
+    const TIMERS: bool;
+    /// Why this logic cannot be snapshotted, if it cannot (a run with recovery refuses
+    /// it before any item).
+    const NO_SNAPSHOTS: Option<&'static str> = None;
+    /// True if `on_eof` never changes nor discards a state (then end of stream writes
+    /// no snapshot rows: the keys' last rows stand).
+    const EOF_KEEPS_STATE: bool = false;
+
+    fn build(&self) -> Self::State;
+    /// Appends a key's state, encoded, for a snapshot.
+    fn encode(&self, state: &Self::State, out: &mut Vec<u8>) -> Result<(), String>;
+    /// Rebuilds a key's state from what [`encode`](Self::encode) wrote.
+    fn decode(&self, bytes: &[u8]) -> Result<Self::State, String>;
+    fn on_item(&self, state: &mut Self::State, value: V, emit: &mut Vec<Self::Out>) -> Retention;
+    /// [`on_item`](Self::on_item), with what it emits appended to `out` under `key`
+    /// (`emit` is scratch space, left empty). A logic that emits directly overrides it
+    /// to skip the scratch buffer: this is the per-record path of every keyed step.
+    #[inline(always)]
+    fn on_item_keyed<K: Clone>(
+        &self,
+        state: &mut Self::State,
+        value: V,
+        key: &K,
+        emit: &mut Vec<Self::Out>,
+        out: &mut Vec<(K, Self::Out)>,
+    ) -> Retention {
+        let retention = self.on_item(state, value, emit);
+        push_keyed(key, emit, out);
+        retention
+    }
+    fn on_notify(&self, _state: &mut Self::State, _emit: &mut Vec<Self::Out>) -> Retention {
+        Retention::Retain
+    }
+    fn on_eof(&self, _state: &mut Self::State, _emit: &mut Vec<Self::Out>) -> Retention {
+        Retention::Retain
+    }
+    fn notify_at(&self, _state: &Self::State) -> Option<Instant> {
+        None
+    }
+    /// [`notify_at`](Self::notify_at) as a [`Deadline`], which is what the engine asks
+    /// after every callback; a logic that computes its wake-up in integers overrides it.
+    #[inline]
+    fn deadline(&self, state: &Self::State) -> Option<Deadline> {
+        self.notify_at(state).map(deadline_of)
+    }
+    /// Called before the step applies a batch of items, fires its due timers or ends
+    /// the stream, and [`end_batch`](Self::end_batch) after: the window step reads the
+    /// system time once per batch there.
+    fn begin_batch(&self) {}
+    fn end_batch(&self) {}
+
+    /// For a window step: a key's open windows and its watermark (nanoseconds since
+    /// the Unix epoch, `None` before it has one), for the dataflow API's gauges. Only
+    /// asked when [`WINDOWED`](Self::WINDOWED) is set.
+    fn window_gauge(&self, _state: &Self::State) -> (usize, Option<i64>) {
+        (0, None)
+    }
+    /// True for window steps (see [`window_gauge`](Self::window_gauge)).
+    const WINDOWED: bool = false;
+}
+
+/// Moves what a callback emitted into `out`, each value beside a clone of `key`.
+#[inline(always)]
+pub(crate) fn push_keyed<K: Clone, W>(key: &K, emit: &mut Vec<W>, out: &mut Vec<(K, W)>) {
+    // Most callbacks emit nothing or one value: take it without a drain.
+    match emit.len() {
+        0 => {}
+        1 => {
+            let w = emit.pop().expect("one value");
+            out.push((key.clone(), w));
+        }
+        _ => out.extend(emit.drain(..).map(|w| (key.clone(), w))),
+    }
+}
+
+/// Largest batch the engine emits at once (end of stream can emit one item per key).
+pub(crate) const EMIT_CHUNK: usize = 4096;
+
+impl<K: Key, V: ExchangeData> Stream<(K, V)> {
+    /// A keyed step running `logic` per key.
+    pub(crate) fn keyed<L: KeyedLogic<V>>(
+        &self,
+        step: &str,
+        kind: &'static str,
+        logic: L,
+    ) -> Stream<(K, L::Out)> {
+        let logic = Arc::new(logic);
+        let chan = self.new_channel::<KeyBatch<K, V>>();
+        self.unary(step, kind, move |ctx, inp, out| {
+            build_keyed::<K, V, L>(ctx, logic.clone(), chan, inp, out)
+        })
+    }
+}
+
+/// Builds a keyed step on one worker: an exchange by key into the engine.
+fn build_keyed<K: Key, V: ExchangeData, L: KeyedLogic<V>>(
+    ctx: &mut BuildCtx,
+    logic: Arc<L>,
+    chan: ChannelId,
+    inp: StreamId,
+    out: StreamId,
+) -> crate::error::Result<()> {
+    if let (Some(why), Some(_)) = (L::NO_SNAPSHOTS, ctx.snapshot_rows()) {
+        return Err(Error::in_step(ctx.step_id().to_string(), why));
+    }
+    let snaps = ctx.snapshot_rows().map(|rows| Snapshots {
+        step_id: ctx.step_id_arc(),
+        rows,
+        gate: EpochGate::new(ctx.first_epoch()),
+        dirty: Vec::new(),
+    });
+    let mut op = KeyedOp::<K, V, L> {
+        logic,
+        table: HashTable::new(),
+        snaps,
+        timers: Timers::default(),
+        alone: ctx.worker_count() == 1,
+        out: ctx.take_tee(out),
+        emit: Vec::new(),
+        out_buf: Vec::new(),
+        _v: PhantomData,
+    };
+    if let Some(saved) = ctx.resume_keys() {
+        op.resume(ctx.step_id(), &saved)?;
+    }
+    let op = Rc::new(RefCell::new(op));
+    ctx.keyed_exchange(inp, chan, op.clone());
+    ctx.add_activation(op);
+    Ok(())
+}

@@ -1,0 +1,339 @@
+//! The per-worker instance of a keyed step: its state table and the per-record apply
+//! path, end of stream, resume, and the runtime's entry points (`KeyedInput` for the
+//! records the keyed exchange hands over, `Activation` for frontiers and timers).
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hashbrown::HashTable;
+
+use super::snapshots::Snapshots;
+use super::timers::Timers;
+use super::{push_keyed, KeyedLogic, EMIT_CHUNK};
+use crate::dataflow::Key;
+use crate::error::Error;
+use crate::exchange::keyed::{KeyBatch, KeyedInput, WireKey};
+use crate::operators::stateful::Retention;
+use crate::recovery::KeyRows;
+use crate::runtime::build::Activation;
+use crate::runtime::progress::{Epoch, EOF_EPOCH};
+use crate::runtime::push::{ExchangeData, Tee};
+
+/// A key's state in a keyed step's table. The key's stable hash is not kept: the table
+/// recomputes it only when it grows, and a smaller slot keeps more of the table in cache.
+pub(super) struct Slot<K, S> {
+    pub(super) key: K,
+    pub(super) state: S,
+    /// Changed since the last snapshot (and listed in `Snapshots::dirty`).
+    pub(super) dirty: bool,
+    /// Has a saved state (it was resumed, or a snapshot wrote it): a discard of a key
+    /// that never had one needs no row.
+    pub(super) saved: bool,
+}
+
+/// The per-worker instance of a keyed step. Its table is indexed by the keys' stable
+/// hash, which the exchange computed once per record and hands over with it.
+pub(super) struct KeyedOp<K, V, L: KeyedLogic<V>> {
+    pub(super) logic: Arc<L>,
+    pub(super) table: HashTable<Slot<K, L::State>>,
+    /// Only with a recovery directory.
+    pub(super) snaps: Option<Snapshots<K, V>>,
+    /// Armed notification per key.
+    pub(super) timers: Timers<K>,
+    /// The run has one worker: the table is indexed by `Key::table_hash` (see
+    /// [`hash_of`]).
+    pub(super) alone: bool,
+    pub(super) out: Tee<(K, L::Out)>,
+    pub(super) emit: Vec<L::Out>,
+    pub(super) out_buf: Vec<(K, L::Out)>,
+    pub(super) _v: PhantomData<fn(V)>,
+}
+
+/// The hash of `key` in a state table: with one worker nothing is routed and the table
+/// uses the cheap `Key::table_hash`; with several it uses the stable hash the router
+/// computed anyway (and a peer's batch carries, or its key bytes give).
+#[inline(always)]
+pub(super) fn hash_of<K: Key>(key: &K, alone: bool) -> u64 {
+    if alone {
+        key.table_hash()
+    } else {
+        key.stable_hash()
+    }
+}
+
+/// Inserts a new key with a fresh state.
+#[cold]
+fn insert_new<'t, K: Key, V, L: KeyedLogic<V>>(
+    table: &'t mut HashTable<Slot<K, L::State>>,
+    logic: &L,
+    hash: u64,
+    key: K,
+    alone: bool,
+) -> &'t mut Slot<K, L::State> {
+    let slot = Slot {
+        key,
+        state: logic.build(),
+        dirty: false,
+        saved: false,
+    };
+    table
+        .insert_unique(hash, slot, |s| hash_of(&s.key, alone))
+        .into_mut()
+}
+
+impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
+    /// The table hash of `key` in this run.
+    #[inline(always)]
+    pub(super) fn hash_of(&self, key: &K) -> u64 {
+        hash_of(key, self.alone)
+    }
+
+    /// Applies one value to `key` (whose stable hash is `hash`), building the key's
+    /// state if it is new. `RECOVERY` is whether the step has a recovery directory
+    /// (`snaps` is set): decided once per batch, so the per-record path of a run
+    /// without recovery has no snapshot bookkeeping in it.
+    #[inline(always)]
+    pub(super) fn apply<const RECOVERY: bool>(
+        &mut self,
+        epoch: Epoch,
+        hash: u64,
+        key: WireKey<'_, K>,
+        value: V,
+    ) {
+        // A lookup first, an insert only for a new key: cheaper than `entry`, which
+        // checks for room to insert on every call.
+        let found = match &key {
+            WireKey::Owned(k) => self.table.find_mut(hash, |s| s.key.same(k)),
+            WireKey::Encoded(b) => self.table.find_mut(hash, |s| s.key.eq_encoded(b)),
+        };
+        let slot = match found {
+            Some(slot) => slot,
+            None => insert_new(
+                &mut self.table,
+                &*self.logic,
+                hash,
+                key.into_owned(),
+                self.alone,
+            ),
+        };
+        let retention = self.logic.on_item_keyed(
+            &mut slot.state,
+            value,
+            &slot.key,
+            &mut self.emit,
+            &mut self.out_buf,
+        );
+        if RECOVERY && !slot.dirty {
+            slot.dirty = true;
+            let snaps = self.snaps.as_mut().expect("RECOVERY only with snapshots");
+            snaps.dirty.push(slot.key.clone());
+        }
+        if L::TIMERS {
+            let at = match retention {
+                Retention::Retain => self.logic.deadline(&slot.state),
+                Retention::Discard => None,
+            };
+            self.timers.arm(&slot.key, at);
+        }
+        if retention == Retention::Discard {
+            // A second lookup, only for a discard: the common path keeps no entry.
+            let this: *const Slot<K, L::State> = slot;
+            if let Ok(entry) = self.table.find_entry(hash, |s| std::ptr::eq(s, this)) {
+                entry.remove();
+            }
+        }
+        if self.out_buf.len() >= EMIT_CHUNK {
+            self.out.push(epoch, &mut self.out_buf);
+        }
+    }
+
+    /// Starts a batch of callbacks: the logic's `begin_batch`, and the time that new
+    /// timers are measured from.
+    #[inline]
+    pub(super) fn begin_batch(&mut self) {
+        self.logic.begin_batch();
+        if L::TIMERS {
+            self.timers.set_now(Instant::now());
+        }
+    }
+
+    pub(super) fn eof(&mut self, epoch: Epoch) {
+        // Key order, as Bytewax does within an activation: deterministic output.
+        let mut all: Vec<Slot<K, L::State>> = self.table.drain().collect();
+        all.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        self.begin_batch();
+        for mut slot in all {
+            let retention = self.logic.on_eof(&mut slot.state, &mut self.emit);
+            push_keyed(&slot.key, &mut self.emit, &mut self.out_buf);
+            if let Some(snaps) = self.snaps.as_ref().filter(|_| !L::EOF_KEEPS_STATE) {
+                // The state after end of stream, so that a run resumed after it does
+                // not apply `on_eof` twice.
+                match retention {
+                    Retention::Retain => {
+                        snaps.write(&*self.logic, epoch, &slot.key, Some(&slot.state))
+                    }
+                    Retention::Discard if slot.saved => {
+                        snaps.write::<L>(&*self.logic, epoch, &slot.key, None)
+                    }
+                    Retention::Discard => {}
+                }
+            }
+            if self.out_buf.len() >= EMIT_CHUNK {
+                self.out.push(epoch, &mut self.out_buf);
+            }
+        }
+        self.logic.end_batch();
+        self.out.push(epoch, &mut self.out_buf);
+        self.timers.clear();
+        if let Some(snaps) = &mut self.snaps {
+            // Keys discarded earlier in the last epoch.
+            let dirty = std::mem::take(&mut snaps.dirty);
+            for k in dirty {
+                snaps.write::<L>(&*self.logic, epoch, &k, None);
+            }
+        }
+    }
+}
+
+impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedInput<K, V> for KeyedOp<K, V, L> {
+    fn push_local(&mut self, epoch: Epoch, items: &mut Vec<(u64, K, V)>) {
+        if self.gated(epoch) {
+            self.hold(epoch).append(items);
+            return;
+        }
+        self.begin_batch();
+        if self.snaps.is_some() {
+            for (h, k, v) in items.drain(..) {
+                self.apply::<true>(epoch, h, WireKey::Owned(k), v);
+            }
+        } else {
+            for (h, k, v) in items.drain(..) {
+                self.apply::<false>(epoch, h, WireKey::Owned(k), v);
+            }
+        }
+        self.logic.end_batch();
+        self.out.push(epoch, &mut self.out_buf);
+    }
+
+    fn push_remote(&mut self, epoch: Epoch, batch: &mut KeyBatch<K, V>) {
+        if self.gated(epoch) {
+            let held = self.hold(epoch);
+            batch.drain(|h, k, v| held.push((h, k.into_owned(), v)));
+            return;
+        }
+        self.begin_batch();
+        if self.snaps.is_some() {
+            batch.drain(|h, k, v| self.apply::<true>(epoch, h, k, v));
+        } else {
+            batch.drain(|h, k, v| self.apply::<false>(epoch, h, k, v));
+        }
+        self.logic.end_batch();
+        self.out.push(epoch, &mut self.out_buf);
+    }
+}
+
+impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> Activation for KeyedOp<K, V, L> {
+    fn on_frontier(&mut self, old: Epoch, new: Epoch) {
+        if self.snaps.is_some() {
+            self.advance(old, new);
+        } else if new == EOF_EPOCH {
+            // Emissions at end of stream carry the last epoch that was still open.
+            self.eof(old);
+        }
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    fn live_keys(&self) -> Option<usize> {
+        Some(self.table.len())
+    }
+
+    fn windows(&self) -> Option<(u64, Option<i64>)> {
+        if !L::WINDOWED {
+            return None;
+        }
+        // Read every 100 ms with the API on only: one pass over this worker's keys.
+        let (mut open, mut watermark) = (0u64, None::<i64>);
+        for slot in self.table.iter() {
+            let (n, wm) = self.logic.window_gauge(&slot.state);
+            open += n as u64;
+            watermark = watermark.max(wm);
+        }
+        Some((open, watermark))
+    }
+
+    fn on_wake(&mut self, now: Instant, epoch: Epoch) {
+        // Fire only what was due when this wake began: a logic whose `notify_at` stays
+        // in the past is notified once per scheduling round, not in a tight loop that
+        // starves the input.
+        self.begin_batch();
+        for k in self.timers.take_due(now) {
+            let h = self.hash_of(&k);
+            let Ok(mut entry) = self.table.find_entry(h, |s| s.key == k) else {
+                continue;
+            };
+            let retention = self
+                .logic
+                .on_notify(&mut entry.get_mut().state, &mut self.emit);
+            if let Some(snaps) = &mut self.snaps {
+                let slot = entry.get_mut();
+                if !slot.dirty {
+                    slot.dirty = true;
+                    snaps.dirty.push(k.clone());
+                }
+            }
+            push_keyed(&k, &mut self.emit, &mut self.out_buf);
+            match retention {
+                Retention::Retain => {
+                    let at = self.logic.deadline(&entry.get().state);
+                    self.timers.arm(&k, at);
+                }
+                Retention::Discard => {
+                    entry.remove();
+                }
+            }
+        }
+        self.logic.end_batch();
+        self.out.push(epoch, &mut self.out_buf);
+    }
+}
+
+impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
+    /// Loads the keys this worker resumes with.
+    pub(super) fn resume(&mut self, step_id: &str, saved: &KeyRows) -> crate::error::Result<()> {
+        let alone = self.alone;
+        self.table.reserve(saved.len(), |s| hash_of(&s.key, alone));
+        for (kb, sb) in saved.iter() {
+            let bad = |what: String| Error::in_step(step_id.to_string(), what);
+            let key = K::decode(kb).ok_or_else(|| {
+                bad(format!(
+                    "a saved key ({} bytes) does not decode as this step's key type; was the flow changed?",
+                    kb.len()
+                ))
+            })?;
+            let state = self
+                .logic
+                .decode(sb)
+                .map_err(|e| bad(format!("key {key:?}: {e}")))?;
+            let hash = hash_of(&key, alone);
+            if L::TIMERS {
+                let at = self.logic.deadline(&state);
+                self.timers.arm(&key, at);
+            }
+            self.table.insert_unique(
+                hash,
+                Slot {
+                    key,
+                    state,
+                    dirty: false,
+                    saved: true,
+                },
+                |s| hash_of(&s.key, alone),
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,353 @@
+//! The keyed engine's fast paths against plain ones, on random inputs, at 1, 2 and 8
+//! workers, with and without recovery:
+//!
+//! * keyed steps (`stateful_map` with discards, `fold_final`, string and integer keys,
+//!   so both wire layouts of a keyed batch) against a sequential model of the same
+//!   logic, the recovering variant aborted mid-stream and resumed;
+//! * the window engine's integer time (the built-in clocks and windowers) against the
+//!   same clocks and windowers seen through wrappers that implement only the chrono
+//!   methods of `ClockLogic` / `WindowerLogic`, so the engine goes through the
+//!   traits' converting defaults.
+//!
+//! Cases are few and small: every case runs several flows with real worker threads.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use waxfast::connectors::testing::{TestEvent, TestingSink, TestingSource};
+use waxfast::operators::window::chrono::{DateTime, TimeDelta, Utc};
+use waxfast::operators::window::{
+    Clock, ClockLogic, EventClock, SessionWindower, SlidingWindower, TestingClock,
+    TumblingWindower, WindowMetadata, Windower, WindowerLogic,
+};
+use waxfast::recovery::{init, RecoveryConfig};
+use waxfast::{cluster_main_with, Dataflow, RunConfig};
+
+const WORKERS: [usize; 3] = [1, 2, 8];
+
+fn config() -> RunConfig {
+    RunConfig::default()
+        .pin(false)
+        .epoch_interval(Duration::ZERO)
+}
+
+// ---- keyed steps against a sequential model --------------------------------------
+
+/// Per key, the running sum of the values, discarded (restarted) whenever it is a
+/// multiple of 5; each output carries the item's input position.
+type Emitted = (String, (usize, i64));
+
+fn keyed_flow(
+    items: Vec<(u16, i64)>,
+    abort_at: Option<usize>,
+    batch: usize,
+    maps: TestingSink<Emitted>,
+    folds: TestingSink<(u16, i64)>,
+) -> Dataflow {
+    let mut events: Vec<TestEvent<(usize, u16, i64)>> = items
+        .iter()
+        .enumerate()
+        .map(|(i, &(k, v))| TestEvent::Item((i, k, v)))
+        .collect();
+    if let Some(at) = abort_at {
+        events.insert(at.min(events.len()), TestEvent::Abort);
+    }
+    let flow = Dataflow::new("paths");
+    let inp = flow.input("inp", TestingSource::events(events).batch_size(batch));
+    // String keys: encoded bytes between workers.
+    inp.map("as_str", |(i, k, v): (usize, u16, i64)| {
+        (format!("k{k}"), (i, v))
+    })
+    .stateful_map("sum", |s: Option<i64>, (i, v): (usize, i64)| {
+        let t = s.unwrap_or(0) + v;
+        (if t % 5 == 0 { None } else { Some(t) }, (i, t))
+    })
+    .output("maps", maps);
+    // Integer keys: keys as values between workers.
+    inp.map("as_int", |(_, k, v): (usize, u16, i64)| (k, v))
+        .fold_final("fold", || 0i64, |acc, v| acc * 3 % 1_000_003 + v)
+        .output("folds", folds);
+    flow
+}
+
+fn model(items: &[(u16, i64)]) -> (BTreeSet<Emitted>, BTreeSet<(u16, i64)>) {
+    let (mut sums, mut folds) = (BTreeMap::<u16, i64>::new(), BTreeMap::<u16, i64>::new());
+    let mut maps = BTreeSet::new();
+    for (i, &(k, v)) in items.iter().enumerate() {
+        let s = sums.entry(k).or_insert(0);
+        *s += v;
+        maps.insert((format!("k{k}"), (i, *s)));
+        if *s % 5 == 0 {
+            *s = 0;
+        }
+        let f = folds.entry(k).or_insert(0);
+        *f = *f * 3 % 1_000_003 + v;
+    }
+    (maps, folds.into_iter().collect())
+}
+
+/// Outputs of one key arrive in the key's order; across keys the order depends on the
+/// workers, so outputs are compared as sets (each carries its input position).
+fn run_keyed(items: &[(u16, i64)], workers: usize, recovery: bool, batch: usize) {
+    let (maps, maps_out) = TestingSink::new();
+    let (folds, folds_out) = TestingSink::new();
+    let abort_at = recovery.then_some(items.len() / 2);
+    let flow = keyed_flow(items.to_vec(), abort_at, batch, maps, folds);
+    let (want_maps, want_folds) = model(items);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config();
+    if recovery {
+        init(dir.path(), 3).unwrap();
+        config = config.recovery(RecoveryConfig::new(dir.path()));
+        let err = cluster_main_with(&flow, &[], 0, workers, &config)
+            .expect_err("the first execution aborts");
+        assert!(err.to_string().contains("paths.inp"), "{err}");
+    }
+    cluster_main_with(&flow, &[], 0, workers, &config).unwrap();
+    // Items after the last snapshot of the aborted execution are applied again by the
+    // resumed one: the same outputs, emitted twice. The state is exactly once.
+    let got_maps: BTreeSet<Emitted> = maps_out.take().into_iter().collect();
+    let got_folds: Vec<(u16, i64)> = folds_out.take();
+    assert_eq!(got_maps, want_maps, "stateful_map at -w{workers}");
+    let folds_set: BTreeSet<_> = got_folds.iter().cloned().collect();
+    assert_eq!(folds_set.len(), got_folds.len(), "one final state per key");
+    assert_eq!(folds_set, want_folds, "fold_final at -w{workers}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    #[test]
+    fn keyed_steps_agree_with_a_sequential_model(
+        items in prop::collection::vec((0u16..40, 0i64..9), 0..300),
+        batch in 1usize..64,
+    ) {
+        for w in WORKERS {
+            run_keyed(&items, w, false, batch);
+        }
+    }
+
+    #[test]
+    fn keyed_steps_resumed_after_an_abort_agree_with_the_model(
+        items in prop::collection::vec((0u16..40, 0i64..9), 1..300),
+        batch in 1usize..64,
+    ) {
+        for w in WORKERS {
+            run_keyed(&items, w, true, batch);
+        }
+    }
+}
+
+// ---- the window engine's integer time against the chrono path ---------------------
+
+/// A clock seen only through its chrono methods.
+struct ChronoClock<C>(C);
+struct ChronoClockLogic<L>(L);
+
+impl<V, C: Clock<V>> Clock<V> for ChronoClock<C> {
+    type Logic = ChronoClockLogic<C::Logic>;
+    fn build(&self, resume: Option<<C::Logic as ClockLogic<V>>::State>) -> Self::Logic {
+        ChronoClockLogic(self.0.build(resume))
+    }
+}
+
+impl<V, L: ClockLogic<V>> ClockLogic<V> for ChronoClockLogic<L> {
+    type State = L::State;
+    fn on_item(&mut self, value: &V) -> (DateTime<Utc>, DateTime<Utc>) {
+        self.0.on_item(value)
+    }
+    fn on_notify(&mut self) -> DateTime<Utc> {
+        self.0.on_notify()
+    }
+    fn on_eof(&mut self) -> DateTime<Utc> {
+        self.0.on_eof()
+    }
+    fn to_system_utc(&self, watermark: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.0.to_system_utc(watermark)
+    }
+    fn instant_at(&self, at: DateTime<Utc>) -> Option<Instant> {
+        self.0.instant_at(at)
+    }
+    fn snapshot(&self) -> Self::State {
+        self.0.snapshot()
+    }
+}
+
+/// A windower seen only through its chrono methods.
+struct ChronoWindower<W>(W);
+struct ChronoWindowerLogic<L>(L);
+
+impl<W: Windower> Windower for ChronoWindower<W> {
+    type Logic = ChronoWindowerLogic<W::Logic>;
+    fn build(&self, resume: Option<<W::Logic as WindowerLogic>::State>) -> Self::Logic {
+        ChronoWindowerLogic(self.0.build(resume))
+    }
+}
+
+impl<L: WindowerLogic> WindowerLogic for ChronoWindowerLogic<L> {
+    type State = L::State;
+    fn open_for(&mut self, timestamp: DateTime<Utc>, out: &mut Vec<i64>) {
+        self.0.open_for(timestamp, out)
+    }
+    fn late_for(&self, timestamp: DateTime<Utc>, out: &mut Vec<i64>) {
+        self.0.late_for(timestamp, out)
+    }
+    fn merged(&mut self, out: &mut Vec<(i64, i64)>) {
+        self.0.merged(out)
+    }
+    fn close_for(&mut self, watermark: DateTime<Utc>, out: &mut Vec<(i64, WindowMetadata)>) {
+        self.0.close_for(watermark, out)
+    }
+    fn notify_at(&self) -> Option<DateTime<Utc>> {
+        self.0.notify_at()
+    }
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    fn snapshot(&self) -> Self::State {
+        self.0.snapshot()
+    }
+}
+
+type Event = (u8, DateTime<Utc>, u32);
+type Down = (u8, (i64, Vec<u32>));
+type Late = (u8, (i64, Event));
+type Meta = (u8, (i64, WindowMetadata));
+
+fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_704_067_200, 0).expect("in range")
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    Tumbling,
+    Sliding,
+    Session,
+}
+
+/// Runs a `fold_window` collecting each window's values; `chrono` wraps the clock and
+/// windower so the engine converts through the traits' defaults.
+fn run_window(
+    events: &[Event],
+    shape: Shape,
+    ordered: bool,
+    chrono: bool,
+    workers: usize,
+    recovery: bool,
+) -> (Vec<Down>, Vec<Late>, Vec<Meta>) {
+    fn go<C: Clock<Event>, W: Windower>(
+        events: &[Event],
+        clock: C,
+        windower: W,
+        ordered: bool,
+        workers: usize,
+        recovery: bool,
+    ) -> (Vec<Down>, Vec<Late>, Vec<Meta>) {
+        let (down, down_out) = TestingSink::new();
+        let (late, late_out) = TestingSink::new();
+        let (meta, meta_out) = TestingSink::new();
+        let flow = Dataflow::new("win");
+        let out = flow
+            .input("inp", TestingSource::new(events.to_vec()).batch_size(7))
+            .key_on("key", |e: &Event| e.0)
+            .fold_window(
+                "w",
+                clock,
+                windower,
+                Vec::new,
+                |mut acc: Vec<u32>, e: Event| {
+                    acc.push(e.2);
+                    acc
+                },
+                |mut a, b| {
+                    a.extend(b);
+                    a
+                },
+                ordered,
+            );
+        out.down.output("down", down);
+        out.late.output("late", late);
+        out.meta.output("meta", meta);
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config();
+        if recovery {
+            init(dir.path(), 2).unwrap();
+            config = config.recovery(RecoveryConfig::new(dir.path()));
+        }
+        cluster_main_with(&flow, &[], 0, workers, &config).unwrap();
+        let (mut d, mut l, mut m) = (down_out.take(), late_out.take(), meta_out.take());
+        d.sort();
+        l.sort();
+        m.sort();
+        (d, l, m)
+    }
+    // A testing clock that never moves: the watermark is the largest timestamp minus
+    // the wait, whatever the machine's speed.
+    let clock =
+        EventClock::new(|e: &Event| e.1, TimeDelta::seconds(3)).with_time(TestingClock::new(t0()));
+    let align = t0();
+    let s = TimeDelta::seconds;
+    macro_rules! both {
+        ($w:expr) => {
+            if chrono {
+                go(
+                    events,
+                    ChronoClock(clock),
+                    ChronoWindower($w),
+                    ordered,
+                    workers,
+                    recovery,
+                )
+            } else {
+                go(events, clock, $w, ordered, workers, recovery)
+            }
+        };
+    }
+    match shape {
+        Shape::Tumbling => both!(TumblingWindower::new(s(5), align)),
+        Shape::Sliding => both!(SlidingWindower::new(s(6), s(4), align)),
+        Shape::Session => both!(SessionWindower::new(s(2))),
+    }
+}
+
+fn shape() -> impl Strategy<Value = Shape> {
+    prop_oneof![
+        Just(Shape::Tumbling),
+        Just(Shape::Sliding),
+        Just(Shape::Session)
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    #[test]
+    fn window_engine_integer_time_agrees_with_the_chrono_path(
+        raw in prop::collection::vec((0u8..6, -20_000i64..60_000, 0u32..1000), 0..150),
+        shape in shape(),
+        ordered in any::<bool>(),
+        recovery in any::<bool>(),
+    ) {
+        // Times in milliseconds around t0, mostly increasing with jitter: some late.
+        let mut events: Vec<Event> = raw
+            .iter()
+            .enumerate()
+            .map(|(i, &(k, jitter, v))| {
+                let ms = i as i64 * 400 + jitter / 4;
+                (k, t0() + TimeDelta::milliseconds(ms), v)
+            })
+            .collect();
+        events.truncate(150);
+        for w in WORKERS {
+            let fast = run_window(&events, shape, ordered, false, w, recovery);
+            let plain = run_window(&events, shape, ordered, true, w, recovery);
+            prop_assert_eq!(&fast, &plain, "{:?} ordered={} -w{}", shape, ordered, w);
+            if matches!(shape, Shape::Tumbling) {
+                // Each item is in exactly one window, or late for exactly one.
+                let values: usize = fast.0.iter().map(|d| d.1 .1.len()).sum();
+                prop_assert_eq!(values + fast.1.len(), events.len());
+            }
+        }
+    }
+}
