@@ -7,10 +7,7 @@
 
 use std::time::Duration;
 
-use super::count_words;
-use crate::connectors::files::FileSink;
 use crate::connectors::kafka::{KafkaConfig, KafkaSink, KafkaSource, DEFAULT_TIMEOUT};
-use crate::connectors::stdio::StdOutSink;
 use crate::dataflow::Dataflow;
 
 /// The variable that sets the built-in flows' Kafka timeout.
@@ -47,17 +44,7 @@ pub fn kafka_wordcount(config: KafkaConfig, topic: &str, out: Option<&str>) -> D
     let lines = flow
         .input("inp", KafkaSource::new(config, [topic]).tail(false))
         .try_map("value", |m| m.value_str().map(str::to_owned));
-    let counts = lines
-        .flat_map_batch("split", count_words)
-        .reduce_final("count", |a, b| a + b);
-    match out {
-        None => counts
-            .map("fmt", |(w, c)| format!("{w}={c}"))
-            .output("out", StdOutSink::new()),
-        Some(out) => counts
-            .map("fmt", |(w, c)| (w.clone(), format!("{w}={c}")))
-            .output("out", FileSink::new(out)),
-    }
+    super::count_and_write(&lines, out);
     flow
 }
 

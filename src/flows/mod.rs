@@ -40,6 +40,14 @@ pub fn wordcount_to(path: &str, out: Option<&str>) -> Dataflow {
         let file = FileSource::new(path).split_by(4 << 20);
         flow.input("inp", file.batch_size(WORDCOUNT_BATCH))
     };
+    count_and_write(&lines, out);
+    flow
+}
+
+/// Wordcount's steps after its input (`split`, `count`, `fmt`, `out`): each line's words
+/// counted, printed as `word=count`, or written to the file `out` partitioned by word.
+/// The Kafka wordcount shares them, so both give the same lines.
+pub(crate) fn count_and_write(lines: &crate::Stream<String>, out: Option<&str>) {
     let counts = lines
         .flat_map_batch("split", count_words)
         .reduce_final("count", |a, b| a + b);
@@ -51,7 +59,6 @@ pub fn wordcount_to(path: &str, out: Option<&str>) -> Dataflow {
             .map("fmt", |(w, c)| (w.clone(), format!("{w}={c}")))
             .output("out", FileSink::new(out)),
     }
-    flow
 }
 
 /// Lines per batch for `wordcount`: more than a 4 MiB byte range holds at typical line
