@@ -36,7 +36,7 @@ fn config(brokers: &str) -> Result<KafkaConfig, String> {
 /// Counts the words of every message of `topic` present when the run starts (a bounded
 /// run: each partition stops at the end it saw at start). Each message's value is a
 /// line, counted exactly as the built-in `wordcount` counts a line of a file, and the
-/// `word=count` lines go to stdout or, through [`FileSink`], to the file `out` (exactly
+/// `word=count` lines go to stdout or, through [`FileSink`](crate::connectors::files::FileSink), to the file `out` (exactly
 /// once with recovery). A value that is not UTF-8 fails the run, naming its topic,
 /// partition and offset.
 pub fn kafka_wordcount(config: KafkaConfig, topic: &str, out: Option<&str>) -> Dataflow {
