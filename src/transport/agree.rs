@@ -45,6 +45,17 @@ struct HostShm {
     ino: u64,
 }
 
+impl Offer {
+    /// What this process offers when given `mode`.
+    fn local(mode: Mode) -> Offer {
+        Offer {
+            mode,
+            host: HostShm::here(),
+            pid: std::process::id(),
+        }
+    }
+}
+
 impl HostShm {
     fn here() -> Option<HostShm> {
         use std::os::unix::fs::MetadataExt;
@@ -120,12 +131,7 @@ fn send(s: &mut TcpStream, value: &impl Serialize) -> std::io::Result<()> {
 /// framed as on the wire: for tools and tests that speak the cluster protocol
 /// themselves (a peer that offers `Tcp` gets every frame over its connection).
 pub fn offer_message(mode: Mode) -> Vec<u8> {
-    let offer = Offer {
-        mode,
-        host: HostShm::here(),
-        pid: std::process::id(),
-    };
-    message(&offer).expect("an offer always encodes")
+    message(&Offer::local(mode)).expect("an offer always encodes")
 }
 
 fn recv<T: for<'de> Deserialize<'de>>(
@@ -159,11 +165,7 @@ pub(crate) fn agree(
             addresses[p]
         ))
     };
-    let ours = Offer {
-        mode,
-        host: HostShm::here(),
-        pid: std::process::id(),
-    };
+    let ours = Offer::local(mode);
     for (p, s) in streams.iter_mut().enumerate() {
         if let Some(s) = s {
             send(s, &ours).map_err(|e| peer_err(p, e.to_string()))?;

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use crate::base::frame::{Frame, FrameHeader, FrameKind, HEADER_LEN};
 use crate::base::queue::{Lane, Outbox};
 use crate::error::Error;
-use crate::shm::ring::{max_payload, Consumer, Producer};
+use crate::shm::ring::{max_payload, Consumer, Producer, RingMemory};
 use crate::shm::segment::{SegRing, Segment};
 
 /// Where a frame's number goes in its header (the `reserved` word).
@@ -72,7 +72,7 @@ impl ShmLinks {
                 let ring = self.own.ring(our_base as usize + i * w + j);
                 outs[q * w + j] = Some(OutLane {
                     out: Outbox::new(FrameRing {
-                        chunk: chunk(ring_capacity(&ring)),
+                        chunk: chunk(RingMemory::capacity(&ring)),
                         ring: Producer::new(ring),
                         sent: 0,
                         wrote: false,
@@ -98,10 +98,6 @@ impl ShmLinks {
             spare: Vec::new(),
         }
     }
-}
-
-fn ring_capacity(ring: &SegRing) -> usize {
-    crate::shm::ring::RingMemory::capacity(ring)
 }
 
 /// A ring of bytes to one remote worker, taking frames in records of at most `chunk`
