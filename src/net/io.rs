@@ -128,6 +128,11 @@ impl std::fmt::Debug for NetPort {
 }
 
 impl NetPort {
+    /// This worker finished cleanly.
+    pub(crate) fn finished(&self) {
+        self.signal.worker_finished();
+    }
+
     /// A buffer for the next frame, if one was recycled.
     pub(crate) fn spare(&mut self) -> Option<Vec<u8>> {
         self.spare.pop()
@@ -388,6 +393,8 @@ impl NetThread {
                 for p in &mut self.peers {
                     let _ = p.stream.shutdown(Shutdown::Write);
                 }
+                // Every process finished: the run may commit.
+                self.shared.peers_finished();
                 return;
             }
             let paused = self.reading_paused();

@@ -69,6 +69,8 @@ pub(crate) trait DriveSource {
 /// An output step's partitions on this worker.
 pub(crate) trait SinkHandle {
     fn flush(&mut self) -> Result<(), crate::error::BoxError>;
+    /// Makes what was written durable (before the commit point).
+    fn sync(&mut self) -> Result<(), crate::error::BoxError>;
     fn close(&mut self) -> Result<(), crate::error::BoxError>;
     /// The run failed without recovery: every partition drops its partial output.
     fn abort(&mut self);
@@ -752,6 +754,9 @@ impl<T> Activation for SinkParts<T> {
 impl<T> SinkHandle for SinkParts<T> {
     fn flush(&mut self) -> Result<(), crate::error::BoxError> {
         self.parts.iter_mut().try_for_each(|p| p.flush())
+    }
+    fn sync(&mut self) -> Result<(), crate::error::BoxError> {
+        self.parts.iter_mut().try_for_each(|p| p.sync())
     }
     fn close(&mut self) -> Result<(), crate::error::BoxError> {
         self.parts.iter_mut().try_for_each(|p| p.close())

@@ -3,7 +3,8 @@
 //! The CLI installs the handlers ([`install`]); a signal then fails every run of this
 //! process with [`Error::Interrupted`] through the same path as a failing step: the
 //! workers stop within a scheduling round, sinks are told the run failed, and the peers
-//! of a cluster are told why. If the process has not exited two seconds after the
+//! of a cluster are told why. A run past its commit point (every worker finished, its
+//! sinks publishing their output: see [`crate::base::park`]) completes instead. If the process has not exited two seconds after the
 //! signal (a user closure that never returns, say), it exits anyway with 128 + the
 //! signal's number, as a shell reports a process killed by it.
 
@@ -28,7 +29,7 @@ pub(crate) fn register(shared: &Arc<Shared>) {
     runs.push(Arc::downgrade(shared));
     drop(runs);
     if let Some(signal) = interrupted() {
-        shared.fail(usize::MAX, Error::Interrupted { signal });
+        shared.interrupt(Error::Interrupted { signal });
     }
 }
 
@@ -36,7 +37,9 @@ fn interrupt(signal: i32) {
     crate::base::signal::note(signal);
     let runs = RUNS.lock().unwrap_or_else(|p| p.into_inner()).clone();
     for shared in runs.iter().filter_map(Weak::upgrade) {
-        shared.fail(usize::MAX, Error::Interrupted { signal });
+        if !shared.interrupt(Error::Interrupted { signal }) {
+            tracing::debug!(signal, "the run is past its commit point: it completes");
+        }
     }
 }
 

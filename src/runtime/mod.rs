@@ -357,6 +357,9 @@ pub fn cluster_main_with(
     let (observer, _api) = start_api(config, &plan)?;
     let prepared = prepare_recovery(config, &plan, base, n, total)?;
     let shared = Arc::new(Shared::new(n));
+    if processes > 1 {
+        shared.expect_peers();
+    }
     interrupt::register(&shared);
     let (net, ports, listing) = if processes > 1 {
         if config.peer_timeout.is_zero() {
@@ -462,7 +465,6 @@ pub fn cluster_main_with(
         let endpoints = (alloc.clone(), i);
         let (plan, shared, config) = (plan.clone(), shared.clone(), config.clone());
         let env = env.clone();
-        let signal = signal.clone();
         let core = cores
             .as_ref()
             .filter(|c| !c.is_empty())
@@ -481,11 +483,7 @@ pub fn cluster_main_with(
                     global: base + i,
                     count: total,
                 };
-                let r = run_worker(plan, me, endpoints, port, &shared, &config, env);
-                if let (Ok(()), Some(signal)) = (&r, &signal) {
-                    signal.worker_finished();
-                }
-                r
+                run_worker(plan, me, endpoints, port, &shared, &config, env)
             })
             .map_err(|e| Error::Config(format!("cannot start worker thread {i}: {e}")))?;
         handles.push(handle);

@@ -270,7 +270,8 @@ impl Worker {
     }
 
     /// Runs until every step's frontier is at end of stream and nothing waits to be
-    /// sent, then closes the sinks.
+    /// sent, then, once the run commits (every worker of the cluster finished: see
+    /// [`crate::base::park`]), closes the sinks.
     pub(crate) fn run(&mut self) -> Result<()> {
         let mut idle_rounds: u32 = 0;
         // Whether anything `propagate` reads may have changed since it last ran: the
@@ -384,6 +385,19 @@ impl Worker {
             }
         }
         self.observe_round(Instant::now());
+        // Everything written is made durable before the commit point, so that past it
+        // only the (quick) publishing remains.
+        for (step, sink) in &self.sinks {
+            let _g = StepGuard::enter(*step);
+            let r = sink.borrow_mut().sync();
+            r.map_err(|e| self.step_error(*step, e))?;
+        }
+        if let Some(net) = &self.net {
+            net.borrow().finished();
+        }
+        if !self.shared.await_commit(self.index) {
+            return Err(Error::Aborted);
+        }
         for (step, sink) in &self.sinks {
             let _g = StepGuard::enter(*step);
             let r = sink.borrow_mut().close();

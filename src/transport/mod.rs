@@ -94,6 +94,14 @@ impl Remote {
         reused.unwrap_or_default()
     }
 
+    /// This worker finished its work (and handed every frame over): the network thread
+    /// may tell the peers once every local worker has.
+    pub(crate) fn finished(&self) {
+        if let Some(t) = &self.tcp {
+            t.finished();
+        }
+    }
+
     /// Queues a finished frame for worker `to` of another process.
     pub(crate) fn send(&mut self, to: usize, frame: Vec<u8>) {
         match &mut self.shm {
