@@ -333,6 +333,38 @@ fn kill_group(child: &mut Child) {
         .args(["-KILL", "--", &format!("-{}", child.id())])
         .status();
     let _ = child.wait();
+    // The launcher's children (`-p`) are not ours to wait for, and a killed process
+    // holds its recovery lock until its exit has closed its files: the next run starts
+    // only once none of the group is alive (a zombie has closed them).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while group_alive(child.id()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Whether a process of group `pgid` is alive (not a zombie).
+fn group_alive(pgid: u32) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    dir.filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .any(|stat| {
+            // pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses.
+            let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+                return false;
+            };
+            let mut fields = rest.split_whitespace();
+            let state = fields.next();
+            let pgrp = fields.nth(1).and_then(|f| f.parse::<u32>().ok());
+            pgrp == Some(pgid) && state != Some("Z") && state != Some("X")
+        })
 }
 
 /// Waits up to `delay` for `child`; true if it finished by itself (it must succeed).
