@@ -41,6 +41,7 @@ pub mod runtime;
 pub mod shm;
 pub mod transport;
 
+pub use base::plain::register_plain;
 pub use dataflow::{Dataflow, Key, Stream};
 pub use error::{BoxError, Error, Result};
 pub use runtime::{

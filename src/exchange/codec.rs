@@ -4,14 +4,17 @@
 //! for a worker in another process is encoded, once, by the sending worker, into the
 //! frame that the network thread writes as is; the receiving worker decodes it.
 //!
-//! * `Vec<T>` (redistribute, sinks): the items in postcard (serde, varint integers).
+//! * `Vec<T>` (redistribute, sinks): a tag byte, then the items: as one block of their
+//!   bytes if `T` is plain (a primitive number, or a type made plain with
+//!   [`crate::register_plain`]), else in postcard (serde, varint integers).
 //! * [`KeyBatch`]: `count: u32 LE`, `count` key end offsets (`u32 LE`), the keys'
-//!   canonical bytes ([`Key::encode`]), then the values as a postcard sequence. Keys
+//!   canonical bytes ([`Key::encode`]), then the values as a `Vec<V>` is encoded. Keys
 //!   therefore arrive exactly in the layout a keyed exchange uses for byte-shipped keys,
 //!   and the receiver rehashes those bytes (the stable hash is defined on them).
 
 use super::keyed::KeyBatch;
 use crate::base::key::Key;
+use crate::base::plain;
 use crate::base::push::ExchangeData;
 
 pub(crate) use crate::base::codec::{Codec, Wire};
@@ -19,17 +22,28 @@ pub(crate) use crate::base::codec::{Codec, Wire};
 impl<T: ExchangeData> Wire for Vec<T> {
     fn codec() -> Codec<Self> {
         Codec {
-            encode: |batch, out| {
-                let buf = std::mem::take(out);
-                *out = postcard::to_extend(batch, buf).map_err(|e| e.to_string())?;
-                Ok(())
-            },
-            decode: |bytes, batch| {
-                *batch = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
-                Ok(())
-            },
+            encode: |batch, out| encode_values(batch, out),
+            decode: |bytes, batch| decode_values(bytes, batch),
         }
     }
+}
+
+/// Appends `values`: as one block of bytes if their type is plain
+/// ([`crate::base::plain`]), else as a postcard sequence; a tag byte says which.
+fn encode_values<V: ExchangeData>(values: &[V], out: &mut Vec<u8>) -> Result<(), String> {
+    plain::encode_items(values, out, |out| {
+        let buf = std::mem::take(out);
+        *out = postcard::to_extend(values, buf).map_err(|e| e.to_string())?;
+        Ok(())
+    })
+}
+
+/// Decodes what [`encode_values`] wrote (all of `bytes`) into the empty `values`.
+fn decode_values<V: ExchangeData>(bytes: &[u8], values: &mut Vec<V>) -> Result<(), String> {
+    plain::decode_items(bytes, values, |rest, values| {
+        *values = postcard::from_bytes(rest).map_err(|e| e.to_string())?;
+        Ok(())
+    })
 }
 
 impl<K: Key, V: ExchangeData> Wire for KeyBatch<K, V> {
@@ -48,10 +62,16 @@ pub(crate) fn keyed_items<K: Key, V: ExchangeData>() -> Codec<Vec<(K, V)>> {
         encode: |items, out| {
             out.extend_from_slice(&(items.len() as u32).to_le_bytes());
             encode_keys(items.iter().map(|(k, _)| k), items.len(), out);
+            if plain::is_plain::<V>() {
+                let values: Vec<V> = items.iter().map(|(_, v)| v.clone()).collect();
+                return encode_values(&values, out);
+            }
             let values: Vec<&V> = items.iter().map(|(_, v)| v).collect();
-            let buf = std::mem::take(out);
-            *out = postcard::to_extend(&values, buf).map_err(|e| e.to_string())?;
-            Ok(())
+            plain::encode_serde(out, |out| {
+                let buf = std::mem::take(out);
+                *out = postcard::to_extend(&values, buf).map_err(|e| e.to_string())?;
+                Ok(())
+            })
         },
         decode: |bytes, items| {
             let mut b = KeyBatch::<K, V>::new();
@@ -94,9 +114,7 @@ fn encode_keyed<K: Key, V: ExchangeData>(
     } else {
         encode_keys(b.keys.iter(), n, out);
     }
-    let buf = std::mem::take(out);
-    *out = postcard::to_extend(&b.values, buf).map_err(|e| e.to_string())?;
-    Ok(())
+    encode_values(&b.values, out)
 }
 
 fn decode_keyed<K: Key, V: ExchangeData>(
@@ -136,8 +154,8 @@ fn decode_keyed_into<K: Key, V: ExchangeData>(
         prev = e;
     }
     let key_bytes = &bytes[keys_start..keys_start + prev];
-    let values: Vec<V> =
-        postcard::from_bytes(&bytes[keys_start + prev..]).map_err(|e| e.to_string())?;
+    let mut values: Vec<V> = Vec::new();
+    decode_values(&bytes[keys_start + prev..], &mut values)?;
     if values.len() != n {
         return Err(format!("keyed batch: {n} keys but {} values", values.len()));
     }

@@ -37,7 +37,7 @@ pub(crate) mod codec;
 pub(crate) mod items;
 pub(crate) mod keyed;
 
-use crate::base::frame::{finish_frame, start_frame, Frame, FrameKind};
+use crate::base::frame::{finish_frame, start_frame, FrameHeader, FrameKind};
 use crate::base::queue::Outbox;
 use crate::transport::threads::{Endpoint, Msg, RING_CAPACITY};
 use crate::transport::Remote;
@@ -61,9 +61,12 @@ pub(crate) trait ChannelIo {
     fn is_backlogged(&self) -> bool;
     /// True if a ring from a peer holds a message (checked before parking).
     fn has_inbound(&self) -> bool;
-    /// A frame from a worker in another process: a batch to decode and deliver, or
-    /// progress.
-    fn recv_frame(&mut self, frame: &Frame) -> Result<(), String>;
+    /// A frame from a worker in another process: a batch to decode (it waits for
+    /// [`deliver_received`](Self::deliver_received); true) or progress (false). It runs
+    /// while the port is borrowed (the payload may lie in its ring), so it runs no step.
+    fn recv_frame(&mut self, header: &FrameHeader, payload: &[u8]) -> Result<bool, String>;
+    /// Hands the batch the last `recv_frame` decoded to the step.
+    fn deliver_received(&mut self);
     /// Messages waiting in this worker's inbound rings, and in its overflow queues.
     fn backlog(&self) -> (usize, usize);
 }
@@ -338,6 +341,8 @@ pub(crate) struct Channel<B> {
     links: Links<B>,
     staged: Vec<Staged<B>>,
     deliver: Deliver<B>,
+    /// A batch from another process, decoded and not yet delivered.
+    received: Option<(Epoch, B)>,
 }
 
 /// Where a channel's inbound batches go; it must leave each batch empty.
@@ -355,6 +360,7 @@ impl<B: Batch> Channel<B> {
             links,
             staged,
             deliver,
+            received: None,
         }
     }
 
@@ -451,22 +457,17 @@ impl<B: Batch> ChannelIo for Channel<B> {
         self.links.backlog()
     }
 
-    fn recv_frame(&mut self, frame: &Frame) -> Result<(), String> {
-        let h = &frame.header;
+    fn recv_frame(&mut self, h: &FrameHeader, payload: &[u8]) -> Result<bool, String> {
         let from = h.from.get() as usize;
         match h.kind().map_err(|e| e.to_string())? {
             FrameKind::Data => {
                 let net = self.links.net.as_mut().ok_or("no network port")?;
                 let mut batch = net.spare.pop().unwrap_or_else(B::fresh);
                 batch.clear();
-                (net.codec.decode)(&frame.payload, &mut batch)?;
-                (self.deliver)(h.epoch.get(), &mut batch);
-                batch.clear();
-                if let Some(net) = self.links.net.as_mut() {
-                    if net.spare.len() < 16 {
-                        net.spare.push(batch);
-                    }
-                }
+                let decoded = (net.codec.decode)(payload, &mut batch);
+                self.received = Some((h.epoch.get(), batch));
+                decoded?;
+                return Ok(true);
             }
             FrameKind::Progress | FrameKind::Eof => {
                 let f = h.epoch.get();
@@ -481,7 +482,20 @@ impl<B: Batch> ChannelIo for Channel<B> {
                 return Err("a process-level frame reached a channel".into())
             }
         }
-        Ok(())
+        Ok(false)
+    }
+
+    fn deliver_received(&mut self) {
+        let Some((epoch, mut batch)) = self.received.take() else {
+            return;
+        };
+        (self.deliver)(epoch, &mut batch);
+        batch.clear();
+        if let Some(net) = self.links.net.as_mut() {
+            if net.spare.len() < 16 {
+                net.spare.push(batch);
+            }
+        }
     }
 }
 

@@ -240,12 +240,22 @@ pub fn bench_wordcount(args: Option<&str>) -> Result<Dataflow, String> {
     Ok(flow)
 }
 
-/// A fixed-layout record of `N` bytes for the exchange benchmark.
-#[derive(Debug, Clone, Copy)]
+/// A fixed-layout record of `N` bytes for the exchange benchmark: plain data
+/// ([`crate::register_plain`]), so a batch crosses processes as one block of bytes.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    zerocopy::FromBytes,
+    zerocopy::IntoBytes,
+    zerocopy::Immutable,
+    zerocopy::KnownLayout,
+)]
+#[repr(transparent)]
 pub struct Record<const N: usize>(pub [u8; N]);
 
-// Across processes a record travels as its raw bytes (serde's derive does not cover
-// arrays of any length).
+// Where a record goes through serde (a sink's, or without `register_plain`), it is its
+// raw bytes (serde's derive does not cover arrays of any length).
 impl<const N: usize> serde::Serialize for Record<N> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_bytes(&self.0)
@@ -270,10 +280,12 @@ impl<'de, const N: usize> serde::Deserialize<'de> for Record<N> {
     }
 }
 
-/// `bench_exchange:N,BYTES`: N fixed-layout records of 16 or 64 bytes through
+/// `bench_exchange:N,BYTES`: N fixed-layout (plain) records of 16 or 64 bytes through
 /// `redistribute` (round robin: with W workers, (W-1)/W of them cross to another worker).
 pub fn bench_exchange(args: Option<&str>) -> Result<Dataflow, String> {
     let v = parse_args(args, "bench_exchange:N,BYTES", &[50_000_000, 16])?;
+    crate::register_plain::<Record<16>>();
+    crate::register_plain::<Record<64>>();
     let flow = Dataflow::new("bench_exchange");
     let stats = Stats::new("bench_exchange", v[0]);
     match v[1] {

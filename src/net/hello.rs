@@ -30,7 +30,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 /// The first bytes of every connection.
 pub const MAGIC: [u8; 8] = *b"WAXFAST\0";
 /// The protocol version; peers must agree exactly.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 /// The largest hello body accepted (a flow with thousands of inputs fits easily).
 pub const MAX_BODY: usize = 1 << 20;
 /// The length of a proof (HMAC-SHA256).

@@ -413,27 +413,38 @@ impl Worker {
         };
         let mut got = false;
         for _ in 0..NET_BUDGET {
-            let Some(frame) = port.borrow_mut().recv()? else {
-                break;
-            };
-            got = true;
-            let h = &frame.header;
-            let id = h.channel.get() as usize;
-            let Some((step, ch)) = self.channel_by_id.get(id).and_then(|c| c.as_ref()) else {
-                return Err(Error::Cluster(format!(
-                    "worker {} sent a frame for channel {id}, which this worker does not have",
-                    h.from.get()
-                )));
-            };
-            let _g = StepGuard::enter(*step);
-            ch.borrow_mut().recv_frame(&frame).map_err(|e| {
-                Error::Cluster(format!(
-                    "a frame from worker {} on channel {id} (step {:?}) is invalid: {e}",
-                    h.from.get(),
-                    self.plan.steps[*step].id
-                ))
+            // Decoded while the port is borrowed (the payload may lie in its ring),
+            // delivered after: delivering runs steps, which may send.
+            let mut received = None;
+            let came = port.borrow_mut().recv_with(&mut |h, payload| {
+                let id = h.channel.get() as usize;
+                let Some((step, ch)) = self.channel_by_id.get(id).and_then(|c| c.as_ref()) else {
+                    return Err(Error::Cluster(format!(
+                        "worker {} sent a frame for channel {id}, which this worker does not have",
+                        h.from.get()
+                    )));
+                };
+                let _g = StepGuard::enter(*step);
+                let data = ch.borrow_mut().recv_frame(h, payload).map_err(|e| {
+                    Error::Cluster(format!(
+                        "a frame from worker {} on channel {id} (step {:?}) is invalid: {e}",
+                        h.from.get(),
+                        self.plan.steps[*step].id
+                    ))
+                })?;
+                if data {
+                    received = Some((*step, ch.clone()));
+                }
+                Ok(())
             })?;
-            port.borrow_mut().recycle(frame.payload);
+            if !came {
+                break;
+            }
+            got = true;
+            if let Some((step, ch)) = received {
+                let _g = StepGuard::enter(step);
+                ch.borrow_mut().deliver_received();
+            }
         }
         Ok(got)
     }

@@ -77,13 +77,31 @@ pub unsafe trait RingMemory {
     /// `at + bytes.len() <= capacity()`, and the range is owned by the caller: the
     /// producer, writing bytes that are not in use (between `head` and `tail + capacity`).
     unsafe fn write(&self, at: usize, bytes: &[u8]);
-    /// Copies bytes of the data region at offset `at` into `out`.
+    /// Copies `len` bytes of the data region at offset `at` to `out`.
     ///
     /// # Safety
     ///
-    /// `at + out.len() <= capacity()`, and the range is owned by the caller: the
-    /// consumer, reading bytes the producer published (between `tail` and `head`).
-    unsafe fn read(&self, at: usize, out: &mut [u8]);
+    /// `at + len <= capacity()`, and the range is owned by the caller: the consumer,
+    /// reading bytes the producer published (between `tail` and `head`). `out` is valid
+    /// for writes of `len` bytes (it may be uninitialised) and does not overlap the
+    /// region.
+    unsafe fn read(&self, at: usize, out: *mut u8, len: usize);
+}
+
+/// Ring memory whose data region is plain addressable bytes, so the consumer may read
+/// a record where it lies ([`Consumer::pop_with`]) instead of copying it out.
+///
+/// # Safety
+///
+/// As [`RingMemory`]; `slice` must return exactly the bytes `read` would copy.
+pub unsafe trait SliceMemory: RingMemory {
+    /// The `len` bytes of the data region at offset `at`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`RingMemory::read`]; the bytes must not be written (the range stays the
+    /// consumer's) while the returned slice lives.
+    unsafe fn slice(&self, at: usize, len: usize) -> &[u8];
 }
 
 /// Bytes a record of `len` payload bytes takes in the ring.
@@ -237,13 +255,8 @@ impl<M: RingMemory> Consumer<M> {
 
     /// Takes the next record and appends it to `out`; `false` if the ring is empty now.
     pub fn pop_append(&mut self, out: &mut Vec<u8>) -> bool {
-        self.take(|mem, at, len| {
-            let start = out.len();
-            out.resize(start + len, 0);
-            // SAFETY: the record lies within the region and was published (`take`).
-            unsafe { mem.read(at, &mut out[start..]) };
-        })
-        .is_some()
+        self.take(|mem, at, len| read_append(mem, at, len, out))
+            .is_some()
     }
 
     /// Takes the next record: its first `prefix.len()` bytes (or all of it, if it is
@@ -252,20 +265,32 @@ impl<M: RingMemory> Consumer<M> {
     pub fn pop_split(&mut self, prefix: &mut [u8], out: &mut Vec<u8>) -> Option<usize> {
         self.take(|mem, at, len| {
             let head = len.min(prefix.len());
+            // SAFETY: the range lies within the record, which lies within the region
+            // and was published (`take`); `prefix` has room for `head` bytes.
+            unsafe { mem.read(at, prefix.as_mut_ptr(), head) };
             out.clear();
-            out.resize(len - head, 0);
-            // SAFETY: both ranges lie within the record, which lies within the region
-            // and was published (`take`).
-            unsafe {
-                mem.read(at, &mut prefix[..head]);
-                mem.read(at + head, out);
-            }
+            read_append(mem, at + head, len - head, out);
+            len
+        })
+    }
+
+    /// Hands the next record, where it lies in the ring, to `f`, then frees it;
+    /// `None` if the ring is empty now.
+    pub fn pop_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Option<R>
+    where
+        M: SliceMemory,
+    {
+        self.take(|mem, at, len| {
+            // SAFETY: the record lies within the region and was published (`take`); the
+            // producer does not write it before `take` frees it, after `f` returned and
+            // the slice is gone.
+            f(unsafe { mem.slice(at, len) })
         })
     }
 
     /// Finds the next record and hands `(memory, offset, length)` of its payload to
-    /// `read`, then frees it; the record's length, or `None` if the ring is empty.
-    fn take(&mut self, read: impl FnOnce(&M, usize, usize)) -> Option<usize> {
+    /// `read`, then frees it; what `read` returned, or `None` if the ring is empty.
+    fn take<R>(&mut self, read: impl FnOnce(&M, usize, usize) -> R) -> Option<R> {
         loop {
             if self.tail == self.head {
                 // Acquire: the producer's writes of the records up to `head` are visible.
@@ -279,7 +304,7 @@ impl<M: RingMemory> Consumer<M> {
             let mut h = [0u8; HEADER];
             // SAFETY: `at + HEADER <= cap` (8-aligned), and the bytes between `tail` and
             // `head` were published by the producer and are not written until freed.
-            unsafe { self.mem.read(at, &mut h) };
+            unsafe { self.mem.read(at, h.as_mut_ptr(), HEADER) };
             let len = u32::from_le_bytes(h[..4].try_into().expect("4 bytes"));
             if len == WRAP {
                 self.tail += (self.mem.capacity() - at) as u64;
@@ -292,12 +317,12 @@ impl<M: RingMemory> Consumer<M> {
             );
             // The payload `at + HEADER .. at + HEADER + len` lies within the region
             // (asserted) and was published: `read` may copy out of it.
-            read(&self.mem, at + HEADER, len);
+            let r = read(&self.mem, at + HEADER, len);
             self.tail += footprint(len) as u64;
             // Release: our reads of the record happen before the producer reuses it.
             annotate::happens_before(self.mem.tail());
             self.mem.tail().store(self.tail, Ordering::Release);
-            return Some(len);
+            return Some(r);
         }
     }
 
@@ -305,6 +330,24 @@ impl<M: RingMemory> Consumer<M> {
     pub fn is_empty(&mut self) -> bool {
         self.head = self.mem.head().load(Ordering::Acquire);
         self.tail == self.head
+    }
+}
+
+/// Appends `len` bytes of `mem` at `at` (a published range of the record `take` found)
+/// to `out`, without zeroing them first.
+fn read_append<M: RingMemory>(mem: &M, at: usize, len: usize, out: &mut Vec<u8>) {
+    if out.is_empty() && out.capacity() < len {
+        // Growing would copy the old buffer's stale bytes along.
+        *out = Vec::with_capacity(len);
+    }
+    out.reserve(len);
+    let start = out.len();
+    // SAFETY: the range lies within the record, which lies within the region and was
+    // published (`take`); `reserve` made `len` bytes of room after `start`, which the
+    // copy fills before `set_len` counts them.
+    unsafe {
+        mem.read(at, out.as_mut_ptr().add(start), len);
+        out.set_len(start + len);
     }
 }
 
@@ -357,15 +400,22 @@ unsafe impl RingMemory for &HeapMemory {
             )
         }
     }
-    unsafe fn read(&self, at: usize, out: &mut [u8]) {
-        // SAFETY: as for `write`, for the consumer's published range.
+    unsafe fn read(&self, at: usize, out: *mut u8, len: usize) {
+        // SAFETY: as for `write`, for the consumer's published range; `out` is valid
+        // for `len` bytes (the caller's contract).
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.data[at..at + out.len()].as_ptr() as *const u8,
-                out.as_mut_ptr(),
-                out.len(),
-            )
+            std::ptr::copy_nonoverlapping(self.data[at..at + len].as_ptr() as *const u8, out, len)
         }
+    }
+}
+
+// SAFETY: the cells are contiguous bytes (`UnsafeCell<u8>` has the layout of `u8`), the
+// very ones `read` copies.
+unsafe impl SliceMemory for &HeapMemory {
+    unsafe fn slice(&self, at: usize, len: usize) -> &[u8] {
+        // SAFETY: the range lies within the region (the caller's contract) and is not
+        // written while the slice lives.
+        unsafe { std::slice::from_raw_parts(self.data[at..at + len].as_ptr() as *const u8, len) }
     }
 }
 
@@ -400,6 +450,32 @@ mod tests {
         }
         assert_eq!(next_out, sent);
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn records_read_in_place_equal_the_pushed_ones_across_wraps() {
+        let mem = HeapMemory::new(256);
+        let (mut p, mut c) = split(&mem, &mem);
+        let (mut sent, mut got) = (0u32, 0u32);
+        let record = |n: u32| -> Vec<u8> {
+            let len = (n as usize * 13) % (max_payload(256) + 1);
+            (0..len).map(|i| (i as u32 ^ n) as u8).collect()
+        };
+        while sent < 3000 {
+            if p.push(&record(sent)) {
+                sent += 1;
+                continue;
+            }
+            let same = c.pop_with(|r| r == record(got).as_slice());
+            assert_eq!(same, Some(true), "record {got}");
+            got += 1;
+        }
+        while let Some(same) = c.pop_with(|r| r == record(got).as_slice()) {
+            assert!(same, "record {got}");
+            got += 1;
+        }
+        assert_eq!(got, sent);
+        assert_eq!(c.pop_with(|_| ()), None);
     }
 
     #[test]
@@ -558,10 +634,10 @@ mod tests {
                     self.data[at + i].with_mut(|p| unsafe { *p = b });
                 }
             }
-            unsafe fn read(&self, at: usize, out: &mut [u8]) {
-                for (i, o) in out.iter_mut().enumerate() {
-                    // SAFETY: as for `write`.
-                    *o = self.data[at + i].with(|p| unsafe { *p });
+            unsafe fn read(&self, at: usize, out: *mut u8, len: usize) {
+                for i in 0..len {
+                    // SAFETY: as for `write`; `out` is valid for `len` bytes.
+                    unsafe { *out.add(i) = self.data[at + i].with(|p| *p) };
                 }
             }
         }

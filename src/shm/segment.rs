@@ -357,14 +357,26 @@ unsafe impl RingMemory for SegRing {
             )
         }
     }
-    unsafe fn read(&self, at: usize, out: &mut [u8]) {
-        // SAFETY: as for `write`, for the consumer's published range.
+    unsafe fn read(&self, at: usize, out: *mut u8, len: usize) {
+        // SAFETY: as for `write`, for the consumer's published range; `out` is valid
+        // for `len` bytes (the caller's contract).
         unsafe {
             std::ptr::copy_nonoverlapping(
                 self.seg.map.as_ptr().add(self.at + 2 * LINE + at),
-                out.as_mut_ptr(),
-                out.len(),
+                out,
+                len,
             )
+        }
+    }
+}
+
+// SAFETY: the data region is mapped memory: plain bytes, the ones `read` copies.
+unsafe impl crate::shm::ring::SliceMemory for SegRing {
+    unsafe fn slice(&self, at: usize, len: usize) -> &[u8] {
+        // SAFETY: the range lies within the data region, within the mapping that `seg`
+        // keeps alive as long as `self`; the caller keeps it unwritten while it lives.
+        unsafe {
+            std::slice::from_raw_parts(self.seg.map.as_ptr().add(self.at + 2 * LINE + at), len)
         }
     }
 }

@@ -22,9 +22,10 @@ pub use agree::offer_message;
 use serde::{Deserialize, Serialize};
 
 use crate::base::epoch::EOF_EPOCH;
-use crate::base::frame::{finish_frame, start_frame, Frame, FrameKind};
+use crate::base::frame::{finish_frame, start_frame, FrameKind};
 use crate::error::Result;
 use crate::net::io::NetPort;
+pub(crate) use shm::FrameFn;
 use shm::ShmPort;
 
 /// Which transport processes use between them (`--transport`, `WAXFAST_TRANSPORT`).
@@ -132,24 +133,38 @@ impl Remote {
         self.send(to, f);
     }
 
-    /// The next received frame, from either transport.
-    pub(crate) fn recv(&mut self) -> Result<Option<Frame>> {
+    /// Hands the next received frame, from either transport, to `f`; false if none
+    /// came. `f` runs while this port is borrowed (a shared-memory frame is read where
+    /// it lies in its ring).
+    pub(crate) fn recv_with(&mut self, f: &mut FrameFn<'_>) -> Result<bool> {
         self.shm_first = !self.shm_first;
-        let from_shm = |s: &mut Option<ShmPort>| match s {
-            Some(s) => s.recv(),
-            None => Ok(None),
-        };
         if self.shm_first {
-            if let Some(f) = from_shm(&mut self.shm)? {
-                return Ok(Some(f));
+            if self.recv_shm(f)? {
+                return Ok(true);
             }
-            Ok(self.tcp.as_mut().and_then(|t| t.recv()))
+            self.recv_tcp(f)
         } else {
-            if let Some(f) = self.tcp.as_mut().and_then(|t| t.recv()) {
-                return Ok(Some(f));
+            if self.recv_tcp(f)? {
+                return Ok(true);
             }
-            from_shm(&mut self.shm)
+            self.recv_shm(f)
         }
+    }
+
+    fn recv_shm(&mut self, f: &mut FrameFn<'_>) -> Result<bool> {
+        match &mut self.shm {
+            Some(s) => s.recv_with(f),
+            None => Ok(false),
+        }
+    }
+
+    fn recv_tcp(&mut self, f: &mut FrameFn<'_>) -> Result<bool> {
+        let Some(frame) = self.tcp.as_mut().and_then(|t| t.recv()) else {
+            return Ok(false);
+        };
+        let r = f(&frame.header, &frame.payload);
+        self.recycle(frame.payload);
+        r.map(|()| true)
     }
 
     /// Returns a received frame's buffer for reuse by outbound frames.

@@ -19,7 +19,7 @@
 
 use std::sync::Arc;
 
-use crate::base::frame::{Frame, FrameHeader, FrameKind, HEADER_LEN};
+use crate::base::frame::{FrameHeader, FrameKind, HEADER_LEN};
 use crate::base::queue::{Lane, Outbox};
 use crate::error::Error;
 use crate::shm::ring::{max_payload, Consumer, Producer, RingMemory};
@@ -76,6 +76,7 @@ impl ShmLinks {
                         ring: Producer::new(ring),
                         sent: 0,
                         wrote: false,
+                        written: None,
                     }),
                     bell: (seg.clone(), j),
                     seq: 0,
@@ -109,6 +110,8 @@ struct FrameRing {
     sent: usize,
     /// A record was written since the receiver was last rung.
     wrote: bool,
+    /// The last frame written whole, for the port to reuse its buffer.
+    written: Option<Vec<u8>>,
 }
 
 impl Lane for FrameRing {
@@ -123,6 +126,7 @@ impl Lane for FrameRing {
             self.sent = end;
         }
         self.sent = 0;
+        self.written = Some(frame);
         Ok(())
     }
     fn weight(frame: &Vec<u8>) -> usize {
@@ -213,15 +217,31 @@ impl ShmPort {
         lane.seq = lane.seq.wrapping_add(1);
         lane.out.send(frame);
         lane.rang();
+        self.reclaim(to);
+    }
+
+    /// Keeps the buffer of the frame lane `to` last wrote whole, for the next frames
+    /// (a frame's buffer has the room of a whole batch; reusing it saves growing a
+    /// smaller one).
+    fn reclaim(&mut self, to: usize) {
+        if let Some(lane) = self.outs[to].as_mut() {
+            if let Some(buf) = lane.out.ring_mut().written.take() {
+                self.recycle(buf);
+            }
+        }
     }
 
     /// Retries queued frames; true if anything moved.
     pub(crate) fn flush(&mut self) -> bool {
         let mut moved = false;
-        for lane in self.outs.iter_mut().flatten() {
+        for to in 0..self.outs.len() {
+            let Some(lane) = self.outs[to].as_mut() else {
+                continue;
+            };
             if lane.out.queued() > 0 {
                 lane.out.retry();
                 moved |= lane.rang();
+                self.reclaim(to);
             }
         }
         moved
@@ -242,63 +262,98 @@ impl ShmPort {
         self.ins.iter_mut().any(|l| !l.ring.is_empty())
     }
 
-    /// The next whole frame from any inbound ring (round robin over the senders).
-    pub(crate) fn recv(&mut self) -> Result<Option<Frame>, Error> {
+    /// Hands the next whole frame from any inbound ring (round robin over the senders)
+    /// to `f`; false if none was whole. A frame that fits one record is read where it
+    /// lies in the ring, uncopied.
+    pub(crate) fn recv_with(&mut self, f: &mut FrameFn<'_>) -> Result<bool, Error> {
         let n = self.ins.len();
         for k in 0..n {
             let i = (self.next + k) % n;
-            if let Some(frame) = self.take(i)? {
+            if self.take(i, f)? {
                 self.next = (i + 1) % n;
-                return Ok(Some(frame));
+                return Ok(true);
             }
         }
-        Ok(None)
+        Ok(false)
     }
 
-    /// Reads lane `i` until a frame is whole or the ring is empty.
-    fn take(&mut self, i: usize) -> Result<Option<Frame>, Error> {
+    /// The next whole frame, copied out (for tests).
+    #[cfg(test)]
+    pub(crate) fn recv(&mut self) -> Result<Option<crate::base::frame::Frame>, Error> {
+        let mut got = None;
+        self.recv_with(&mut |header, payload| {
+            got = Some(crate::base::frame::Frame {
+                header: *header,
+                payload: payload.to_vec(),
+            });
+            Ok(())
+        })?;
+        Ok(got)
+    }
+
+    /// Reads lane `i` until a frame is whole (handing it to `f`: true) or the ring is
+    /// empty (false).
+    fn take(&mut self, i: usize, f: &mut FrameFn<'_>) -> Result<bool, Error> {
         let me = self.me;
+        let spare = &mut self.spare;
         let lane = &mut self.ins[i];
         let mut took = false;
         let result = loop {
             match lane.partial.take() {
                 None => {
-                    let mut head = [0u8; HEADER_LEN];
-                    let mut payload = self.spare.pop().unwrap_or_default();
-                    let Some(len) = lane.ring.pop_split(&mut head, &mut payload) else {
-                        self.spare.push(payload);
-                        break Ok(None);
+                    let (from, seq) = (lane.from, &mut lane.seq);
+                    let Some(r) = lane.ring.pop_with(|rec| {
+                        let header = check(rec, rec.len(), from, me)?;
+                        if header.reserved.get() != *seq {
+                            return Err(corrupt(
+                                from,
+                                &format!(
+                                    "frame {} arrived where frame {} was due",
+                                    header.reserved.get(),
+                                    *seq
+                                ),
+                            ));
+                        }
+                        *seq = seq.wrapping_add(1);
+                        let body = &rec[HEADER_LEN..];
+                        let want = header.len.get() as usize;
+                        if body.len() > want {
+                            return Err(too_long(from, body.len(), want));
+                        }
+                        if body.len() == want {
+                            f(&header, body)?;
+                            return Ok(None);
+                        }
+                        let mut payload = spare.pop().unwrap_or_default();
+                        payload.clear();
+                        payload.extend_from_slice(body);
+                        Ok(Some((header, payload)))
+                    }) else {
+                        break Ok(false);
                     };
                     took = true;
-                    let header = check(&head, len, lane.from, me)?;
-                    if header.reserved.get() != lane.seq {
-                        break Err(corrupt(
-                            lane.from,
-                            &format!(
-                                "frame {} arrived where frame {} was due",
-                                header.reserved.get(),
-                                lane.seq
-                            ),
-                        ));
+                    match r {
+                        Err(e) => break Err(e),
+                        Ok(None) => break Ok(true),
+                        Ok(Some(partial)) => lane.partial = Some(partial),
                     }
-                    lane.seq = lane.seq.wrapping_add(1);
-                    lane.partial = Some((header, payload));
                 }
                 Some((header, mut payload)) => {
                     let want = header.len.get() as usize;
                     if payload.len() >= want {
                         if payload.len() > want {
-                            break Err(corrupt(
-                                lane.from,
-                                &format!("{} payload bytes for a frame of {want}", payload.len()),
-                            ));
+                            break Err(too_long(lane.from, payload.len(), want));
                         }
-                        break Ok(Some(Frame { header, payload }));
+                        let r = f(&header, &payload);
+                        if spare.len() < 16 {
+                            spare.push(payload);
+                        }
+                        break r.map(|()| true);
                     }
                     let more = lane.ring.pop_append(&mut payload);
                     lane.partial = Some((header, payload));
                     if !more {
-                        break Ok(None);
+                        break Ok(false);
                     }
                     took = true;
                 }
@@ -310,6 +365,13 @@ impl ShmPort {
         }
         result
     }
+}
+
+/// What takes a received frame: its header and its payload.
+pub(crate) type FrameFn<'a> = dyn FnMut(&FrameHeader, &[u8]) -> Result<(), Error> + 'a;
+
+fn too_long(from: usize, got: usize, want: usize) -> Error {
+    corrupt(from, &format!("{got} payload bytes for a frame of {want}"))
 }
 
 /// Checks a frame's header as it comes out of the ring from worker `from` to `me`.
