@@ -10,7 +10,25 @@ pub(crate) type DecodeFn<B> = fn(&[u8], &mut B) -> Result<(), String>;
 pub(crate) struct Codec<B> {
     pub(crate) encode: EncodeFn<B>,
     pub(crate) decode: DecodeFn<B>,
+    /// For batches whose encoded length is known before encoding (plain data): the
+    /// encoding written straight into the transport's buffer.
+    pub(crate) direct: Option<Direct<B>>,
 }
+
+/// Encoding in place: `len` says how many bytes a batch encodes to (`None`: this one
+/// cannot be written in place), `write` fills exactly that many with what `encode`
+/// would append.
+pub(crate) struct Direct<B> {
+    pub(crate) len: fn(&B) -> Option<usize>,
+    pub(crate) write: fn(&B, &mut [u8]),
+}
+
+impl<B> Clone for Direct<B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B> Copy for Direct<B> {}
 
 impl<B> Clone for Codec<B> {
     fn clone(&self) -> Self {

@@ -110,6 +110,28 @@ pub(crate) fn encode_items<T: 'static>(
     Ok(())
 }
 
+/// The bytes [`encode_items`] appends for `items` if `T` is plain; `None` otherwise.
+pub(crate) fn plain_len<T: 'static>(items: &[T]) -> Option<usize> {
+    (is_plain::<T>() && size_of::<T>() > 0).then(|| 1 + std::mem::size_of_val(items))
+}
+
+/// Writes what [`encode_items`] appends for plain `items` into `out`, which is exactly
+/// [`plain_len`] bytes.
+///
+/// # Panics
+///
+/// If `T` is not plain or `out` has another length.
+pub(crate) fn write_items<T: 'static>(items: &[T], out: &mut [u8]) {
+    assert_eq!(Some(out.len()), plain_len(items), "a plain batch's room");
+    out[0] = PLAIN_HERE;
+    // SAFETY: as in `encode_items`: `T` is plain (asserted), so `items` are
+    // `size_of_val(items)` initialised bytes.
+    let bytes = unsafe {
+        std::slice::from_raw_parts(items.as_ptr().cast::<u8>(), std::mem::size_of_val(items))
+    };
+    out[1..].copy_from_slice(bytes);
+}
+
 /// Appends a serde batch: the tag byte, then what `serde` appends (for items that are
 /// not at hand as a slice of `T`, and are not plain).
 pub(crate) fn encode_serde(
@@ -198,6 +220,17 @@ mod tests {
         register_plain::<Pair>();
         let bytes = round_trip(&[Pair { a: 1, b: 2 }, Pair { a: 3, b: 4 }]);
         assert_eq!(&bytes[1..5], &1u32.to_ne_bytes());
+    }
+
+    #[test]
+    fn a_plain_batch_written_in_place_is_what_encode_appends() {
+        let items = [3u32, 1, 4, 1, 5];
+        let mut appended = Vec::new();
+        encode_items(&items, &mut appended, |_| Err("serde".into())).unwrap();
+        let mut placed = vec![0xAA; plain_len(&items).unwrap()];
+        write_items(&items, &mut placed);
+        assert_eq!(placed, appended);
+        assert_eq!(plain_len(&["no".to_string()]), None);
     }
 
     #[test]

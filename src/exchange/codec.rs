@@ -17,13 +17,17 @@ use crate::base::key::Key;
 use crate::base::plain;
 use crate::base::push::ExchangeData;
 
-pub(crate) use crate::base::codec::{Codec, Wire};
+pub(crate) use crate::base::codec::{Codec, Direct, Wire};
 
 impl<T: ExchangeData> Wire for Vec<T> {
     fn codec() -> Codec<Self> {
         Codec {
             encode: |batch, out| encode_values(batch, out),
             decode: |bytes, batch| decode_values(bytes, batch),
+            direct: Some(Direct {
+                len: |batch| plain::plain_len(batch),
+                write: |batch, out| plain::write_items(batch, out),
+            }),
         }
     }
 }
@@ -51,6 +55,7 @@ impl<K: Key, V: ExchangeData> Wire for KeyBatch<K, V> {
         Codec {
             encode: encode_keyed::<K, V>,
             decode: decode_keyed::<K, V>,
+            direct: None,
         }
     }
 }
@@ -85,6 +90,7 @@ pub(crate) fn keyed_items<K: Key, V: ExchangeData>() -> Codec<Vec<(K, V)>> {
             }
             Ok(())
         },
+        direct: None,
     }
 }
 

@@ -37,7 +37,7 @@ pub(crate) mod codec;
 pub(crate) mod items;
 pub(crate) mod keyed;
 
-use crate::base::frame::{finish_frame, start_frame, FrameHeader, FrameKind};
+use crate::base::frame::{finish_frame, start_frame, FrameHeader, FrameKind, MAX_FRAME};
 use crate::base::queue::Outbox;
 use crate::transport::threads::{Endpoint, Msg, RING_CAPACITY};
 use crate::transport::Remote;
@@ -190,6 +190,24 @@ impl<B> Links<B> {
         match msg {
             Msg::Progress(f) => port.send_progress(channel, me, to, f),
             Msg::Data(epoch, batch) => {
+                if let Some(d) = net.codec.direct {
+                    if let Some(len) = (d.len)(&batch).filter(|&l| l <= MAX_FRAME) {
+                        let header = FrameHeader::new(
+                            FrameKind::Data,
+                            channel,
+                            me as u32,
+                            to as u32,
+                            epoch,
+                            len as u32,
+                        );
+                        if port.send_in_place(to, header, |out| (d.write)(&batch, out)) {
+                            if net.spare.len() < 16 {
+                                net.spare.push(batch);
+                            }
+                            return;
+                        }
+                    }
+                }
                 let mut frame = port.buffer();
                 start_frame(
                     &mut frame,

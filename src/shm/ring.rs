@@ -102,6 +102,14 @@ pub unsafe trait SliceMemory: RingMemory {
     /// As for [`RingMemory::read`]; the bytes must not be written (the range stays the
     /// consumer's) while the returned slice lives.
     unsafe fn slice(&self, at: usize, len: usize) -> &[u8];
+    /// The `len` bytes of the data region at offset `at`, to write.
+    ///
+    /// # Safety
+    ///
+    /// As for [`RingMemory::write`]; nothing else reads or writes the range while the
+    /// returned slice lives.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice_mut(&self, at: usize, len: usize) -> &mut [u8];
 }
 
 /// Bytes a record of `len` payload bytes takes in the ring.
@@ -182,13 +190,53 @@ impl<M: RingMemory> Producer<M> {
     ///
     /// If `payload` is longer than [`max_payload`] of the capacity.
     pub fn push(&mut self, payload: &[u8]) -> bool {
+        let Some((at, total)) = self.claim(payload.len()) else {
+            return false;
+        };
+        // SAFETY: `claim` gave the `footprint(len)` free bytes at `at`, within the region.
+        unsafe {
+            self.mem.write(at, &header(payload.len() as u32));
+            self.mem.write(at + HEADER, payload);
+        }
+        self.publish(total);
+        true
+    }
+
+    /// Appends a record of `len` bytes that `write` fills where it lies in the ring
+    /// (it is handed them zeroed or stale, never the consumer's); `false` (and `write`
+    /// not called) if there is no room now.
+    ///
+    /// # Panics
+    ///
+    /// If `len` is more than [`max_payload`] of the capacity.
+    pub fn push_with(&mut self, len: usize, write: impl FnOnce(&mut [u8])) -> bool
+    where
+        M: SliceMemory,
+    {
+        let Some((at, total)) = self.claim(len) else {
+            return false;
+        };
+        // SAFETY: `claim` gave the `footprint(len)` free bytes at `at`, within the region;
+        // only this producer writes them, and the consumer reads them only after
+        // `publish`, when the slice is gone.
+        unsafe {
+            self.mem.write(at, &header(len as u32));
+            write(self.mem.slice_mut(at + HEADER, len));
+        }
+        self.publish(total);
+        true
+    }
+
+    /// Finds room for a record of `len` payload bytes (writing a wrap marker if it goes
+    /// at the region's start): where its header goes, and the bytes it takes from
+    /// `head`; `None` if the ring has no room now.
+    fn claim(&mut self, len: usize) -> Option<(usize, u64)> {
         let cap = self.mem.capacity();
         assert!(
-            payload.len() <= max_payload(cap),
-            "a record of {} bytes does not fit a ring of {cap} bytes",
-            payload.len()
+            len <= max_payload(cap),
+            "a record of {len} bytes does not fit a ring of {cap} bytes"
         );
-        let need = footprint(payload.len()) as u64;
+        let need = footprint(len) as u64;
         let at = (self.head & self.mask) as usize;
         let to_end = (cap - at) as u64;
         let total = if need > to_end { to_end + need } else { need };
@@ -200,28 +248,26 @@ impl<M: RingMemory> Producer<M> {
                 self.tail = tail;
             }
             if self.head + total - self.tail > cap as u64 {
-                return false;
+                return None;
             }
         }
-        let mut at = at;
         if need > to_end {
             // SAFETY: `at + HEADER <= cap` (records are 8-aligned and `at < cap`), and the
             // bytes from `head` up to `tail + cap` are free: only this producer writes them.
             unsafe { self.mem.write(at, &header(WRAP)) };
-            at = 0;
+            return Some((0, total));
         }
-        // SAFETY: `at + need <= cap` (the record fits before the end, checked above or
-        // starting at 0 after the wrap marker), and those bytes are free (checked against
+        // The record fits before the end, and those bytes are free (checked against
         // `tail` above).
-        unsafe {
-            self.mem.write(at, &header(payload.len() as u32));
-            self.mem.write(at + HEADER, payload);
-        }
+        Some((at, total))
+    }
+
+    /// Publishes the record `claim` made room for (`total` bytes from `head`).
+    fn publish(&mut self, total: u64) {
         self.head += total;
         // Release: the record's bytes are visible to the consumer before the new head.
         annotate::happens_before(self.mem.head());
         self.mem.head().store(self.head, Ordering::Release);
-        true
     }
 
     /// Bytes the consumer has not taken yet, as last seen.
@@ -416,6 +462,11 @@ unsafe impl SliceMemory for &HeapMemory {
         // SAFETY: the range lies within the region (the caller's contract) and is not
         // written while the slice lives.
         unsafe { std::slice::from_raw_parts(self.data[at..at + len].as_ptr() as *const u8, len) }
+    }
+    unsafe fn slice_mut(&self, at: usize, len: usize) -> &mut [u8] {
+        // SAFETY: the range lies within the region and is the producer's alone while
+        // the slice lives (the caller's contract); the cells allow writes through `&`.
+        unsafe { std::slice::from_raw_parts_mut(self.data[at..at + len].as_ptr() as *mut u8, len) }
     }
 }
 

@@ -379,6 +379,17 @@ unsafe impl crate::shm::ring::SliceMemory for SegRing {
             std::slice::from_raw_parts(self.seg.map.as_ptr().add(self.at + 2 * LINE + at), len)
         }
     }
+    unsafe fn slice_mut(&self, at: usize, len: usize) -> &mut [u8] {
+        // SAFETY: as for `slice`; the range is the producer's alone while the slice
+        // lives (the caller's contract), and the mapping is writable (`write` writes
+        // through the same pointer).
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                (self.seg.map.as_ptr() as *mut u8).add(self.at + 2 * LINE + at),
+                len,
+            )
+        }
+    }
 }
 
 /// Removes segments under `dir` whose owner (the pid in their name) is no longer

@@ -22,7 +22,7 @@ pub use agree::offer_message;
 use serde::{Deserialize, Serialize};
 
 use crate::base::epoch::EOF_EPOCH;
-use crate::base::frame::{finish_frame, start_frame, FrameKind};
+use crate::base::frame::{finish_frame, start_frame, FrameHeader, FrameKind};
 use crate::error::Result;
 use crate::net::io::NetPort;
 pub(crate) use shm::FrameFn;
@@ -100,6 +100,21 @@ impl Remote {
     pub(crate) fn finished(&self) {
         if let Some(t) = &self.tcp {
             t.finished();
+        }
+    }
+
+    /// Writes a frame to worker `to` in place, if shared memory reaches it and has room
+    /// now (see [`ShmPort::send_in_place`]); false if the caller must
+    /// [`send`](Self::send) it.
+    pub(crate) fn send_in_place(
+        &mut self,
+        to: usize,
+        header: FrameHeader,
+        write: impl FnOnce(&mut [u8]),
+    ) -> bool {
+        match &mut self.shm {
+            Some(s) => s.send_in_place(to, header, write),
+            None => false,
         }
     }
 

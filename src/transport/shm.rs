@@ -220,6 +220,40 @@ impl ShmPort {
         self.reclaim(to);
     }
 
+    /// Writes a frame to worker `to` straight into its ring: `header` (whose `len` is
+    /// the payload's), then the payload, which `write` fills in place. False (and
+    /// `write` not called) unless the frame fits one record, nothing waits in the
+    /// lane's queue (frames keep their order) and the ring has room now: the caller
+    /// then sends it the usual way.
+    pub(crate) fn send_in_place(
+        &mut self,
+        to: usize,
+        mut header: FrameHeader,
+        write: impl FnOnce(&mut [u8]),
+    ) -> bool {
+        let Some(lane) = self.outs.get_mut(to).and_then(|l| l.as_mut()) else {
+            return false;
+        };
+        let total = HEADER_LEN + header.len.get() as usize;
+        if lane.out.queued() > 0 || total > lane.out.ring_mut().chunk {
+            return false;
+        }
+        header.reserved = lane.seq.into();
+        let ring = lane.out.ring_mut();
+        let placed = ring.ring.push_with(total, |buf| {
+            let (head, payload) = buf.split_at_mut(HEADER_LEN);
+            head.copy_from_slice(zerocopy::IntoBytes::as_bytes(&header));
+            write(payload);
+        });
+        if !placed {
+            return false;
+        }
+        ring.wrote = true;
+        lane.seq = lane.seq.wrapping_add(1);
+        lane.rang();
+        true
+    }
+
     /// Keeps the buffer of the frame lane `to` last wrote whole, for the next frames
     /// (a frame's buffer has the room of a whole batch; reusing it saves growing a
     /// smaller one).
@@ -479,6 +513,43 @@ mod tests {
             }
         }
         assert!(!tx.has_overflow() && !rx.has_inbound());
+    }
+
+    #[test]
+    fn frames_written_in_place_keep_their_turn_among_queued_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let cap = 1 << 12;
+        let (l0, l1) = pair(dir.path(), cap);
+        let (mut tx, mut rx) = (l0.port(0), l1.port(0));
+        let sizes = |n: u64| ((n * 389) % 1200) as usize; // some larger than a record
+        let (mut sent, mut got, mut in_place) = (0u64, 0u64, 0);
+        while got < 400 {
+            if sent < 400 && !tx.is_backlogged() {
+                let f = frame(sent, sizes(sent));
+                let header = FrameHeader::parse(&f[..HEADER_LEN]).unwrap().unwrap();
+                // Every other frame tries the in-place path; a refusal (no room, a
+                // queue in front, or too large) falls back to the queue.
+                let placed = sent % 2 == 0
+                    && tx.send_in_place(1, header, |out| out.copy_from_slice(&f[HEADER_LEN..]));
+                if placed {
+                    in_place += 1;
+                } else {
+                    tx.send(1, f);
+                }
+                sent += 1;
+            }
+            tx.flush();
+            while let Some(f) = rx.recv().unwrap() {
+                assert_eq!(f.header.epoch.get(), got);
+                assert!(
+                    f.payload == frame(got, sizes(got))[HEADER_LEN..],
+                    "frame {got}"
+                );
+                got += 1;
+            }
+        }
+        assert!(in_place > 20, "only {in_place} frames went in place");
+        assert!(!tx.send_in_place(0, FrameHeader::new(FrameKind::Data, 0, 0, 0, 0, 0), |_| {}));
     }
 
     #[test]
