@@ -56,8 +56,20 @@ pub(crate) fn is_plain<T: 'static>() -> bool {
     if PRIMITIVES.iter().any(|p| p() == id) {
         return true;
     }
+    // Types are never unregistered, so a type found once stays plain: the last one
+    // found is remembered per thread, which spares the lock on the path of every batch.
+    thread_local! {
+        static LAST: std::cell::Cell<Option<TypeId>> = const { std::cell::Cell::new(None) };
+    }
+    if LAST.with(|l| l.get()) == Some(id) {
+        return true;
+    }
     let reg = REGISTERED.read().unwrap_or_else(|p| p.into_inner());
-    reg.as_ref().is_some_and(|r| r.contains_key(&id))
+    let found = reg.as_ref().is_some_and(|r| r.contains_key(&id));
+    if found {
+        LAST.with(|l| l.set(Some(id)));
+    }
+    found
 }
 
 /// The primitive numbers: plain by `zerocopy`'s own impls.
@@ -99,15 +111,26 @@ pub(crate) fn encode_items<T: 'static>(
     }
     out.reserve(1 + std::mem::size_of_val(items));
     out.push(PLAIN_HERE);
-    // SAFETY: `T` is a primitive number or was registered by `register_plain`, which
-    // requires `IntoBytes + Immutable`: its values have no padding and no interior
-    // mutability, so the items' memory is `size_of_val(items)` initialised bytes that
-    // may be read as `u8` for the lifetime of the borrow.
-    let bytes = unsafe {
-        std::slice::from_raw_parts(items.as_ptr().cast::<u8>(), std::mem::size_of_val(items))
-    };
-    out.extend_from_slice(bytes);
+    out.extend_from_slice(bytes_of(items));
     Ok(())
+}
+
+/// The bytes of plain `items`.
+///
+/// # Panics
+///
+/// If `T` is not plain.
+fn bytes_of<T: 'static>(items: &[T]) -> &[u8] {
+    assert!(
+        is_plain::<T>(),
+        "{} is not plain",
+        std::any::type_name::<T>()
+    );
+    // SAFETY: `T` is a primitive number or was registered by `register_plain`, which
+    // requires `IntoBytes + Immutable` (asserted): its values have no padding and no
+    // interior mutability, so the items' memory is `size_of_val(items)` initialised
+    // bytes that may be read as `u8` for the lifetime of the borrow.
+    unsafe { std::slice::from_raw_parts(items.as_ptr().cast::<u8>(), std::mem::size_of_val(items)) }
 }
 
 /// The bytes [`encode_items`] appends for `items` if `T` is plain; `None` otherwise.
@@ -124,12 +147,7 @@ pub(crate) fn plain_len<T: 'static>(items: &[T]) -> Option<usize> {
 pub(crate) fn write_items<T: 'static>(items: &[T], out: &mut [u8]) {
     assert_eq!(Some(out.len()), plain_len(items), "a plain batch's room");
     out[0] = PLAIN_HERE;
-    // SAFETY: as in `encode_items`: `T` is plain (asserted), so `items` are
-    // `size_of_val(items)` initialised bytes.
-    let bytes = unsafe {
-        std::slice::from_raw_parts(items.as_ptr().cast::<u8>(), std::mem::size_of_val(items))
-    };
-    out[1..].copy_from_slice(bytes);
+    out[1..].copy_from_slice(bytes_of(items));
 }
 
 /// Appends a serde batch: the tag byte, then what `serde` appends (for items that are

@@ -240,8 +240,10 @@ impl Segment {
         // 0600, a unique name); its length is fixed (reserved up front and never
         // truncated), so the mapping stays valid while `Segment` lives. Concurrent access
         // by the other process goes through atomics (cursors, doorbells) and the ring's
-        // protocol.
-        let map = unsafe { MmapMut::map_mut(&file) }.map_err(|e| io("map", path, e))?;
+        // protocol. The pages are mapped in now (`populate`), not at the first touch of
+        // each one in the middle of a run.
+        let map = unsafe { memmap2::MmapOptions::new().populate().map_mut(&file) }
+            .map_err(|e| io("map", path, e))?;
         let need = if layout.is_empty() {
             LINE
         } else {
