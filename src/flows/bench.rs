@@ -280,36 +280,50 @@ impl<'de, const N: usize> serde::Deserialize<'de> for Record<N> {
     }
 }
 
-/// `bench_exchange:N,BYTES`: N fixed-layout (plain) records of 16 or 64 bytes through
-/// `redistribute` (round robin: with W workers, (W-1)/W of them cross to another worker).
+/// `bench_exchange:N,BYTES[,READ]`: N fixed-layout (plain) records of 16 or 64 bytes
+/// through `redistribute` (round robin: with W workers, (W-1)/W of them cross to another
+/// worker). With `READ` 1, a step after the exchange reads every byte of every record
+/// (the counting sink alone reads none: between threads a batch then crosses without
+/// its bytes ever moving to the receiver's core).
 pub fn bench_exchange(args: Option<&str>) -> Result<Dataflow, String> {
-    let v = parse_args(args, "bench_exchange:N,BYTES", &[50_000_000, 16])?;
-    crate::register_plain::<Record<16>>();
-    crate::register_plain::<Record<64>>();
+    let v = parse_args(args, "bench_exchange:N,BYTES[,READ]", &[50_000_000, 16, 0])?;
     let flow = Dataflow::new("bench_exchange");
     let stats = Stats::new("bench_exchange", v[0]);
+    let read = match v[2] {
+        0 => false,
+        1 => true,
+        r => return Err(format!("READ must be 0 or 1, got {r}")),
+    };
     match v[1] {
-        16 => flow
-            .input(
-                "inp",
-                generator(&stats, |i| Record::<16>((i as u128).to_le_bytes())),
-            )
-            .redistribute("exchange")
-            .output("out", counting(&stats)),
-        64 => flow
-            .input(
-                "inp",
-                generator(&stats, |i| {
-                    let mut r = [0u8; 64];
-                    r[..8].copy_from_slice(&i.to_le_bytes());
-                    Record::<64>(r)
-                }),
-            )
-            .redistribute("exchange")
-            .output("out", counting(&stats)),
+        16 => exchange_records::<16>(&flow, &stats, read),
+        64 => exchange_records::<64>(&flow, &stats, read),
         b => return Err(format!("BYTES must be 16 or 64, got {b}")),
     }
     Ok(flow)
+}
+
+/// `bench_exchange`'s steps for records of `N` bytes (the first 8 the record's number).
+fn exchange_records<const N: usize>(flow: &Dataflow, stats: &Arc<Stats>, read: bool) {
+    crate::register_plain::<Record<N>>();
+    let exchanged = flow
+        .input(
+            "inp",
+            generator(stats, |i| {
+                let mut r = [0u8; N];
+                r[..8].copy_from_slice(&i.to_le_bytes());
+                Record::<N>(r)
+            }),
+        )
+        .redistribute("exchange");
+    let exchanged = if read {
+        exchanged.filter("read", |r: &Record<N>| {
+            std::hint::black_box(r.0.iter().fold(0u8, |a, &b| a.wrapping_add(b)));
+            true
+        })
+    } else {
+        exchanged
+    };
+    exchanged.output("out", counting(stats));
 }
 
 /// Events per tumbling window in [`bench_window_fold`].

@@ -189,7 +189,7 @@ pub fn register_builtins(registry: FlowRegistry) -> FlowRegistry {
         )
         .register(
             "bench_exchange",
-            "bench_exchange:N,BYTES  redistribute N records of 16 or 64 bytes (default 50000000,16)",
+            "bench_exchange:N,BYTES[,READ]  redistribute N records of 16 or 64 bytes (default 50000000,16); READ=1 reads them after",
             bench::bench_exchange,
         )
         .register("bench_window", "bench_window:N,K  count N generated events per key (K keys) in 1 s event-time tumbling windows (default 5000000,1000)", bench_window::bench_window)
