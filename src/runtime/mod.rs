@@ -393,6 +393,11 @@ pub fn cluster_main_with(
             config.transport,
             std::time::Instant::now() + config.connect_timeout,
         )?;
+        let net_data = agreed
+            .links
+            .iter()
+            .enumerate()
+            .any(|(p, l)| p != proc_id && *l != Some(crate::transport::agree::Link::Shm));
         let control_only: Vec<bool> = agreed
             .links
             .iter()
@@ -417,7 +422,7 @@ pub fn cluster_main_with(
             .enumerate()
             .map(|(i, tcp)| {
                 let shm = agreed.shm.as_ref().map(|l| l.port(i));
-                Some(crate::transport::Remote::new(n, Some(tcp), shm))
+                Some(crate::transport::Remote::new(n, Some(tcp), shm, net_data))
             })
             .collect();
         (Some(net), remotes, listing)

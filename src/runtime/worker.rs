@@ -25,6 +25,9 @@ const NET_BUDGET: usize = 64;
 /// Idle rounds spent spinning before yielding, and yielding before parking.
 const SPIN_ROUNDS: u32 = 64;
 const YIELD_ROUNDS: u32 = 16;
+/// A spinning worker whose frames go through the network thread yields every this many
+/// idle rounds.
+const YIELD_EVERY: u32 = 16;
 /// Longest park while overflow waits on a peer (peers do not wake us when they drain).
 const OVERFLOW_PARK: Duration = Duration::from_micros(200);
 
@@ -49,6 +52,8 @@ pub(crate) struct Worker {
     clock: EpochClock,
     zero_interval: bool,
     spin: bool,
+    /// Some of this worker's frames go through the network thread.
+    net_thread: bool,
     recovery: Option<Rc<WorkerRecovery>>,
     /// With the dataflow API on: this worker's cells and what its last round did.
     obs: Option<LoopObs>,
@@ -92,6 +97,7 @@ impl Worker {
         config: &RunConfig,
         env: &RunEnv,
     ) -> Result<Worker> {
+        let net_thread = port.as_ref().is_some_and(|p| p.uses_net_thread());
         let net = port.map(|p| Rc::new(RefCell::new(p)));
         let recovery = env
             .recovery
@@ -151,6 +157,7 @@ impl Worker {
             clock: EpochClock::new(config.epoch_interval, env.start, first_epoch),
             zero_interval: config.epoch_interval.is_zero(),
             spin: config.spin,
+            net_thread,
             recovery,
             obs: cells.map(|(cells, clock)| LoopObs {
                 cells,
@@ -375,7 +382,12 @@ impl Worker {
             if idle_rounds == 1 {
                 self.flush_sinks()?;
             }
-            if self.spin || idle_rounds < SPIN_ROUNDS {
+            if self.spin && self.net_thread && idle_rounds.is_multiple_of(YIELD_EVERY) {
+                // The network thread carries this worker's frames; spinning workers
+                // on every core would leave it waiting for the scheduler to preempt
+                // one (about a millisecond per hop on 2 cores).
+                std::thread::yield_now();
+            } else if self.spin || idle_rounds < SPIN_ROUNDS {
                 std::hint::spin_loop();
             } else if idle_rounds < SPIN_ROUNDS + YIELD_ROUNDS {
                 std::thread::yield_now();

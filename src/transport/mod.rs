@@ -73,16 +73,32 @@ pub(crate) struct Remote {
     shm: Option<ShmPort>,
     /// Which of the two `recv` asks first (alternating, so neither starves).
     shm_first: bool,
+    /// Some data goes through the network thread (a peer on another host, or TCP
+    /// chosen): a spinning worker must leave it the core now and then.
+    net_data: bool,
 }
 
 impl Remote {
-    pub(crate) fn new(workers_per_proc: usize, tcp: Option<NetPort>, shm: Option<ShmPort>) -> Self {
+    /// `net_data`: whether any peer's data goes through the network thread.
+    pub(crate) fn new(
+        workers_per_proc: usize,
+        tcp: Option<NetPort>,
+        shm: Option<ShmPort>,
+        net_data: bool,
+    ) -> Self {
+        let net_data = net_data && tcp.is_some();
         Remote {
             workers_per_proc,
             tcp,
             shm,
             shm_first: true,
+            net_data,
         }
+    }
+
+    /// Whether frames to or from some peer go through the network thread.
+    pub(crate) fn uses_net_thread(&self) -> bool {
+        self.net_data
     }
 
     /// A buffer for the next frame.
