@@ -10,7 +10,7 @@ waxfast-latency (spinning, pinned, one worker each) over shm and over TCP, next 
 threads of one process.
 
     python3 scripts/bench_transport.py [--bin target/release/waxfast] [--rounds 7]
-        [--latency] [--smoke]
+        [--latency | --latency-only] [--smoke]
 """
 import argparse
 import os
@@ -88,6 +88,7 @@ def main():
     ap.add_argument("--latency-bin", default="target/release/waxfast-latency")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--latency", action="store_true")
+    ap.add_argument("--latency-only", action="store_true", help="the round trips alone")
     ap.add_argument("--timely", help="timely-bench (target/peers/release/timely-bench, "
                     "as scripts/compare builds it): adds timely -w2 and -n2 -w1 columns")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, one round")
@@ -112,6 +113,9 @@ def main():
     ]
     if a.timely:
         shapes += [("timely -w2", 1), ("timely -n2 -w1", 2)]
+    if a.latency_only:
+        a.latency = True
+        workloads = []
     print(f"rounds={rounds}, interleaved; seconds = the slower process's own time; "
           f"ratios are per-round medians over waxfast -w2")
     print("| workload | " + " | ".join(f"{s} s" for s, _ in shapes)
