@@ -502,17 +502,24 @@ mod tests {
                 sent += 1;
             }
             tx.flush();
-            while let Some(f) = rx.recv().unwrap() {
-                assert_eq!(f.header.epoch.get(), got);
-                assert_eq!(f.header.channel.get(), 3);
-                assert!(
-                    f.payload == frame(got, sizes(got))[HEADER_LEN..],
-                    "frame {got}"
-                );
-                got += 1;
-            }
+            got = take_in_order(&mut rx, got, sizes);
         }
         assert!(!tx.has_overflow() && !rx.has_inbound());
+    }
+
+    /// Takes every frame `rx` has, checking each is `frame(n, sizes(n))` for the next
+    /// `n` from `got`; the new `got`.
+    fn take_in_order(rx: &mut ShmPort, mut got: u64, sizes: impl Fn(u64) -> usize) -> u64 {
+        while let Some(f) = rx.recv().unwrap() {
+            assert_eq!(f.header.epoch.get(), got);
+            assert_eq!(f.header.channel.get(), 3);
+            assert!(
+                f.payload == frame(got, sizes(got))[HEADER_LEN..],
+                "frame {got}"
+            );
+            got += 1;
+        }
+        got
     }
 
     #[test]
@@ -539,14 +546,7 @@ mod tests {
                 sent += 1;
             }
             tx.flush();
-            while let Some(f) = rx.recv().unwrap() {
-                assert_eq!(f.header.epoch.get(), got);
-                assert!(
-                    f.payload == frame(got, sizes(got))[HEADER_LEN..],
-                    "frame {got}"
-                );
-                got += 1;
-            }
+            got = take_in_order(&mut rx, got, sizes);
         }
         assert!(in_place > 20, "only {in_place} frames went in place");
         assert!(!tx.send_in_place(0, FrameHeader::new(FrameKind::Data, 0, 0, 0, 0, 0), |_| {}));
