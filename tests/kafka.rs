@@ -16,7 +16,8 @@ use kafka_util::Broker;
 use util::{run_with_timeout, sorted, stderr, stdout, waxfast};
 use waxfast::connectors::files::FileSink;
 use waxfast::connectors::kafka::{
-    input, KafkaConfig, KafkaSink, KafkaSinkMessage, KafkaSource, StartingOffset,
+    input, KafkaConfig, KafkaSink, KafkaSinkMessage, KafkaSource, KafkaSourceMessage,
+    StartingOffset,
 };
 use waxfast::connectors::testing::TestingSink;
 use waxfast::recovery::{init, RecoveryConfig};
@@ -93,6 +94,14 @@ fn read_lines(p: &Path) -> Vec<String> {
         .collect()
 }
 
+/// `partition:value` of a message whose value is UTF-8.
+fn partition_and_value(m: KafkaSourceMessage) -> String {
+    format!(
+        "{}:{}",
+        m.partition,
+        String::from_utf8(m.value.unwrap()).unwrap()
+    )
+}
 #[test]
 fn kafka_wordcount_counts_like_the_file_wordcount_at_w1_and_w2() {
     let Some(b) = Broker::start() else { return };
@@ -440,13 +449,7 @@ fn starting_at_the_end_skips_what_was_there_and_a_resume_reads_what_came_after()
             .starting_offset(StartingOffset::End)
             .tail(false);
         flow.input("inp", src)
-            .map("v", |m| {
-                format!(
-                    "{}:{}",
-                    m.partition,
-                    String::from_utf8(m.value.unwrap()).unwrap()
-                )
-            })
+            .map("v", partition_and_value)
             .output("out", sink);
         flow
     };
@@ -676,13 +679,7 @@ fn a_partition_added_between_runs_is_read_from_the_start_by_the_resumed_run() {
         let flow = Dataflow::new("grow");
         let src = KafkaSource::new(KafkaConfig::new([b.addr()]), ["grow"]).tail(false);
         flow.input("inp", src)
-            .map("v", |m| {
-                format!(
-                    "{}:{}",
-                    m.partition,
-                    String::from_utf8(m.value.unwrap()).unwrap()
-                )
-            })
+            .map("v", partition_and_value)
             .output("out", sink);
         flow
     };

@@ -50,8 +50,16 @@ pub(crate) trait Wire: Sized {
 
 /// Encodes `value` with postcard, appending to `out`.
 pub(crate) fn encode_into<S: serde::Serialize>(value: &S, out: &mut Vec<u8>) -> Result<(), String> {
+    postcard_into(value, out).map_err(|e| format!("cannot encode the state: {e}"))
+}
+
+/// Appends `value` in postcard to `out` (postcard's error as is).
+pub(crate) fn postcard_into<S: serde::Serialize + ?Sized>(
+    value: &S,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
     let buf = std::mem::take(out);
-    *out = postcard::to_extend(value, buf).map_err(|e| format!("cannot encode the state: {e}"))?;
+    *out = postcard::to_extend(value, buf).map_err(|e| e.to_string())?;
     Ok(())
 }
 

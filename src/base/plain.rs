@@ -99,6 +99,43 @@ const PLAIN_HERE: u8 = if cfg!(target_endian = "little") {
 };
 const PLAIN_THERE: u8 = PLAIN_LE + PLAIN_BE - PLAIN_HERE;
 
+/// Proof that `T` is plain (a primitive number, or registered by [`register_plain`],
+/// which requires `FromBytes + IntoBytes + Immutable`) and not zero-sized: what makes
+/// the casts below sound, looked up once per batch.
+struct Plain<T>(std::marker::PhantomData<fn(T)>);
+
+impl<T: 'static> Plain<T> {
+    fn check() -> Option<Self> {
+        (size_of::<T>() > 0 && is_plain::<T>()).then_some(Plain(std::marker::PhantomData))
+    }
+
+    /// The bytes of `items`.
+    fn bytes<'a>(&self, items: &'a [T]) -> &'a [u8] {
+        // SAFETY: `T` is plain (`self` proves it): `IntoBytes + Immutable`, so its
+        // values have no padding and no interior mutability, and the items' memory is
+        // `size_of_val(items)` initialised bytes, readable as `u8` while borrowed.
+        unsafe {
+            std::slice::from_raw_parts(items.as_ptr().cast::<u8>(), std::mem::size_of_val(items))
+        }
+    }
+
+    /// Appends the items `bytes` holds (a whole number of them) to `out`.
+    fn extend(&self, bytes: &[u8], out: &mut Vec<T>) {
+        let n = bytes.len() / size_of::<T>();
+        debug_assert_eq!(n * size_of::<T>(), bytes.len());
+        out.reserve(n);
+        // SAFETY: `T` is plain (`self` proves it): `FromBytes`, so any `size_of::<T>()`
+        // bytes are a valid `T`. `reserve` made room for `n` more items after the `len`
+        // initialised ones; the copy writes exactly `n * size` bytes there (byte-wise,
+        // so the source needs no alignment) before `set_len` counts them.
+        unsafe {
+            let dst = out.as_mut_ptr().add(out.len()).cast::<u8>();
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, n * size_of::<T>());
+            out.set_len(out.len() + n);
+        }
+    }
+}
+
 /// Appends `items` to `out`: a tag byte, then their bytes if `T` is plain, or what
 /// `serde` appends otherwise.
 pub(crate) fn encode_items<T: 'static>(
@@ -106,36 +143,18 @@ pub(crate) fn encode_items<T: 'static>(
     out: &mut Vec<u8>,
     serde: impl FnOnce(&mut Vec<u8>) -> Result<(), String>,
 ) -> Result<(), String> {
-    if !is_plain::<T>() || size_of::<T>() == 0 {
+    let Some(plain) = Plain::<T>::check() else {
         return encode_serde(out, serde);
-    }
+    };
     out.reserve(1 + std::mem::size_of_val(items));
     out.push(PLAIN_HERE);
-    out.extend_from_slice(bytes_of(items));
+    out.extend_from_slice(plain.bytes(items));
     Ok(())
-}
-
-/// The bytes of plain `items`.
-///
-/// # Panics
-///
-/// If `T` is not plain.
-fn bytes_of<T: 'static>(items: &[T]) -> &[u8] {
-    assert!(
-        is_plain::<T>(),
-        "{} is not plain",
-        std::any::type_name::<T>()
-    );
-    // SAFETY: `T` is a primitive number or was registered by `register_plain`, which
-    // requires `IntoBytes + Immutable` (asserted): its values have no padding and no
-    // interior mutability, so the items' memory is `size_of_val(items)` initialised
-    // bytes that may be read as `u8` for the lifetime of the borrow.
-    unsafe { std::slice::from_raw_parts(items.as_ptr().cast::<u8>(), std::mem::size_of_val(items)) }
 }
 
 /// The bytes [`encode_items`] appends for `items` if `T` is plain; `None` otherwise.
 pub(crate) fn plain_len<T: 'static>(items: &[T]) -> Option<usize> {
-    (is_plain::<T>() && size_of::<T>() > 0).then(|| 1 + std::mem::size_of_val(items))
+    Plain::<T>::check().map(|_| 1 + std::mem::size_of_val(items))
 }
 
 /// Writes what [`encode_items`] appends for plain `items` into `out`, which is exactly
@@ -145,9 +164,14 @@ pub(crate) fn plain_len<T: 'static>(items: &[T]) -> Option<usize> {
 ///
 /// If `T` is not plain or `out` has another length.
 pub(crate) fn write_items<T: 'static>(items: &[T], out: &mut [u8]) {
-    assert_eq!(Some(out.len()), plain_len(items), "a plain batch's room");
+    let plain = Plain::<T>::check().expect("write_items of a type that is not plain");
+    assert_eq!(
+        out.len(),
+        1 + std::mem::size_of_val(items),
+        "a plain batch's room"
+    );
     out[0] = PLAIN_HERE;
-    out[1..].copy_from_slice(bytes_of(items));
+    out[1..].copy_from_slice(plain.bytes(items));
 }
 
 /// Appends a serde batch: the tag byte, then what `serde` appends (for items that are
@@ -174,12 +198,12 @@ pub(crate) fn decode_items<T: 'static>(
         SERDE => serde(rest, out),
         PLAIN_HERE => {
             let size = size_of::<T>();
-            if !is_plain::<T>() || size == 0 {
+            let Some(plain) = Plain::<T>::check() else {
                 return Err(format!(
                     "a batch of {} came as plain bytes, but this process does not have that type registered as plain (`register_plain`): do all processes run the same flow?",
                     std::any::type_name::<T>()
                 ));
-            }
+            };
             if rest.len() % size != 0 {
                 return Err(format!(
                     "a plain batch of {} bytes is not a whole number of {}-byte {}",
@@ -188,18 +212,7 @@ pub(crate) fn decode_items<T: 'static>(
                     std::any::type_name::<T>()
                 ));
             }
-            let n = rest.len() / size;
-            out.reserve(n);
-            // SAFETY: `T` is plain (checked above: a primitive number, or registered by
-            // `register_plain`, which requires `FromBytes`), so any `size_of::<T>()`
-            // bytes are a valid `T`. `reserve` made room for `n` more items after the
-            // `len` initialised ones; the copy writes exactly `n * size` bytes there
-            // (byte-wise, so the source needs no alignment) before `set_len` counts them.
-            unsafe {
-                let dst = out.as_mut_ptr().add(out.len()).cast::<u8>();
-                std::ptr::copy_nonoverlapping(rest.as_ptr(), dst, rest.len());
-                out.set_len(out.len() + n);
-            }
+            plain.extend(rest, out);
             Ok(())
         }
         PLAIN_THERE => Err(format!(

@@ -13,6 +13,7 @@
 //!   and the receiver rehashes those bytes (the stable hash is defined on them).
 
 use super::keyed::KeyBatch;
+use crate::base::codec::postcard_into;
 use crate::base::key::Key;
 use crate::base::plain;
 use crate::base::push::ExchangeData;
@@ -35,11 +36,7 @@ impl<T: ExchangeData> Wire for Vec<T> {
 /// Appends `values`: as one block of bytes if their type is plain
 /// ([`crate::base::plain`]), else as a postcard sequence; a tag byte says which.
 fn encode_values<V: ExchangeData>(values: &[V], out: &mut Vec<u8>) -> Result<(), String> {
-    plain::encode_items(values, out, |out| {
-        let buf = std::mem::take(out);
-        *out = postcard::to_extend(values, buf).map_err(|e| e.to_string())?;
-        Ok(())
-    })
+    plain::encode_items(values, out, |out| postcard_into(values, out))
 }
 
 /// Decodes what [`encode_values`] wrote (all of `bytes`) into the empty `values`.
@@ -72,11 +69,7 @@ pub(crate) fn keyed_items<K: Key, V: ExchangeData>() -> Codec<Vec<(K, V)>> {
                 return encode_values(&values, out);
             }
             let values: Vec<&V> = items.iter().map(|(_, v)| v).collect();
-            plain::encode_serde(out, |out| {
-                let buf = std::mem::take(out);
-                *out = postcard::to_extend(&values, buf).map_err(|e| e.to_string())?;
-                Ok(())
-            })
+            plain::encode_serde(out, |out| postcard_into(&values, out))
         },
         decode: |bytes, items| {
             let mut b = KeyBatch::<K, V>::new();

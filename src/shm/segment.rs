@@ -236,12 +236,13 @@ impl Segment {
     }
 
     fn map(file: File, path: &Path, layout: Layout) -> Result<Segment, SegmentError> {
+        // The pages are mapped in now (`populate`), not at the first touch of each one
+        // in the middle of a run.
         // SAFETY: the file is a segment only waxfast processes of this run open (mode
         // 0600, a unique name); its length is fixed (reserved up front and never
         // truncated), so the mapping stays valid while `Segment` lives. Concurrent access
         // by the other process goes through atomics (cursors, doorbells) and the ring's
-        // protocol. The pages are mapped in now (`populate`), not at the first touch of
-        // each one in the middle of a run.
+        // protocol.
         let map = unsafe { memmap2::MmapOptions::new().populate().map_mut(&file) }
             .map_err(|e| io("map", path, e))?;
         let need = if layout.is_empty() {
