@@ -4,6 +4,8 @@
 //! * keyed steps (`stateful_map` with discards, `fold_final`, string and integer keys,
 //!   so both wire layouts of a keyed batch) against a sequential model of the same
 //!   logic, the recovering variant aborted mid-stream and resumed;
+//! * `key_on` -> keyed step -> `key_rm` chains and `count_final`, which the engine
+//!   fuses, against the same flows with fusion off (`RunConfig::fuse(false)`);
 //! * the window engine's integer time (the built-in clocks and windowers) against the
 //!   same clocks and windowers seen through wrappers that implement only the chrono
 //!   methods of `ClockLogic` / `WindowerLogic`, so the engine goes through the
@@ -15,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use waxfast::connectors::testing::{TestEvent, TestingSink, TestingSource};
+use waxfast::connectors::testing::{TestEvent, TestingOutput, TestingSink, TestingSource};
 use waxfast::operators::window::chrono::{DateTime, TimeDelta, Utc};
 use waxfast::operators::window::{
     Clock, ClockLogic, EventClock, SessionWindower, SlidingWindower, TestingClock,
@@ -135,6 +137,129 @@ proptest! {
     ) {
         for w in WORKERS {
             run_keyed(&items, w, true, batch);
+        }
+    }
+}
+
+// ---- fused chains against the same steps run apart ---------------------------------
+
+/// What the chained flow emits: `stateful_map` values after `key_rm`, `fold_final`'s
+/// final states, `count_final`'s counts.
+type Chained = (
+    BTreeSet<(usize, i64)>,
+    BTreeSet<(u16, i64)>,
+    BTreeSet<(String, u64)>,
+);
+
+/// `key_on` -> `stateful_map` -> `key_rm`, `key_on` -> `fold_final`, and `count_final`:
+/// the shapes the engine fuses (`RunConfig::fuse`).
+fn chained_flow(
+    items: Vec<(u16, i64)>,
+    abort_at: Option<usize>,
+    batch: usize,
+) -> (
+    Dataflow,
+    TestingOutput<(usize, i64)>,
+    TestingOutput<(u16, i64)>,
+    TestingOutput<(String, u64)>,
+) {
+    let mut events: Vec<TestEvent<(usize, u16, i64)>> = items
+        .iter()
+        .enumerate()
+        .map(|(i, &(k, v))| TestEvent::Item((i, k, v)))
+        .collect();
+    if let Some(at) = abort_at {
+        events.insert(at.min(events.len()), TestEvent::Abort);
+    }
+    let flow = Dataflow::new("chain");
+    let inp = flow.input("inp", TestingSource::events(events).batch_size(batch));
+    let (maps, maps_out) = TestingSink::new();
+    inp.key_on("key_str", |&(_, k, _): &(usize, u16, i64)| format!("k{k}"))
+        .stateful_map("sum", |s: Option<i64>, (i, _, v): (usize, u16, i64)| {
+            let t = s.unwrap_or(0) + v;
+            (if t % 5 == 0 { None } else { Some(t) }, (i, t))
+        })
+        .key_rm("unkey")
+        .output("maps", maps);
+    let (folds, folds_out) = TestingSink::new();
+    inp.key_on("key_int", |&(_, k, _): &(usize, u16, i64)| k)
+        .fold_final("fold", || 0i64, |acc, (_, _, v)| acc * 3 % 1_000_003 + v)
+        .output("folds", folds);
+    let (counts, counts_out) = TestingSink::new();
+    inp.count_final("count", |(_, k, _): (usize, u16, i64)| {
+        format!("c{}", k % 7)
+    })
+    .output("counts", counts);
+    (flow, maps_out, folds_out, counts_out)
+}
+
+fn chained_model(items: &[(u16, i64)]) -> Chained {
+    let (maps, folds) = model(items);
+    let maps = maps.into_iter().map(|(_, iv)| iv).collect();
+    let mut counts = BTreeMap::<String, u64>::new();
+    for &(k, _) in items {
+        *counts.entry(format!("c{}", k % 7)).or_insert(0) += 1;
+    }
+    (maps, folds, counts.into_iter().collect())
+}
+
+fn run_chained(
+    items: &[(u16, i64)],
+    workers: usize,
+    recovery: bool,
+    batch: usize,
+    fuse: bool,
+) -> Chained {
+    let abort_at = recovery.then_some(items.len() / 2);
+    let (flow, maps, folds, counts) = chained_flow(items.to_vec(), abort_at, batch);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config().fuse(fuse);
+    if recovery {
+        init(dir.path(), 3).unwrap();
+        config = config.recovery(RecoveryConfig::new(dir.path()));
+        let err = cluster_main_with(&flow, &[], 0, workers, &config)
+            .expect_err("the first execution aborts");
+        assert!(err.to_string().contains("chain.inp"), "{err}");
+    }
+    cluster_main_with(&flow, &[], 0, workers, &config).unwrap();
+    let folds = folds.take();
+    let counts = counts.take();
+    let got: Chained = (
+        maps.take().into_iter().collect(),
+        folds.iter().cloned().collect(),
+        counts.iter().cloned().collect(),
+    );
+    // Exactly one final state per key, fused or not.
+    assert_eq!(
+        got.1.len(),
+        folds.len(),
+        "fold_final at -w{workers}, fuse {fuse}"
+    );
+    assert_eq!(
+        got.2.len(),
+        counts.len(),
+        "count_final at -w{workers}, fuse {fuse}"
+    );
+    got
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 5, ..ProptestConfig::default() })]
+
+    /// Fused and apart, the chains give the same outputs and final states, and both
+    /// agree with the model; with recovery, after an abort and a resume too.
+    #[test]
+    fn fused_chains_agree_with_the_same_steps_run_apart(
+        items in prop::collection::vec((0u16..40, 0i64..9), 1..300),
+        batch in 1usize..64,
+        recovery in any::<bool>(),
+    ) {
+        let want = chained_model(&items);
+        for w in WORKERS {
+            let fused = run_chained(&items, w, recovery, batch, true);
+            let apart = run_chained(&items, w, recovery, batch, false);
+            prop_assert_eq!(&fused, &apart, "-w{} recovery {}", w, recovery);
+            prop_assert_eq!(&fused, &want, "-w{} recovery {}", w, recovery);
         }
     }
 }

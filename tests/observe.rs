@@ -306,8 +306,15 @@ fn metrics_count_every_item_of_every_step() {
     let (closing_tx, closing) = mpsc::sync_channel(1);
     let (go_on, go_on_rx) = mpsc::channel();
     let flow = Dataflow::new("counts");
-    flow.input("inp", TestingSource::new(0..1000u64).batch_size(64))
-        .map("double", |x| x * 2)
+    let inp = flow.input("inp", TestingSource::new(0..1000u64).batch_size(64));
+    // A chain the engine fuses into one pass: its steps still count their own items.
+    let (keyed_sink, keyed_out) = TestingSink::new();
+    inp.key_on("key", |x| x % 10)
+        .stateful_map("sm", |s: Option<u64>, x| (Some(s.unwrap_or(0) + x), x))
+        .key_rm("unkey")
+        .filter("odd", |x| x % 2 == 1)
+        .output("out2", keyed_sink);
+    inp.map("double", |x| x * 2)
         .filter("quarter", |x| x % 8 == 0)
         .output(
             "out",
@@ -340,6 +347,21 @@ fn metrics_count_every_item_of_every_step() {
     assert_eq!(count("bytewax_item_inp_count_total", "quarter"), 1000.0);
     assert_eq!(count("bytewax_item_out_count_total", "quarter"), 250.0);
     assert_eq!(count("bytewax_item_inp_count_total", "out"), 250.0);
+    for step in ["key", "sm", "unkey"] {
+        assert_eq!(
+            count("bytewax_item_inp_count_total", step),
+            1000.0,
+            "{step}"
+        );
+        assert_eq!(
+            count("bytewax_item_out_count_total", step),
+            1000.0,
+            "{step}"
+        );
+    }
+    assert_eq!(count("bytewax_item_inp_count_total", "odd"), 1000.0);
+    assert_eq!(count("bytewax_item_inp_count_total", "out2"), 500.0);
+    assert_eq!(keyed_out.take().len(), 500);
     // 1000 items in batches of 64 (the last of 40), then the batch that says EOF.
     assert_eq!(count("bytewax_inp_part_next_batch_size_sum", "inp"), 1000.0);
     assert!(count("bytewax_inp_part_next_batch_size_count", "inp") >= 16.0);

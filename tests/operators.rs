@@ -1063,6 +1063,38 @@ fn a_panic_is_attributed_to_the_innermost_step() {
         .fold_final("fold", || 0, |_, _: i32| panic!("fold"));
     collect(&folded, "out");
     assert_eq!(panicked_step(&flow).0, "f.fold");
+
+    // `key_on` -> `stateful_map` -> `key_rm` -> `map`, which the engine fuses: each
+    // step's own panic still names it.
+    let chain = |key_at: i32, map_at: i32, after_at: i32| {
+        let flow = Dataflow::new("f");
+        let out = flow
+            .input("inp", TestingSource::new(vec![1, 2, 3]))
+            .key_on("key", move |&x: &i32| {
+                assert_ne!(x, key_at, "key broke");
+                x % 2
+            })
+            .stateful_map("sm", move |s: Option<i32>, x: i32| {
+                assert_ne!(x, map_at, "mapper broke");
+                (Some(s.unwrap_or(0) + x), x)
+            })
+            .key_rm("unkey")
+            .map("after", move |x: i32| {
+                assert_ne!(x, after_at, "after broke");
+                x
+            });
+        collect(&out, "out");
+        panicked_step(&flow)
+    };
+    let (id, msg) = chain(2, 0, 0);
+    assert_eq!(id, "f.key");
+    assert!(msg.contains("key broke"), "{msg}");
+    let (id, msg) = chain(0, 2, 0);
+    assert_eq!(id, "f.sm");
+    assert!(msg.contains("mapper broke"), "{msg}");
+    let (id, msg) = chain(0, 0, 2);
+    assert_eq!(id, "f.after");
+    assert!(msg.contains("after broke"), "{msg}");
 }
 
 #[test]

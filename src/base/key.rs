@@ -95,6 +95,15 @@ pub trait Key: Clone + Eq + Hash + Ord + Debug + Send + Sync + 'static {
         self.stable_hash()
     }
 
+    /// The 64 bits a tuple folds into its table hash for this element: the value
+    /// itself for integers, `bool` and `char` (a tuple mixes once, at the end), the
+    /// table hash for everything else.
+    #[doc(hidden)]
+    #[inline]
+    fn table_word(&self) -> u64 {
+        self.table_hash()
+    }
+
     /// `self == other`; byte-string keys override it with `bytes_eq`, which compares
     /// short keys inline instead of through a `memcmp` call.
     #[inline]
@@ -349,6 +358,14 @@ macro_rules! int_key {
                     table_hash_of(*self as u64)
                 }
             }
+            #[inline]
+            fn table_word(&self) -> u64 {
+                if size_of::<$t>() > 8 {
+                    table_hash_of_wide(*self as u128)
+                } else {
+                    *self as u64
+                }
+            }
         }
     )*};
 }
@@ -359,6 +376,10 @@ impl Key for usize {
     #[inline]
     fn table_hash(&self) -> u64 {
         table_hash_of(*self as u64)
+    }
+    #[inline]
+    fn table_word(&self) -> u64 {
+        *self as u64
     }
     const FIXED_LEN: Option<usize> = Some(8);
     fn encode(&self, out: &mut Vec<u8>) {
@@ -378,6 +399,10 @@ impl Key for isize {
     fn table_hash(&self) -> u64 {
         table_hash_of(*self as u64)
     }
+    #[inline]
+    fn table_word(&self) -> u64 {
+        *self as u64
+    }
     const FIXED_LEN: Option<usize> = Some(8);
     fn encode(&self, out: &mut Vec<u8>) {
         (*self as i64).encode(out)
@@ -395,6 +420,10 @@ impl Key for bool {
     #[inline]
     fn table_hash(&self) -> u64 {
         table_hash_of(*self as u64)
+    }
+    #[inline]
+    fn table_word(&self) -> u64 {
+        *self as u64
     }
     const FIXED_LEN: Option<usize> = Some(1);
     fn encode(&self, out: &mut Vec<u8>) {
@@ -417,6 +446,10 @@ impl Key for char {
     #[inline]
     fn table_hash(&self) -> u64 {
         table_hash_of(*self as u64)
+    }
+    #[inline]
+    fn table_word(&self) -> u64 {
+        *self as u64
     }
     const FIXED_LEN: Option<usize> = Some(4);
     fn encode(&self, out: &mut Vec<u8>) {
@@ -464,14 +497,18 @@ macro_rules! tuple_key {
             #[allow(non_snake_case)]
             #[inline]
             fn table_hash(&self) -> u64 {
+                table_hash_of(self.table_word())
+            }
+            #[allow(non_snake_case)]
+            #[inline]
+            fn table_word(&self) -> u64 {
                 // Tuples ship as values (never as bytes), so any hash of the elements
-                // serves; each element's own table hash, folded in turn.
-                // The elements' hashes are mixed already: combined with a rotate, an
-                // xor and a multiply each (FxHash's step), then folded once.
+                // serves: their words combined with a rotate, an xor and a multiply
+                // each (FxHash's step), mixed by one folded multiply in `table_hash`.
                 let ($($name,)+) = self;
                 let mut h = TABLE_SEED;
-                $( h = (h.rotate_left(5) ^ $name.table_hash()).wrapping_mul(TABLE_MUL); )+
-                fold_mul(h, TABLE_MUL)
+                $( h = (h.rotate_left(5) ^ $name.table_word()).wrapping_mul(TABLE_MUL); )+
+                h
             }
             #[allow(non_snake_case)]
             fn encode(&self, out: &mut Vec<u8>) {
@@ -558,6 +595,40 @@ mod tests {
             }
         }
         assert_eq!("k".to_string().table_hash(), "k".to_string().table_hash());
+    }
+
+    #[test]
+    fn tuple_table_hashes_tell_apart_grids_and_spread_over_buckets() {
+        // (key, window) grids as windowed folds make them: every pair its own hash,
+        // and the low bits (hashbrown's bucket index) and the top 7 (its tag) spread.
+        let pairs: Vec<(u64, u64)> = (0..1000u64)
+            .flat_map(|k| (0..100u64).map(move |w| (k, w)))
+            .collect();
+        let hashes: Vec<u64> = pairs.iter().map(|p| p.table_hash()).collect();
+        let distinct: std::collections::HashSet<u64> = hashes.iter().copied().collect();
+        assert_eq!(distinct.len(), pairs.len());
+        let mut buckets = vec![0u32; 1 << 12];
+        let mut tags = [0u32; 128];
+        for h in &hashes {
+            buckets[(h & 0xfff) as usize] += 1;
+            tags[(h >> 57) as usize] += 1;
+        }
+        // 100 000 over 4096 buckets is 24.4 each on average.
+        assert!(
+            buckets.iter().all(|&n| (5..=60).contains(&n)),
+            "{buckets:?}"
+        );
+        assert!(tags.iter().all(|&n| (500..=1100).contains(&n)), "{tags:?}");
+        // Swapped elements and element boundaries hash apart.
+        assert_ne!((1u64, 2u64).table_hash(), (2u64, 1u64).table_hash());
+        assert_ne!(
+            (1u64, 0u64, 0u64).table_hash(),
+            (0u64, 1u64, 0u64).table_hash()
+        );
+        assert_ne!(
+            ("ab".to_string(), "c".to_string()).table_hash(),
+            ("a".to_string(), "bc".to_string()).table_hash()
+        );
     }
 
     #[test]

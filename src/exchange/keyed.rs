@@ -126,12 +126,52 @@ impl<K: Key, V: Send + 'static> Batch for KeyBatch<K, V> {
     }
 }
 
-/// What a keyed step receives: its local share as hashed items, and peers' batches.
+/// What a keyed step receives: with one worker, every item (as pairs, or as a column
+/// of keys beside a column of values when the step before it made the keys); with
+/// several, its local share as hashed items, and peers' batches.
 pub(crate) trait KeyedInput<K, V> {
+    /// With one worker: items as `(key, value)` pairs (the step hashes the keys).
+    fn push_pairs(&mut self, epoch: Epoch, batch: &mut Vec<(K, V)>);
+    /// With one worker: `keys[i]` is the key of `values[i]`; both are left empty.
+    fn push_columns(&mut self, epoch: Epoch, keys: &mut Vec<K>, values: &mut Vec<V>);
     /// Items routed to this worker by this worker, each with its stable hash.
     fn push_local(&mut self, epoch: Epoch, items: &mut Vec<(u64, K, V)>);
     /// A batch from a peer; left empty (its buffers go back to the peer for reuse).
     fn push_remote(&mut self, epoch: Epoch, batch: &mut KeyBatch<K, V>);
+}
+
+/// Where the items of a keyed step come in on this worker: straight into the step with
+/// one worker, through the router with several.
+pub(crate) struct KeyedEntry<K, V> {
+    target: Rc<RefCell<dyn KeyedInput<K, V>>>,
+    router: Option<KeyRouter<K, V>>,
+}
+
+impl<K: Key, V: Data> KeyedEntry<K, V> {
+    pub(crate) fn new(
+        target: Rc<RefCell<dyn KeyedInput<K, V>>>,
+        router: Option<KeyRouter<K, V>>,
+    ) -> Self {
+        KeyedEntry { target, router }
+    }
+
+    /// Items as `(key, value)` pairs (the keyed step's ordinary input).
+    pub(crate) fn push_pairs(&mut self, epoch: Epoch, batch: &mut Vec<(K, V)>) {
+        match &mut self.router {
+            Some(r) => r.push(epoch, batch.drain(..)),
+            None => self.target.borrow_mut().push_pairs(epoch, batch),
+        }
+    }
+
+    /// Items as a column of keys beside a column of values (from a fused `key_on`);
+    /// both are left empty.
+    pub(crate) fn push_columns(&mut self, epoch: Epoch, keys: &mut Vec<K>, values: &mut Vec<V>) {
+        debug_assert_eq!(keys.len(), values.len());
+        match &mut self.router {
+            Some(r) => r.push(epoch, keys.drain(..).zip(values.drain(..))),
+            None => self.target.borrow_mut().push_columns(epoch, keys, values),
+        }
+    }
 }
 
 /// A keyed channel as the worker loop holds it.
@@ -165,11 +205,12 @@ impl<K: Key, V: Data> KeyRouter<K, V> {
     }
 
     /// Routes a batch.
-    pub(crate) fn push(&mut self, epoch: Epoch, batch: &mut Vec<(K, V)>) {
+    #[inline]
+    pub(crate) fn push(&mut self, epoch: Epoch, items: impl Iterator<Item = (K, V)>) {
         {
             let mut ch = self.channel.borrow_mut();
             let (me, n) = (ch.me(), ch.workers());
-            for (k, v) in batch.drain(..) {
+            for (k, v) in items {
                 // With several workers the routing hash is also the table's (see
                 // `Key::table_hash`): one hash per record.
                 let h = k.stable_hash();
@@ -205,6 +246,12 @@ mod tests {
     }
 
     impl KeyedInput<String, u32> for Recorder {
+        fn push_pairs(&mut self, _e: Epoch, _b: &mut Vec<(String, u32)>) {
+            unreachable!("two workers")
+        }
+        fn push_columns(&mut self, _e: Epoch, _k: &mut Vec<String>, _v: &mut Vec<u32>) {
+            unreachable!("two workers")
+        }
         fn push_local(&mut self, _e: Epoch, items: &mut Vec<(u64, String, u32)>) {
             self.local.append(items);
         }
@@ -238,7 +285,7 @@ mod tests {
         let (mut x0, c0) = KeyRouter::new(Links::new(0, ep0, shared.clone()), r0.clone());
         let (_x1, c1) = KeyRouter::new(Links::new(1, ep1, shared), r1.clone());
         let mut batch: Vec<(String, u32)> = (0..100).map(|i| (format!("k{i}"), i)).collect();
-        x0.push(1, &mut batch);
+        x0.push(1, batch.drain(..));
         c0.borrow_mut().advance_local(EOF_EPOCH);
         c1.borrow_mut().drain();
         let (r0, r1) = (r0.borrow(), r1.borrow());

@@ -16,7 +16,8 @@ use crate::operators::keyed::logics::{
     CollectLogic, CountLogic, FlatMapLogic, FoldLogic, ReduceLogic, UserLogic,
 };
 use crate::operators::stateless::transform;
-use crate::runtime::push::{Data, ExchangeData};
+use crate::runtime::fuse::FusedKeys;
+use crate::runtime::push::{Data, ExchangeData, PushFn};
 
 /// Whether a key's state is kept after a callback (Bytewax's `RETAIN` / `DISCARD`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,6 +250,19 @@ impl<T: Data> Stream<T> {
         inner
             .unary::<(K, ())>("key", "key_on", move |ctx, inp, out| {
                 let key_fn = key_fn.clone();
+                if let Some(fused) = ctx.take_fused::<FusedKeys<K, ()>>(out) {
+                    // Fused into the count: a column of keys beside a column of units.
+                    let (cells, mut keys, mut units) = (ctx.step_cells(), Vec::new(), Vec::new());
+                    ctx.consume(
+                        inp,
+                        PushFn(move |epoch, batch: &mut Vec<T>| {
+                            keys.extend(batch.drain(..).map(&*key_fn));
+                            units.resize(keys.len(), ());
+                            fused.push(epoch, &mut keys, &mut units, cells.as_deref());
+                        }),
+                    );
+                    return Ok(());
+                }
                 transform(
                     ctx,
                     inp,

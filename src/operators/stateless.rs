@@ -5,7 +5,9 @@ use std::io::Write;
 
 use crate::dataflow::{Key, Role, Stream};
 use crate::io::{Sink, SinkKind};
+use crate::operators::keyed::out::Unkeyed;
 use crate::runtime::build::BuildCtx;
+use crate::runtime::fuse::FusedKeys;
 use crate::runtime::progress::Epoch;
 use crate::runtime::push::{Data, Push, PushFn, Tee};
 use std::cell::RefCell;
@@ -448,9 +450,22 @@ impl<T: Data> Stream<T> {
         let key_fn = std::sync::Arc::new(key_fn);
         self.unary(step, "key_on", move |ctx, inp, out| {
             let key_fn = key_fn.clone();
-            transform(ctx, inp, out, move |b: &mut Vec<T>, o: &mut Vec<(K, T)>| {
-                o.extend(b.drain(..).map(|x| (key_fn(&x), x)))
-            });
+            let Some(fused) = ctx.take_fused::<FusedKeys<K, T>>(out) else {
+                transform(ctx, inp, out, move |b: &mut Vec<T>, o: &mut Vec<(K, T)>| {
+                    o.extend(b.drain(..).map(|x| (key_fn(&x), x)))
+                });
+                return Ok(());
+            };
+            // Fused into the keyed step after it: the batch stays where it is as the
+            // column of values, beside a column of its keys.
+            let (cells, mut keys) = (ctx.step_cells(), Vec::new());
+            ctx.consume(
+                inp,
+                PushFn(move |epoch, batch: &mut Vec<T>| {
+                    keys.extend(batch.iter().map(&*key_fn));
+                    fused.push(epoch, &mut keys, batch, cells.as_deref());
+                }),
+            );
             Ok(())
         })
     }
@@ -524,9 +539,24 @@ impl<K: Key, V: Data> Stream<(K, V)> {
     /// Drops the keys of a keyed stream.
     pub fn key_rm(&self, step: &str) -> Stream<V> {
         self.unary(step, "key_rm", |ctx, inp, out| {
-            transform(ctx, inp, out, |b: &mut Vec<(K, V)>, o: &mut Vec<V>| {
-                o.extend(b.drain(..).map(|(_, v)| v))
-            });
+            let tee = Rc::new(RefCell::new(ctx.take_tee::<V>(out)));
+            // A keyed step before it may instead emit its values straight into `tee`.
+            let cells = ctx.step_cells();
+            ctx.offer(
+                inp,
+                Unkeyed {
+                    tee: tee.clone(),
+                    cells,
+                },
+            );
+            let mut buf = Vec::new();
+            ctx.consume(
+                inp,
+                PushFn(move |epoch, b: &mut Vec<(K, V)>| {
+                    buf.extend(b.drain(..).map(|(_, v)| v));
+                    tee.borrow_mut().push(epoch, &mut buf);
+                }),
+            );
             Ok(())
         })
     }

@@ -15,12 +15,13 @@ use crate::dataflow::Key;
 use crate::dataflow::{ChannelId, StreamId};
 use crate::error::{Error, Result};
 use crate::exchange::items::ItemRouter;
-use crate::exchange::keyed::{KeyBatch, KeyRouter, KeyedInput};
+use crate::exchange::keyed::{KeyBatch, KeyRouter, KeyedEntry, KeyedInput};
 use crate::exchange::{ChannelIo, Links, StepChannel};
 use crate::io::SourceStatus;
 use crate::io::{assign_partitions, ErasedSinkPart, ErasedSourcePart, SinkKind, SourceKind};
 use crate::observe::metrics::{PartTimer, RoundClock, StepCells, WorkerCells};
 use crate::recovery::{kind, KeyRows, Rows, WorkerRecovery};
+use crate::runtime::fuse::FusedKeys;
 use crate::runtime::gate::EpochGate;
 use crate::runtime::listing::Listing;
 use crate::runtime::progress::Epoch;
@@ -84,6 +85,13 @@ pub struct BuildCtx {
     step: usize,
     step_id: Arc<str>,
     tees: Vec<Option<Box<dyn Any>>>,
+    /// Consumers registered per stream so far.
+    consumers: Vec<usize>,
+    /// Per stream, what its consumer offers the stream's producer for fusing the two
+    /// steps (taken only if that consumer is the stream's only one).
+    offers: Vec<Option<Box<dyn Any>>>,
+    /// Whether producers may take offers (`RunConfig::fuse`).
+    fuse: bool,
     /// Where this worker's ends of the exchange channels come from.
     channels_of: Arc<Allocator>,
     /// This worker's index within its process.
@@ -128,6 +136,9 @@ impl BuildCtx {
             step: 0,
             step_id: "".into(),
             tees: (0..streams).map(|_| None).collect(),
+            consumers: vec![0; streams],
+            offers: (0..streams).map(|_| None).collect(),
+            fuse: true,
             channels_of,
             local,
             shared,
@@ -150,8 +161,14 @@ impl BuildCtx {
         self
     }
 
+    /// Lets producers take their consumers' offers, or not (`RunConfig::fuse`).
+    pub(crate) fn with_fusion(mut self, fuse: bool) -> Self {
+        self.fuse = fuse;
+        self
+    }
+
     /// The cells of the step being built, with the dataflow API on.
-    fn step_cells(&self) -> Option<Arc<StepCells>> {
+    pub(crate) fn step_cells(&self) -> Option<Arc<StepCells>> {
         self.cells.as_ref().map(|(c, _)| c.steps[self.step].clone())
     }
 
@@ -245,10 +262,29 @@ impl BuildCtx {
             inner: consumer,
             cells: self.step_cells(),
         };
+        self.consumers[stream] += 1;
         let slot = self.tees[stream].get_or_insert_with(|| Box::new(Tee::<T>::default()));
         slot.downcast_mut::<Tee<T>>()
             .expect("stream item type is fixed by Stream<T>")
             .add(Box::new(guarded));
+    }
+
+    /// Offers the producer of `stream` a way to fuse with the step being built (its
+    /// consumer, which also registers an ordinary consumer: the producer chooses).
+    pub(crate) fn offer<O: 'static>(&mut self, stream: StreamId, offer: O) {
+        self.offers[stream] = Some(Box::new(offer));
+    }
+
+    /// For the producer of `stream`: the fusion its consumer offered, if the stream has
+    /// that one consumer only and the offer is an `O`. Taking it drops the stream's
+    /// tee (the consumer's ordinary path): the producer feeds the offer instead.
+    pub(crate) fn take_fused<O: 'static>(&mut self, stream: StreamId) -> Option<O> {
+        if !self.fuse || self.consumers[stream] != 1 || !self.offers[stream].as_ref()?.is::<O>() {
+            return None;
+        }
+        self.tees[stream] = None;
+        let offer = self.offers[stream].take()?;
+        Some(*offer.downcast::<O>().expect("checked above"))
     }
 
     /// Takes the tee of `stream` (all its consumers are built by now).
@@ -309,27 +345,24 @@ impl BuildCtx {
         target: Rc<RefCell<dyn KeyedInput<K, V>>>,
     ) {
         let ep = self.take_endpoint::<KeyBatch<K, V>>(chan);
-        if self.worker_count == 1 {
-            let mut local: Vec<(u64, K, V)> = Vec::new();
-            self.consume(
-                inp,
-                PushFn(move |epoch, batch: &mut Vec<(K, V)>| {
-                    local.extend(batch.drain(..).map(|(k, v)| (k.table_hash(), k, v)));
-                    target.borrow_mut().push_local(epoch, &mut local);
-                    local.clear();
-                }),
-            );
-            return;
-        }
-        let links =
-            Links::new(self.worker_index, ep, self.shared.clone()).with_net(self.net.clone());
-        let (mut router, channel) = KeyRouter::new(links, target);
+        let router = (self.worker_count > 1).then(|| {
+            let links =
+                Links::new(self.worker_index, ep, self.shared.clone()).with_net(self.net.clone());
+            let (router, channel) = KeyRouter::new(links, target.clone());
+            self.channel_by_id[chan] = Some((self.step, channel.clone()));
+            self.channels.push((self.step, channel));
+            router
+        });
+        let entry = Rc::new(RefCell::new(KeyedEntry::new(target, router)));
+        let pairs = entry.clone();
         self.consume(
             inp,
-            PushFn(move |epoch, batch: &mut Vec<(K, V)>| router.push(epoch, batch)),
+            PushFn(move |epoch, batch: &mut Vec<(K, V)>| {
+                pairs.borrow_mut().push_pairs(epoch, batch)
+            }),
         );
-        self.channel_by_id[chan] = Some((self.step, channel.clone()));
-        self.channels.push((self.step, channel));
+        let fused = FusedKeys::new(entry, self.step, self.step_cells());
+        self.offer(inp, fused);
     }
 
     /// Builds this worker's partitions of an input step.

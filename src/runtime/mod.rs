@@ -5,6 +5,7 @@
 //! through SPSC rings.
 
 pub(crate) mod build;
+pub(crate) mod fuse;
 pub(crate) mod gate;
 pub(crate) mod interrupt;
 pub(crate) mod listing;
@@ -42,6 +43,7 @@ pub struct RunConfig {
     pub(crate) epoch_interval: Duration,
     pub(crate) pin: bool,
     pub(crate) spin: bool,
+    pub(crate) fuse: bool,
     pub(crate) connect_timeout: Duration,
     pub(crate) peer_timeout: Duration,
     pub(crate) recovery: Option<RecoveryConfig>,
@@ -57,6 +59,7 @@ impl Default for RunConfig {
             epoch_interval: Duration::from_secs(10),
             pin: true,
             spin: false,
+            fuse: true,
             connect_timeout: Duration::from_secs(30),
             peer_timeout: DEFAULT_PEER_TIMEOUT,
             recovery: None,
@@ -101,6 +104,15 @@ impl RunConfig {
     /// a core per worker: only for benchmarks on dedicated cores.
     pub fn spin(mut self, spin: bool) -> Self {
         self.spin = spin;
+        self
+    }
+
+    /// Fuse adjacent steps where one is the other's only consumer (default true):
+    /// `key_on` into the keyed step after it, a keyed step into the `key_rm` after it
+    /// (`runtime::fuse`). The steps stay in the dataflow either way; `false` runs every
+    /// step on its own, for telling a fusion's effect apart.
+    pub fn fuse(mut self, fuse: bool) -> Self {
+        self.fuse = fuse;
         self
     }
 

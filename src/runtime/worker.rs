@@ -119,7 +119,8 @@ impl Worker {
         )
         .with_recovery(recovery.clone(), first_epoch)
         .with_listing(env.listing.clone())
-        .with_cells(cells.clone());
+        .with_cells(cells.clone())
+        .with_fusion(config.fuse);
         for (i, step) in plan.steps.iter().enumerate().rev() {
             ctx.set_step(i, step.id.clone());
             let _g = StepGuard::enter(i);

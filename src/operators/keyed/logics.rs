@@ -4,6 +4,7 @@
 use std::marker::PhantomData;
 use std::time::Instant;
 
+use super::out::KeyedOut;
 use super::KeyedLogic;
 use crate::operators::stateful::{Retention, StatefulLogic};
 use crate::recovery::encode_into;
@@ -91,15 +92,15 @@ where
         self.apply(state, value, |w| emit.push(w))
     }
     #[inline(always)]
-    fn on_item_keyed<K: Clone>(
+    fn on_item_keyed<K, O: KeyedOut<K, W>>(
         &self,
         state: &mut Option<S>,
         value: V,
         key: &K,
         _emit: &mut Vec<W>,
-        out: &mut Vec<(K, W)>,
+        out: &mut O,
     ) -> Retention {
-        self.apply(state, value, |w| out.push((key.clone(), w)))
+        self.apply(state, value, |w| out.emit(key, w))
     }
 }
 

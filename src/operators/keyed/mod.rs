@@ -27,10 +27,12 @@ use crate::runtime::gate::EpochGate;
 use crate::runtime::push::{Data, ExchangeData};
 
 pub(crate) mod logics;
+pub(crate) mod out;
 mod snapshots;
 mod table;
 pub(crate) mod timers;
 
+use out::{KeyedOut, Unkeyed, ValuesOnly, WithKeys};
 use snapshots::Snapshots;
 use table::KeyedOp;
 use timers::{deadline_of, Deadline, Timers};
@@ -58,13 +60,13 @@ pub(crate) trait KeyedLogic<V>: Send + Sync + 'static {
     /// (`emit` is scratch space, left empty). A logic that emits directly overrides it
     /// to skip the scratch buffer: this is the per-record path of every keyed step.
     #[inline(always)]
-    fn on_item_keyed<K: Clone>(
+    fn on_item_keyed<K, O: KeyedOut<K, Self::Out>>(
         &self,
         state: &mut Self::State,
         value: V,
         key: &K,
         emit: &mut Vec<Self::Out>,
-        out: &mut Vec<(K, Self::Out)>,
+        out: &mut O,
     ) -> Retention {
         let retention = self.on_item(state, value, emit);
         push_keyed(key, emit, out);
@@ -101,18 +103,29 @@ pub(crate) trait KeyedLogic<V>: Send + Sync + 'static {
     const WINDOWED: bool = false;
 }
 
-/// Moves what a callback emitted into `out`, each value beside a clone of `key`.
+/// Moves what a callback emitted into `out`, for `key`.
 #[inline(always)]
-pub(crate) fn push_keyed<K: Clone, W>(key: &K, emit: &mut Vec<W>, out: &mut Vec<(K, W)>) {
+pub(crate) fn push_keyed<K, W>(key: &K, emit: &mut Vec<W>, out: &mut impl KeyedOut<K, W>) {
     // Most callbacks emit nothing or one value: take it without a drain.
     match emit.len() {
         0 => {}
         1 => {
             let w = emit.pop().expect("one value");
-            out.push((key.clone(), w));
+            out.emit(key, w);
         }
-        _ => out.extend(emit.drain(..).map(|w| (key.clone(), w))),
+        _ => emit.drain(..).for_each(|w| out.emit(key, w)),
     }
+}
+
+/// [`push_keyed`] for a key the caller is done with: the last value takes the key
+/// itself instead of a clone.
+#[inline]
+pub(crate) fn push_keyed_owned<K, W>(key: K, emit: &mut Vec<W>, out: &mut impl KeyedOut<K, W>) {
+    let Some(last) = emit.pop() else {
+        return;
+    };
+    emit.drain(..).for_each(|w| out.emit(&key, w));
+    out.emit_owned(key, last);
 }
 
 /// Largest batch the engine emits at once (end of stream can emit one item per key).
@@ -151,15 +164,44 @@ fn build_keyed<K: Key, V: ExchangeData, L: KeyedLogic<V>>(
         gate: EpochGate::new(ctx.first_epoch()),
         dirty: Vec::new(),
     });
-    let mut op = KeyedOp::<K, V, L> {
+    // Fused with a `key_rm` that is the step's only consumer: emit bare values into
+    // the `key_rm`'s output.
+    match ctx.take_fused::<Unkeyed<L::Out>>(out) {
+        Some(into) => {
+            let out = ValuesOnly {
+                into,
+                own: ctx.step_cells(),
+                buf: Vec::new(),
+            };
+            finish_keyed::<K, V, L, _>(ctx, logic, snaps, out, chan, inp)
+        }
+        None => {
+            let out = WithKeys {
+                tee: ctx.take_tee(out),
+                buf: Vec::new(),
+            };
+            finish_keyed::<K, V, L, _>(ctx, logic, snaps, out, chan, inp)
+        }
+    }
+}
+
+/// Builds the step's table around its chosen output and connects it to the exchange.
+fn finish_keyed<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>>(
+    ctx: &mut BuildCtx,
+    logic: Arc<L>,
+    snaps: Option<Snapshots<K, V>>,
+    out: O,
+    chan: ChannelId,
+    inp: StreamId,
+) -> crate::error::Result<()> {
+    let mut op = KeyedOp::<K, V, L, O> {
         logic,
         table: HashTable::new(),
         snaps,
         timers: Timers::default(),
         alone: ctx.worker_count() == 1,
-        out: ctx.take_tee(out),
+        out,
         emit: Vec::new(),
-        out_buf: Vec::new(),
         _v: PhantomData,
     };
     if let Some(saved) = ctx.resume_keys() {

@@ -6,11 +6,11 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::table::{hash_of, KeyedOp};
+use super::out::KeyedOut;
+use super::table::{hash_of, KeyedOp, RECOVERY_SITE};
 use super::KeyedLogic;
 use crate::dataflow::Key;
 use crate::error::Error;
-use crate::exchange::keyed::WireKey;
 use crate::recovery::{kind, Rows};
 use crate::runtime::build::fail;
 use crate::runtime::gate::EpochGate;
@@ -27,7 +27,7 @@ pub(super) struct Snapshots<K, V> {
     pub(super) dirty: Vec<K>,
 }
 
-impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
+impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>> KeyedOp<K, V, L, O> {
     /// Writes the keys changed since the last snapshot, tagged `epoch`.
     pub(super) fn snapshot(&mut self, epoch: Epoch) {
         let Some(snaps) = &mut self.snaps else {
@@ -54,10 +54,9 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
     pub(super) fn apply_pending(&mut self, e: Epoch, items: Vec<(u64, K, V)>) {
         self.begin_batch();
         for (h, k, v) in items {
-            self.apply::<true>(e, h, WireKey::Owned(k), v);
+            self.apply::<true, RECOVERY_SITE>(e, h, k, v);
         }
-        self.logic.end_batch();
-        self.out.push(e, &mut self.out_buf);
+        self.end_batch(e);
     }
 
     /// True if an item of `epoch` must wait for the frontier (recovery only).

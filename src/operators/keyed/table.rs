@@ -8,9 +8,10 @@ use std::time::Instant;
 
 use hashbrown::HashTable;
 
+use super::out::KeyedOut;
 use super::snapshots::Snapshots;
 use super::timers::Timers;
-use super::{push_keyed, KeyedLogic, EMIT_CHUNK};
+use super::{push_keyed, push_keyed_owned, KeyedLogic, EMIT_CHUNK};
 use crate::dataflow::Key;
 use crate::error::Error;
 use crate::exchange::keyed::{KeyBatch, KeyedInput, WireKey};
@@ -18,7 +19,7 @@ use crate::operators::stateful::Retention;
 use crate::recovery::KeyRows;
 use crate::runtime::build::Activation;
 use crate::runtime::progress::{Epoch, EOF_EPOCH};
-use crate::runtime::push::{ExchangeData, Tee};
+use crate::runtime::push::ExchangeData;
 
 /// A key's state in a keyed step's table. The key's stable hash is not kept: the table
 /// recomputes it only when it grows, and a smaller slot keeps more of the table in cache.
@@ -34,7 +35,7 @@ pub(super) struct Slot<K, S> {
 
 /// The per-worker instance of a keyed step. Its table is indexed by the keys' stable
 /// hash, which the exchange computed once per record and hands over with it.
-pub(super) struct KeyedOp<K, V, L: KeyedLogic<V>> {
+pub(super) struct KeyedOp<K, V, L: KeyedLogic<V>, O> {
     pub(super) logic: Arc<L>,
     pub(super) table: HashTable<Slot<K, L::State>>,
     /// Only with a recovery directory.
@@ -44,9 +45,9 @@ pub(super) struct KeyedOp<K, V, L: KeyedLogic<V>> {
     /// The run has one worker: the table is indexed by `Key::table_hash` (see
     /// [`hash_of`]).
     pub(super) alone: bool,
-    pub(super) out: Tee<(K, L::Out)>,
+    /// Where emissions go: with their keys, or as values into a fused `key_rm`.
+    pub(super) out: O,
     pub(super) emit: Vec<L::Out>,
-    pub(super) out_buf: Vec<(K, L::Out)>,
     pub(super) _v: PhantomData<fn(V)>,
 }
 
@@ -59,6 +60,45 @@ pub(super) fn hash_of<K: Key>(key: &K, alone: bool) -> u64 {
         key.table_hash()
     } else {
         key.stable_hash()
+    }
+}
+
+/// The entry points that call [`KeyedOp::apply`] (its `SITE`).
+const PAIRS: u8 = 0;
+const COLUMNS: u8 = 1;
+const LOCAL: u8 = 2;
+const REMOTE: u8 = 3;
+pub(super) const RECOVERY_SITE: u8 = 4;
+
+/// A key as the table is probed with: a value, or (from a peer) its encoding.
+pub(super) trait Probe<K> {
+    /// True if this is `key`.
+    fn matches(&self, key: &K) -> bool;
+    fn into_owned(self) -> K;
+}
+
+impl<K: Key> Probe<K> for K {
+    #[inline(always)]
+    fn matches(&self, key: &K) -> bool {
+        key.same(self)
+    }
+    #[inline(always)]
+    fn into_owned(self) -> K {
+        self
+    }
+}
+
+impl<K: Key> Probe<K> for WireKey<'_, K> {
+    #[inline(always)]
+    fn matches(&self, key: &K) -> bool {
+        match self {
+            WireKey::Owned(k) => key.same(k),
+            WireKey::Encoded(b) => key.eq_encoded(b),
+        }
+    }
+    #[inline(always)]
+    fn into_owned(self) -> K {
+        WireKey::into_owned(self)
     }
 }
 
@@ -82,7 +122,7 @@ fn insert_new<'t, K: Key, V, L: KeyedLogic<V>>(
         .into_mut()
 }
 
-impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
+impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>> KeyedOp<K, V, L, O> {
     /// The table hash of `key` in this run.
     #[inline(always)]
     pub(super) fn hash_of(&self, key: &K) -> u64 {
@@ -93,20 +133,21 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
     /// state if it is new. `RECOVERY` is whether the step has a recovery directory
     /// (`snaps` is set): decided once per batch, so the per-record path of a run
     /// without recovery has no snapshot bookkeeping in it.
+    ///
+    /// `SITE` tells the calling entry points apart: each then has its own copy of the
+    /// table probe, called from one place only, which the compiler inlines (one copy
+    /// shared by several callers stays out of line, a call per record).
     #[inline(always)]
-    pub(super) fn apply<const RECOVERY: bool>(
+    pub(super) fn apply<const RECOVERY: bool, const SITE: u8>(
         &mut self,
         epoch: Epoch,
         hash: u64,
-        key: WireKey<'_, K>,
+        key: impl Probe<K>,
         value: V,
     ) {
         // A lookup first, an insert only for a new key: cheaper than `entry`, which
         // checks for room to insert on every call.
-        let found = match &key {
-            WireKey::Owned(k) => self.table.find_mut(hash, |s| s.key.same(k)),
-            WireKey::Encoded(b) => self.table.find_mut(hash, |s| s.key.eq_encoded(b)),
-        };
+        let found = self.table.find_mut(hash, |s| key.matches(&s.key));
         let slot = match found {
             Some(slot) => slot,
             None => insert_new(
@@ -122,7 +163,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
             value,
             &slot.key,
             &mut self.emit,
-            &mut self.out_buf,
+            &mut self.out,
         );
         if RECOVERY && !slot.dirty {
             slot.dirty = true;
@@ -143,8 +184,8 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
                 entry.remove();
             }
         }
-        if self.out_buf.len() >= EMIT_CHUNK {
-            self.out.push(epoch, &mut self.out_buf);
+        if self.out.pending() >= EMIT_CHUNK {
+            self.out.flush(epoch);
         }
     }
 
@@ -158,6 +199,14 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
         }
     }
 
+    /// Ends a batch of callbacks: the logic's `end_batch`, and what they emitted goes
+    /// downstream.
+    #[inline]
+    pub(super) fn end_batch(&mut self, epoch: Epoch) {
+        self.logic.end_batch();
+        self.out.flush(epoch);
+    }
+
     pub(super) fn eof(&mut self, epoch: Epoch) {
         // Key order, as Bytewax does within an activation: deterministic output.
         let mut all: Vec<Slot<K, L::State>> = self.table.drain().collect();
@@ -165,7 +214,6 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
         self.begin_batch();
         for mut slot in all {
             let retention = self.logic.on_eof(&mut slot.state, &mut self.emit);
-            push_keyed(&slot.key, &mut self.emit, &mut self.out_buf);
             if let Some(snaps) = self.snaps.as_ref().filter(|_| !L::EOF_KEEPS_STATE) {
                 // The state after end of stream, so that a run resumed after it does
                 // not apply `on_eof` twice.
@@ -179,12 +227,12 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
                     Retention::Discard => {}
                 }
             }
-            if self.out_buf.len() >= EMIT_CHUNK {
-                self.out.push(epoch, &mut self.out_buf);
+            push_keyed_owned(slot.key, &mut self.emit, &mut self.out);
+            if self.out.pending() >= EMIT_CHUNK {
+                self.out.flush(epoch);
             }
         }
-        self.logic.end_batch();
-        self.out.push(epoch, &mut self.out_buf);
+        self.end_batch(epoch);
         self.timers.clear();
         if let Some(snaps) = &mut self.snaps {
             // Keys discarded earlier in the last epoch.
@@ -196,44 +244,91 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
     }
 }
 
-impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedInput<K, V> for KeyedOp<K, V, L> {
-    fn push_local(&mut self, epoch: Epoch, items: &mut Vec<(u64, K, V)>) {
-        if self.gated(epoch) {
-            self.hold(epoch).append(items);
-            return;
+impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>> KeyedInput<K, V>
+    for KeyedOp<K, V, L, O>
+{
+    fn push_pairs(&mut self, epoch: Epoch, batch: &mut Vec<(K, V)>) {
+        debug_assert!(self.alone, "pairs come straight in with one worker only");
+        if self.snaps.is_some() {
+            let items = batch.drain(..).map(|(k, v)| (k.table_hash(), k, v));
+            return self.recovering(epoch, items);
         }
         self.begin_batch();
-        if self.snaps.is_some() {
-            for (h, k, v) in items.drain(..) {
-                self.apply::<true>(epoch, h, WireKey::Owned(k), v);
-            }
-        } else {
-            for (h, k, v) in items.drain(..) {
-                self.apply::<false>(epoch, h, WireKey::Owned(k), v);
-            }
+        for (k, v) in batch.drain(..) {
+            let h = k.table_hash();
+            self.apply::<false, PAIRS>(epoch, h, k, v);
         }
-        self.logic.end_batch();
-        self.out.push(epoch, &mut self.out_buf);
+        self.end_batch(epoch);
+    }
+
+    fn push_columns(&mut self, epoch: Epoch, keys: &mut Vec<K>, values: &mut Vec<V>) {
+        debug_assert!(self.alone, "columns come straight in with one worker only");
+        let items = keys.drain(..).zip(values.drain(..));
+        if self.snaps.is_some() {
+            return self.recovering(epoch, items.map(|(k, v)| (k.table_hash(), k, v)));
+        }
+        self.begin_batch();
+        for (k, v) in items {
+            let h = k.table_hash();
+            self.apply::<false, COLUMNS>(epoch, h, k, v);
+        }
+        self.end_batch(epoch);
+    }
+
+    fn push_local(&mut self, epoch: Epoch, items: &mut Vec<(u64, K, V)>) {
+        if self.snaps.is_some() {
+            return self.recovering(epoch, items.drain(..));
+        }
+        self.begin_batch();
+        for (h, k, v) in items.drain(..) {
+            self.apply::<false, LOCAL>(epoch, h, k, v);
+        }
+        self.end_batch(epoch);
     }
 
     fn push_remote(&mut self, epoch: Epoch, batch: &mut KeyBatch<K, V>) {
+        if self.snaps.is_some() {
+            return self.remote_recovering(epoch, batch);
+        }
+        self.begin_batch();
+        batch.drain(|h, k, v| self.apply::<false, REMOTE>(epoch, h, k, v));
+        self.end_batch(epoch);
+    }
+}
+
+// The entry points with recovery on, out of line: they hold items of later epochs and
+// mark keys dirty. Kept apart so that the path without recovery stays small enough for
+// the compiler to inline the table probe into it.
+impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>> KeyedOp<K, V, L, O> {
+    #[inline(never)]
+    fn recovering(&mut self, epoch: Epoch, items: impl Iterator<Item = (u64, K, V)>) {
+        if self.gated(epoch) {
+            self.hold(epoch).extend(items);
+            return;
+        }
+        self.begin_batch();
+        for (h, k, v) in items {
+            self.apply::<true, RECOVERY_SITE>(epoch, h, k, v);
+        }
+        self.end_batch(epoch);
+    }
+
+    #[inline(never)]
+    fn remote_recovering(&mut self, epoch: Epoch, batch: &mut KeyBatch<K, V>) {
         if self.gated(epoch) {
             let held = self.hold(epoch);
             batch.drain(|h, k, v| held.push((h, k.into_owned(), v)));
             return;
         }
         self.begin_batch();
-        if self.snaps.is_some() {
-            batch.drain(|h, k, v| self.apply::<true>(epoch, h, k, v));
-        } else {
-            batch.drain(|h, k, v| self.apply::<false>(epoch, h, k, v));
-        }
-        self.logic.end_batch();
-        self.out.push(epoch, &mut self.out_buf);
+        batch.drain(|h, k, v| self.apply::<true, RECOVERY_SITE>(epoch, h, k, v));
+        self.end_batch(epoch);
     }
 }
 
-impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> Activation for KeyedOp<K, V, L> {
+impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>> Activation
+    for KeyedOp<K, V, L, O>
+{
     fn on_frontier(&mut self, old: Epoch, new: Epoch) {
         if self.snaps.is_some() {
             self.advance(old, new);
@@ -285,7 +380,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> Activation for KeyedOp<K, V, L> 
                     snaps.dirty.push(k.clone());
                 }
             }
-            push_keyed(&k, &mut self.emit, &mut self.out_buf);
+            push_keyed(&k, &mut self.emit, &mut self.out);
             match retention {
                 Retention::Retain => {
                     let at = self.logic.deadline(&entry.get().state);
@@ -296,12 +391,11 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> Activation for KeyedOp<K, V, L> 
                 }
             }
         }
-        self.logic.end_batch();
-        self.out.push(epoch, &mut self.out_buf);
+        self.end_batch(epoch);
     }
 }
 
-impl<K: Key, V: ExchangeData, L: KeyedLogic<V>> KeyedOp<K, V, L> {
+impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>> KeyedOp<K, V, L, O> {
     /// Loads the keys this worker resumes with.
     pub(super) fn resume(&mut self, step_id: &str, saved: &KeyRows) -> crate::error::Result<()> {
         let alone = self.alone;
