@@ -151,18 +151,17 @@ type Chained = (
     BTreeSet<(String, u64)>,
 );
 
-/// `key_on` -> `stateful_map` -> `key_rm`, `key_on` -> `fold_final`, and `count_final`:
-/// the shapes the engine fuses (`RunConfig::fuse`).
-fn chained_flow(
-    items: Vec<(u16, i64)>,
-    abort_at: Option<usize>,
-    batch: usize,
-) -> (
+/// The chained flow and its three outputs.
+type ChainedFlow = (
     Dataflow,
     TestingOutput<(usize, i64)>,
     TestingOutput<(u16, i64)>,
     TestingOutput<(String, u64)>,
-) {
+);
+
+/// `key_on` -> `stateful_map` -> `key_rm`, `key_on` -> `fold_final`, and `count_final`:
+/// the shapes the engine fuses (`RunConfig::fuse`).
+fn chained_flow(items: Vec<(u16, i64)>, abort_at: Option<usize>, batch: usize) -> ChainedFlow {
     let mut events: Vec<TestEvent<(usize, u16, i64)>> = items
         .iter()
         .enumerate()
