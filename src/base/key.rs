@@ -104,6 +104,19 @@ pub trait Key: Clone + Eq + Hash + Ord + Debug + Send + Sync + 'static {
         self.table_hash()
     }
 
+    /// A prefix of the key's order: `a < b` implies `a.order_prefix() <=
+    /// b.order_prefix()`, so a sort compares prefixes first and whole keys only on a
+    /// tie. Byte strings give their first 8 bytes, big-endian and zero-padded; others
+    /// 0 (every comparison is a tie).
+    #[doc(hidden)]
+    #[inline]
+    fn order_prefix(&self) -> u64 {
+        0
+    }
+    /// True if [`order_prefix`](Self::order_prefix) tells keys apart (a sort uses it).
+    #[doc(hidden)]
+    const ORDER_PREFIX: bool = false;
+
     /// `self == other`; byte-string keys override it with `bytes_eq`, which compares
     /// short keys inline instead of through a `memcmp` call.
     #[inline]
@@ -178,6 +191,15 @@ fn table_hash_of_bytes(b: &[u8]) -> u64 {
     fold_mul(x ^ TABLE_SEED ^ (n as u64).rotate_left(56), y ^ TABLE_MUL)
 }
 
+/// The first 8 bytes of `b` as a big-endian number, zero-padded: ordered as `b` is.
+#[inline]
+fn bytes_order_prefix(b: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    let n = b.len().min(8);
+    word[..n].copy_from_slice(&b[..n]);
+    u64::from_be_bytes(word)
+}
+
 /// [`Key::stable_hash`] through the thread-local scratch vector.
 fn scratch_hash<K: Key>(k: &K) -> u64 {
     SCRATCH.with(|s| {
@@ -209,6 +231,7 @@ macro_rules! bytes_key {
     ($t:ty, $ship:expr, |$s:ident| $bytes:expr, |$b:ident| $decode:expr) => {
         impl Key for $t {
             const SHIP_BYTES: bool = $ship;
+            const ORDER_PREFIX: bool = true;
             fn encode(&self, out: &mut Vec<u8>) {
                 let $s = self;
                 out.extend_from_slice($bytes);
@@ -225,6 +248,11 @@ macro_rules! bytes_key {
             fn table_hash(&self) -> u64 {
                 let $s = self;
                 table_hash_of_bytes($bytes)
+            }
+            #[inline]
+            fn order_prefix(&self) -> u64 {
+                let $s = self;
+                bytes_order_prefix($bytes)
             }
             #[inline]
             fn same(&self, other: &Self) -> bool {
@@ -544,6 +572,20 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        #[test]
+        fn order_prefixes_keep_the_order_of_byte_strings(
+            a in proptest::collection::vec(0u8..4, 0..12),
+            b in proptest::collection::vec(0u8..4, 0..12),
+        ) {
+            let (sa, sb) = (String::from_utf8(a).unwrap(), String::from_utf8(b).unwrap());
+            if sa < sb {
+                prop_assert!(sa.order_prefix() <= sb.order_prefix());
+            }
+            if sa.order_prefix() < sb.order_prefix() {
+                prop_assert!(sa < sb);
+            }
+        }
+
         /// Every length up to past the inline cases, equal and differing in any byte.
         #[test]
         fn bytes_eq_is_slice_equality(a in proptest::collection::vec(any::<u8>(), 0..24),

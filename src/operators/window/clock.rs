@@ -78,7 +78,7 @@ pub(crate) fn release_time() {
 }
 
 /// The system time and the monotonic time, read now or held for the batch.
-#[inline]
+#[inline(always)]
 fn wall_now() -> (i128, Instant, u64) {
     HELD.get().unwrap_or_else(|| {
         let mono = Instant::now();
@@ -112,7 +112,7 @@ impl TimeSource for WallClock {
         mono.checked_add(std::time::Duration::from_nanos(ahead))
     }
 
-    #[inline]
+    #[inline(always)]
     fn deadline_at_nanos(&self, at: i128) -> Option<u64> {
         let (now, _, mono) = wall_now();
         let ahead = at - now;
