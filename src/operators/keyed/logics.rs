@@ -116,6 +116,7 @@ where
     type State = Option<S>;
     type Out = S;
     const TIMERS: bool = false;
+    const SILENT_ON_ITEM: bool = true;
 
     fn build(&self) -> Option<S> {
         Some((self.0)())
@@ -146,6 +147,7 @@ impl<V: Data> KeyedLogic<V> for CountLogic {
     type State = u64;
     type Out = u64;
     const TIMERS: bool = false;
+    const SILENT_ON_ITEM: bool = true;
 
     fn build(&self) -> u64 {
         0
@@ -173,6 +175,7 @@ impl<V: ExchangeData, F: Fn(V, V) -> V + Send + Sync + 'static> KeyedLogic<V> fo
     type State = Option<V>;
     type Out = V;
     const TIMERS: bool = false;
+    const SILENT_ON_ITEM: bool = true;
 
     fn build(&self) -> Option<V> {
         None

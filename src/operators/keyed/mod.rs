@@ -49,6 +49,9 @@ pub(crate) trait KeyedLogic<V>: Send + Sync + 'static {
     /// True if `on_eof` never changes nor discards a state (then end of stream writes
     /// no snapshot rows: the keys' last rows stand).
     const EOF_KEEPS_STATE: bool = false;
+    /// True if `on_item` never emits (the `*_final` folds): the per-record path then
+    /// skips looking at what it emitted.
+    const SILENT_ON_ITEM: bool = false;
 
     fn build(&self) -> Self::State;
     /// Appends a key's state, encoded, for a snapshot.
@@ -69,7 +72,11 @@ pub(crate) trait KeyedLogic<V>: Send + Sync + 'static {
         out: &mut O,
     ) -> Retention {
         let retention = self.on_item(state, value, emit);
-        push_keyed(key, emit, out);
+        if Self::SILENT_ON_ITEM {
+            debug_assert!(emit.is_empty(), "a SILENT_ON_ITEM logic emitted from on_item");
+        } else {
+            push_keyed(key, emit, out);
+        }
         retention
     }
     fn on_notify(&self, _state: &mut Self::State, _emit: &mut Vec<Self::Out>) -> Retention {

@@ -199,7 +199,8 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>> KeyedOp<
                 entry.remove();
             }
         }
-        if self.out.pending() >= EMIT_CHUNK {
+        // A logic silent on items emitted nothing here.
+        if !L::SILENT_ON_ITEM && self.out.pending() >= EMIT_CHUNK {
             self.out.flush(epoch);
         }
     }
