@@ -73,7 +73,10 @@ pub(crate) trait KeyedLogic<V>: Send + Sync + 'static {
     ) -> Retention {
         let retention = self.on_item(state, value, emit);
         if Self::SILENT_ON_ITEM {
-            debug_assert!(emit.is_empty(), "a SILENT_ON_ITEM logic emitted from on_item");
+            debug_assert!(
+                emit.is_empty(),
+                "a SILENT_ON_ITEM logic emitted from on_item"
+            );
         } else {
             push_keyed(key, emit, out);
         }
