@@ -47,14 +47,7 @@ fn keyed_flow(
     maps: TestingSink<Emitted>,
     folds: TestingSink<(u16, i64)>,
 ) -> Dataflow {
-    let mut events: Vec<TestEvent<(usize, u16, i64)>> = items
-        .iter()
-        .enumerate()
-        .map(|(i, &(k, v))| TestEvent::Item((i, k, v)))
-        .collect();
-    if let Some(at) = abort_at {
-        events.insert(at.min(events.len()), TestEvent::Abort);
-    }
+    let events = numbered_events(&items, abort_at);
     let flow = Dataflow::new("paths");
     let inp = flow.input("inp", TestingSource::events(events).batch_size(batch));
     // String keys: encoded bytes between workers.
@@ -71,6 +64,43 @@ fn keyed_flow(
         .fold_final("fold", || 0i64, |acc, v| acc * 3 % 1_000_003 + v)
         .output("folds", folds);
     flow
+}
+
+/// `items` as numbered test events, with an abort at `abort_at`.
+fn numbered_events(
+    items: &[(u16, i64)],
+    abort_at: Option<usize>,
+) -> Vec<TestEvent<(usize, u16, i64)>> {
+    let mut events: Vec<TestEvent<(usize, u16, i64)>> = items
+        .iter()
+        .enumerate()
+        .map(|(i, &(k, v))| TestEvent::Item((i, k, v)))
+        .collect();
+    if let Some(at) = abort_at {
+        events.insert(at.min(events.len()), TestEvent::Abort);
+    }
+    events
+}
+
+/// Runs `flow` to completion; with `recovery`, first an execution that aborts at the
+/// source `input` (its events hold an abort), then the resumed one.
+fn run_maybe_resumed(
+    flow: &Dataflow,
+    input: &str,
+    workers: usize,
+    recovery: bool,
+    config: RunConfig,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config;
+    if recovery {
+        init(dir.path(), 3).unwrap();
+        config = config.recovery(RecoveryConfig::new(dir.path()));
+        let err = cluster_main_with(flow, &[], 0, workers, &config)
+            .expect_err("the first execution aborts");
+        assert!(err.to_string().contains(input), "{err}");
+    }
+    cluster_main_with(flow, &[], 0, workers, &config).unwrap();
 }
 
 fn model(items: &[(u16, i64)]) -> (BTreeSet<Emitted>, BTreeSet<(u16, i64)>) {
@@ -97,16 +127,7 @@ fn run_keyed(items: &[(u16, i64)], workers: usize, recovery: bool, batch: usize)
     let abort_at = recovery.then_some(items.len() / 2);
     let flow = keyed_flow(items.to_vec(), abort_at, batch, maps, folds);
     let (want_maps, want_folds) = model(items);
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = config();
-    if recovery {
-        init(dir.path(), 3).unwrap();
-        config = config.recovery(RecoveryConfig::new(dir.path()));
-        let err = cluster_main_with(&flow, &[], 0, workers, &config)
-            .expect_err("the first execution aborts");
-        assert!(err.to_string().contains("paths.inp"), "{err}");
-    }
-    cluster_main_with(&flow, &[], 0, workers, &config).unwrap();
+    run_maybe_resumed(&flow, "paths.inp", workers, recovery, config());
     // Items after the last snapshot of the aborted execution are applied again by the
     // resumed one: the same outputs, emitted twice. The state is exactly once.
     let got_maps: BTreeSet<Emitted> = maps_out.take().into_iter().collect();
@@ -162,14 +183,7 @@ type ChainedFlow = (
 /// `key_on` -> `stateful_map` -> `key_rm`, `key_on` -> `fold_final`, and `count_final`:
 /// the shapes the engine fuses (`RunConfig::fuse`).
 fn chained_flow(items: Vec<(u16, i64)>, abort_at: Option<usize>, batch: usize) -> ChainedFlow {
-    let mut events: Vec<TestEvent<(usize, u16, i64)>> = items
-        .iter()
-        .enumerate()
-        .map(|(i, &(k, v))| TestEvent::Item((i, k, v)))
-        .collect();
-    if let Some(at) = abort_at {
-        events.insert(at.min(events.len()), TestEvent::Abort);
-    }
+    let events = numbered_events(&items, abort_at);
     let flow = Dataflow::new("chain");
     let inp = flow.input("inp", TestingSource::events(events).batch_size(batch));
     let (maps, maps_out) = TestingSink::new();
@@ -211,16 +225,7 @@ fn run_chained(
 ) -> Chained {
     let abort_at = recovery.then_some(items.len() / 2);
     let (flow, maps, folds, counts) = chained_flow(items.to_vec(), abort_at, batch);
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = config().fuse(fuse);
-    if recovery {
-        init(dir.path(), 3).unwrap();
-        config = config.recovery(RecoveryConfig::new(dir.path()));
-        let err = cluster_main_with(&flow, &[], 0, workers, &config)
-            .expect_err("the first execution aborts");
-        assert!(err.to_string().contains("chain.inp"), "{err}");
-    }
-    cluster_main_with(&flow, &[], 0, workers, &config).unwrap();
+    run_maybe_resumed(&flow, "chain.inp", workers, recovery, config().fuse(fuse));
     let folds = folds.take();
     let counts = counts.take();
     let got: Chained = (
