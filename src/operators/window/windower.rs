@@ -257,6 +257,9 @@ pub struct SlidingWindowerLogic {
     narrow: Option<(i64, i64)>,
     /// The open windows' ids, ascending (a new window is almost always the last).
     opened: VecDeque<i64>,
+    /// When the first of `opened` closes (`i128::MAX` with none open): asked after
+    /// every item, changed only when the first open window does.
+    front_close: i128,
     /// The last item's windows and the span of times that are in exactly those:
     /// `[lo, hi)` -> `first..=last`. Items of a key mostly fall in the span of the
     /// previous one, which then costs two comparisons instead of two divisions.
@@ -271,14 +274,26 @@ impl SlidingWindowerLogic {
         resume: Option<BTreeSet<i64>>,
     ) -> Self {
         let (length, offset) = (delta_nanos(length), delta_nanos(offset));
-        SlidingWindowerLogic {
+        let mut logic = SlidingWindowerLogic {
             length,
             offset,
             align: nanos(align_to),
             narrow: i64::try_from(length).ok().zip(i64::try_from(offset).ok()),
             opened: resume.unwrap_or_default().into_iter().collect(),
+            front_close: i128::MAX,
             span: (0, 0, 0, -1),
-        }
+        };
+        logic.refresh_front();
+        logic
+    }
+
+    /// Recomputes [`front_close`](Self::front_close) after the first open window changed.
+    #[inline]
+    fn refresh_front(&mut self) {
+        self.front_close = self
+            .opened
+            .front()
+            .map_or(i128::MAX, |&id| self.open_nanos(id) + self.length);
     }
 
     /// [`intersects`](Self::intersects) through the cached span of the last item.
@@ -341,12 +356,18 @@ impl SlidingWindowerLogic {
     #[inline]
     fn open(&mut self, id: i64) {
         match self.opened.back() {
-            None => self.opened.push_back(id),
+            None => {
+                self.opened.push_back(id);
+                self.refresh_front();
+            }
             Some(&last) if last < id => self.opened.push_back(id),
             Some(&last) if last == id => {}
             Some(_) => {
                 if let Err(at) = self.opened.binary_search(&id) {
                     self.opened.insert(at, id);
+                    if at == 0 {
+                        self.refresh_front();
+                    }
                 }
             }
         }
@@ -413,14 +434,14 @@ impl WindowerLogic for SlidingWindowerLogic {
                 .opened
                 .pop_front()
                 .expect("notify_at found an open window");
+            self.refresh_front();
             out.push((id, self.metadata(id)));
         }
     }
 
     #[inline]
     fn notify_at_nanos(&self) -> Option<i128> {
-        let id = *self.opened.front()?;
-        Some(self.open_nanos(id) + self.length)
+        (self.front_close != i128::MAX).then_some(self.front_close)
     }
 }
 
@@ -665,6 +686,37 @@ mod tests {
                 logic.open_for_nanos(at, &mut ids);
                 let (first, last) = logic.intersects_wide(at - logic.align);
                 proptest::prop_assert_eq!(ids, (first..=last).collect::<Vec<_>>());
+            }
+        }
+
+        /// The cached close time of the first open window is the one its id gives,
+        /// through items in any order (windows opening before the first), closings at
+        /// any watermark and a resume.
+        #[test]
+        fn the_cached_first_close_is_the_first_open_windows_close(
+            ops in proptest::collection::vec((proptest::prelude::any::<bool>(), -20_000i64..20_000), 1..120),
+            len_ms in 1i64..5_000,
+            offset_permille in 1i64..=1000,
+        ) {
+            let length = TimeDelta::milliseconds(len_ms);
+            let offset = TimeDelta::milliseconds((len_ms * offset_permille / 1000).max(1));
+            let mut logic = SlidingWindowerLogic::new(length, offset, t(0), None);
+            let expect = |l: &SlidingWindowerLogic| {
+                l.opened.front().map(|&id| l.open_nanos(id) + l.length)
+            };
+            for (i, (close, ms)) in ops.into_iter().enumerate() {
+                let at = nanos(t(0)) + i128::from(ms) * 1_000_000;
+                if close {
+                    logic.close_for_nanos(at, &mut Vec::new());
+                } else {
+                    logic.open_for_nanos(at, &mut Vec::new());
+                }
+                proptest::prop_assert_eq!(logic.notify_at_nanos(), expect(&logic));
+                if i % 10 == 9 {
+                    let saved = logic.snapshot();
+                    logic = SlidingWindowerLogic::new(length, offset, t(0), Some(saved));
+                    proptest::prop_assert_eq!(logic.notify_at_nanos(), expect(&logic));
+                }
             }
         }
     }
