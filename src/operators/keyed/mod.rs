@@ -4,7 +4,9 @@
 //! step) is a [`KeyedLogic`] run by one engine, in parts:
 //!
 //! * `table.rs`: the per-worker step, its state table (a `hashbrown::HashTable` indexed
-//!   by the key's stable hash) and the per-record apply path;
+//!   by the key's hash) and the per-record apply path;
+//! * `out.rs`: where the step's emissions go (with their keys, or fused into a
+//!   `key_rm`);
 //! * `timers.rs`: per-key system-time notifications;
 //! * `snapshots.rs`: the step's part in recovery (dirty keys, snapshot rows, and the
 //!   epoch gate, `runtime/gate.rs`, that holds items of later epochs);

@@ -21,7 +21,7 @@ use crate::runtime::build::Activation;
 use crate::runtime::progress::{Epoch, EOF_EPOCH};
 use crate::runtime::push::ExchangeData;
 
-/// A key's state in a keyed step's table. The key's stable hash is not kept: the table
+/// A key's state in a keyed step's table. The key's hash is not kept: the table
 /// recomputes it only when it grows, and a smaller slot keeps more of the table in cache.
 pub(super) struct Slot<K, S> {
     pub(super) key: K,
@@ -33,8 +33,9 @@ pub(super) struct Slot<K, S> {
     pub(super) saved: bool,
 }
 
-/// The per-worker instance of a keyed step. Its table is indexed by the keys' stable
-/// hash, which the exchange computed once per record and hands over with it.
+/// The per-worker instance of a keyed step. Its table is indexed by the keys' table hash
+/// with one worker, and with several by their stable hash, which the router computed
+/// once per record and hands over with it ([`hash_of`]).
 pub(super) struct KeyedOp<K, V, L: KeyedLogic<V>, O> {
     pub(super) logic: Arc<L>,
     pub(super) table: HashTable<Slot<K, L::State>>,
@@ -144,7 +145,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>> KeyedOp<
         hash_of(key, self.alone)
     }
 
-    /// Applies one value to `key` (whose stable hash is `hash`), building the key's
+    /// Applies one value to `key` (whose hash in this table is `hash`), building the key's
     /// state if it is new. `RECOVERY` is whether the step has a recovery directory
     /// (`snaps` is set): decided once per batch, so the per-record path of a run
     /// without recovery has no snapshot bookkeeping in it.
