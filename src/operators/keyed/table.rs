@@ -264,31 +264,11 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>> KeyedInp
     for KeyedOp<K, V, L, O>
 {
     fn push_pairs(&mut self, epoch: Epoch, batch: &mut Vec<(K, V)>) {
-        debug_assert!(self.alone, "pairs come straight in with one worker only");
-        if self.snaps.is_some() {
-            let items = batch.drain(..).map(|(k, v)| (k.table_hash(), k, v));
-            return self.recovering(epoch, items);
-        }
-        self.begin_batch();
-        for (k, v) in batch.drain(..) {
-            let h = k.table_hash();
-            self.apply::<false, PAIRS>(epoch, h, k, v);
-        }
-        self.end_batch(epoch);
+        self.apply_unhashed::<PAIRS>(epoch, batch.drain(..));
     }
 
     fn push_columns(&mut self, epoch: Epoch, keys: &mut Vec<K>, values: &mut Vec<V>) {
-        debug_assert!(self.alone, "columns come straight in with one worker only");
-        let items = keys.drain(..).zip(values.drain(..));
-        if self.snaps.is_some() {
-            return self.recovering(epoch, items.map(|(k, v)| (k.table_hash(), k, v)));
-        }
-        self.begin_batch();
-        for (k, v) in items {
-            let h = k.table_hash();
-            self.apply::<false, COLUMNS>(epoch, h, k, v);
-        }
-        self.end_batch(epoch);
+        self.apply_unhashed::<COLUMNS>(epoch, keys.drain(..).zip(values.drain(..)));
     }
 
     fn push_local(&mut self, epoch: Epoch, items: &mut Vec<(u64, K, V)>) {
@@ -308,6 +288,28 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>> KeyedInp
         }
         self.begin_batch();
         batch.drain(|h, k, v| self.apply::<false, REMOTE>(epoch, h, k, v));
+        self.end_batch(epoch);
+    }
+}
+
+impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>> KeyedOp<K, V, L, O> {
+    /// The one-worker entry points: items without their hash, which is the table hash
+    /// made here. Inlined into each caller with its own `SITE`.
+    #[inline(always)]
+    fn apply_unhashed<const SITE: u8>(
+        &mut self,
+        epoch: Epoch,
+        items: impl Iterator<Item = (K, V)>,
+    ) {
+        debug_assert!(self.alone, "items come in unhashed with one worker only");
+        if self.snaps.is_some() {
+            return self.recovering(epoch, items.map(|(k, v)| (k.table_hash(), k, v)));
+        }
+        self.begin_batch();
+        for (k, v) in items {
+            let h = k.table_hash();
+            self.apply::<false, SITE>(epoch, h, k, v);
+        }
         self.end_batch(epoch);
     }
 }
