@@ -17,6 +17,8 @@ use std::hash::Hash;
 
 use xxhash_rust::xxh3::xxh3_64;
 
+use super::xxh3_words::{self, Words};
+
 /// Build-time switch for measuring the alternative design (keys shipped as pointers):
 /// `WAXFAST_EXPERIMENT_SHIP_KEY_POINTERS=1 cargo build --release`. Used only by
 /// `scripts/bench_runtime.py`; never set it in a real build.
@@ -75,6 +77,18 @@ pub trait Key: Clone + Eq + Hash + Ord + Debug + Send + Sync + 'static {
             self.encode(&mut s);
             out[..s.len()].copy_from_slice(&s);
         })
+    }
+
+    /// The canonical bytes as a little-endian number, for types whose
+    /// [`FIXED_LEN`](Self::FIXED_LEN) is at most 16: a tuple of such keys assembles its
+    /// encoding from these in registers ([`Words`]). This default is correct for any
+    /// such type.
+    #[doc(hidden)]
+    #[inline]
+    fn fixed_bits(&self) -> u128 {
+        let mut buf = [0u8; 16];
+        self.write_fixed(&mut buf);
+        u128::from_le_bytes(buf)
     }
 
     /// XXH3-64 (seed 0) of the canonical bytes.
@@ -212,6 +226,20 @@ fn scratch_hash<K: Key>(k: &K) -> u64 {
 
 /// Longest fixed-length encoding hashed from a stack buffer.
 const FIXED_HASH_MAX: usize = 64;
+
+/// True if every element has a fixed length of at most 16 bytes (its
+/// [`Key::fixed_bits`] holds it).
+const fn all_within_16(parts: &[Option<usize>]) -> bool {
+    let mut i = 0;
+    while i < parts.len() {
+        match parts[i] {
+            Some(n) if n <= 16 => {}
+            _ => return false,
+        }
+        i += 1;
+    }
+    true
+}
 
 /// A tuple's fixed encoded length: each element's plus its 4-byte length prefix.
 const fn tuple_fixed_len(parts: &[Option<usize>]) -> Option<usize> {
@@ -375,6 +403,12 @@ macro_rules! int_key {
                 Some(<$t>::from_le_bytes(bytes.try_into().ok()?))
             }
             #[inline]
+            fn fixed_bits(&self) -> u128 {
+                let mut b = [0u8; 16];
+                b[..size_of::<$t>()].copy_from_slice(&self.to_le_bytes());
+                u128::from_le_bytes(b)
+            }
+            #[inline]
             fn stable_hash(&self) -> u64 {
                 xxh3_64(&self.to_le_bytes())
             }
@@ -420,6 +454,10 @@ impl Key for usize {
     fn decode(bytes: &[u8]) -> Option<Self> {
         usize::try_from(u64::decode(bytes)?).ok()
     }
+    #[inline]
+    fn fixed_bits(&self) -> u128 {
+        u128::from(*self as u64)
+    }
 }
 
 impl Key for isize {
@@ -441,6 +479,10 @@ impl Key for isize {
     }
     fn decode(bytes: &[u8]) -> Option<Self> {
         isize::try_from(i64::decode(bytes)?).ok()
+    }
+    #[inline]
+    fn fixed_bits(&self) -> u128 {
+        u128::from(*self as i64 as u64)
     }
 }
 
@@ -468,6 +510,10 @@ impl Key for bool {
             _ => None,
         }
     }
+    #[inline]
+    fn fixed_bits(&self) -> u128 {
+        u128::from(*self)
+    }
 }
 
 impl Key for char {
@@ -490,6 +536,10 @@ impl Key for char {
     fn decode(bytes: &[u8]) -> Option<Self> {
         char::from_u32(u32::decode(bytes)?)
     }
+    #[inline]
+    fn fixed_bits(&self) -> u128 {
+        u128::from(*self as u32)
+    }
 }
 
 // Tuples: each element's bytes prefixed by their length (u32 LE), so ("ab", "c") and
@@ -511,9 +561,31 @@ macro_rules! tuple_key {
                 )+
                 let _ = at;
             }
+            #[allow(non_snake_case)]
             #[inline]
             fn stable_hash(&self) -> u64 {
                 match Self::FIXED_LEN {
+                    Some(n) if n <= xxh3_words::MAX
+                        && all_within_16(&[$($name::FIXED_LEN),+]) =>
+                    {
+                        // The encoding built in registers: no stack buffer for the hash
+                        // to load back (see `xxh3_words`).
+                        let ($($name,)+) = self;
+                        let mut w = Words::new();
+                        let mut at = 0;
+                        $(
+                            let m = <$name as Key>::FIXED_LEN.unwrap_or(0);
+                            w.put(at, m as u64, 4);
+                            let bits = $name.fixed_bits();
+                            w.put(at + 4, bits as u64, m.min(8));
+                            if m > 8 {
+                                w.put(at + 12, (bits >> 64) as u64, m - 8);
+                            }
+                            at += 4 + m;
+                        )+
+                        let _ = at;
+                        w.xxh3(n)
+                    }
                     Some(n) if n <= FIXED_HASH_MAX => {
                         let mut buf = [0u8; FIXED_HASH_MAX];
                         self.write_fixed(&mut buf);
@@ -717,6 +789,27 @@ mod tests {
             roundtrip((f, (g, h)));
             roundtrip((a, (b, (c, d)), e, f));
             roundtrip(((a, b), "x".to_string()));
+        }
+
+        /// Tuples whose elements are at most 16 bytes hash from words built in
+        /// registers (`xxh3_words`): every length class of XXH3 up to 64 bytes, elements
+        /// of every width, signed values (no sign extension into the next element).
+        #[test]
+        fn tuples_hashed_from_words_hash_their_encoding(
+            a in any::<u64>(), b in any::<i8>(), c in any::<u128>(), d in any::<i32>(),
+            e in any::<[u8; 16]>(), f in any::<i64>(), g in any::<u16>(), h in any::<isize>()
+        ) {
+            roundtrip((b,));
+            roundtrip((a,));
+            roundtrip((d, b));
+            roundtrip((c, b));
+            roundtrip(((d, d), a));
+            roundtrip((g, g, g, g));
+            roundtrip((e, a));
+            roundtrip((f, f, f));
+            roundtrip((c, c, e));
+            roundtrip((h, 'z', true, b));
+            roundtrip((c, c, c, c));
         }
     }
 

@@ -11,3 +11,4 @@ pub(crate) mod plain;
 pub(crate) mod push;
 pub(crate) mod queue;
 pub(crate) mod signal;
+pub(crate) mod xxh3_words;

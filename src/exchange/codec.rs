@@ -13,6 +13,7 @@
 //!   and the receiver rehashes those bytes (the stable hash is defined on them).
 
 use super::keyed::KeyBatch;
+use super::Batch;
 use crate::base::codec::postcard_into;
 use crate::base::key::Key;
 use crate::base::plain;
@@ -64,12 +65,7 @@ pub(crate) fn keyed_items<K: Key, V: ExchangeData>() -> Codec<Vec<(K, V)>> {
         encode: |items, out| {
             out.extend_from_slice(&(items.len() as u32).to_le_bytes());
             encode_keys(items.iter().map(|(k, _)| k), items.len(), out);
-            if plain::is_plain::<V>() {
-                let values: Vec<V> = items.iter().map(|(_, v)| v.clone()).collect();
-                return encode_values(&values, out);
-            }
-            let values: Vec<&V> = items.iter().map(|(_, v)| v).collect();
-            plain::encode_serde(out, |out| postcard_into(&values, out))
+            encode_item_values(items.iter().map(|(_, v)| v), items.len(), out)
         },
         decode: |bytes, items| {
             let mut b = KeyBatch::<K, V>::new();
@@ -85,6 +81,21 @@ pub(crate) fn keyed_items<K: Key, V: ExchangeData>() -> Codec<Vec<(K, V)>> {
         },
         direct: None,
     }
+}
+
+/// Appends the values of `n` items as [`encode_values`] does for a column of them.
+fn encode_item_values<'a, V: ExchangeData>(
+    values: impl Iterator<Item = &'a V>,
+    n: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    if plain::is_plain::<V>() {
+        let column: Vec<V> = values.cloned().collect();
+        debug_assert_eq!(column.len(), n);
+        return encode_values(&column, out);
+    }
+    let refs: Vec<&V> = values.collect();
+    plain::encode_serde(out, |out| postcard_into(&refs, out))
 }
 
 /// Appends `n` key end offsets (`u32` LE) and then the keys' canonical bytes.
@@ -103,17 +114,18 @@ fn encode_keyed<K: Key, V: ExchangeData>(
     b: &KeyBatch<K, V>,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
-    let n = b.values.len();
+    let n = Batch::len(b);
     out.extend_from_slice(&(n as u32).to_le_bytes());
     if K::SHIP_BYTES {
         for e in &b.ends {
             out.extend_from_slice(&e.to_le_bytes());
         }
         out.extend_from_slice(&b.bytes);
+        encode_values(&b.values, out)
     } else {
-        encode_keys(b.keys.iter(), n, out);
+        encode_keys(b.items.iter().map(|(_, k, _)| k), n, out);
+        encode_item_values(b.items.iter().map(|(_, _, v)| v), n, out)
     }
-    encode_values(&b.values, out)
 }
 
 fn decode_keyed<K: Key, V: ExchangeData>(
@@ -161,25 +173,24 @@ fn decode_keyed_into<K: Key, V: ExchangeData>(
     if as_bytes {
         b.ends.extend(key_ends.iter().map(|&e| e as u32));
         b.bytes.extend_from_slice(key_bytes);
+        b.values = values;
     } else {
         let mut start = 0;
-        for e in key_ends {
+        b.items.reserve(n);
+        for (e, v) in key_ends.into_iter().zip(values) {
             let kb = &key_bytes[start..e];
             start = e;
             let k =
                 K::decode(kb).ok_or_else(|| format!("keyed batch: invalid key bytes {kb:?}"))?;
-            b.hashes.push(k.stable_hash());
-            b.keys.push(k);
+            b.items.push((k.stable_hash(), k, v));
         }
     }
-    b.values = values;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchange::Batch;
 
     fn round_trip<K: Key, V: ExchangeData + PartialEq + std::fmt::Debug>(items: Vec<(K, V)>) {
         let mut b = KeyBatch::<K, V>::fresh();
@@ -190,18 +201,17 @@ mod tests {
         (KeyBatch::<K, V>::codec().encode)(&b, &mut bytes).unwrap();
         let mut back = KeyBatch::<K, V>::fresh();
         (KeyBatch::<K, V>::codec().decode)(&bytes, &mut back).unwrap();
-        assert_eq!(back.values.len(), items.len());
+        assert_eq!(back.len(), items.len());
         let mut start = 0;
         for (i, (k, v)) in items.iter().enumerate() {
             if K::SHIP_BYTES {
                 let e = back.ends[i] as usize;
                 assert_eq!(K::decode(&back.bytes[start..e]).as_ref(), Some(k));
+                assert_eq!(&back.values[i], v);
                 start = e;
             } else {
-                assert_eq!(&back.keys[i], k);
-                assert_eq!(back.hashes[i], k.stable_hash());
+                assert_eq!(&back.items[i], &(k.stable_hash(), k.clone(), v.clone()));
             }
-            assert_eq!(&back.values[i], v);
         }
         // Truncations are errors, never panics.
         for cut in 0..bytes.len() {

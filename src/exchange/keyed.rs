@@ -17,13 +17,14 @@ use crate::base::epoch::Epoch;
 use crate::base::key::Key;
 use crate::base::push::Data;
 
-/// A batch of keyed items in one of two layouts chosen by `K::SHIP_BYTES`: keys as
-/// values with their stable hashes, or keys as encoded bytes (`ends[i]` is the end offset of
-/// key `i` in `bytes`), whose hash the receiver recomputes from those bytes.
+/// A batch of keyed items in one of two layouts chosen by `K::SHIP_BYTES`: items as
+/// `(hash, key, value)` (the layout of this worker's local share too, so the receiver
+/// applies both the same way), or keys as encoded bytes (`ends[i]` is the end offset of
+/// key `i` in `bytes`) beside a column of values, whose hash the receiver recomputes
+/// from those bytes.
 #[derive(Debug)]
 pub(crate) struct KeyBatch<K, V> {
-    pub(crate) hashes: Vec<u64>,
-    pub(crate) keys: Vec<K>,
+    pub(crate) items: Vec<(u64, K, V)>,
     pub(crate) ends: Vec<u32>,
     pub(crate) bytes: Vec<u8>,
     pub(crate) values: Vec<V>,
@@ -32,8 +33,7 @@ pub(crate) struct KeyBatch<K, V> {
 impl<K: Key, V> KeyBatch<K, V> {
     pub(crate) fn new() -> Self {
         KeyBatch {
-            hashes: Vec::new(),
-            keys: Vec::new(),
+            items: Vec::new(),
             ends: Vec::new(),
             bytes: Vec::new(),
             values: Vec::new(),
@@ -47,11 +47,11 @@ impl<K: Key, V> KeyBatch<K, V> {
             // hash across cores.
             key.encode(&mut self.bytes);
             self.ends.push(self.bytes.len() as u32);
+            self.values.push(value);
         } else {
-            self.hashes.push(hash);
-            self.keys.push(key);
+            // One push: a record is one write, not three.
+            self.items.push((hash, key, value));
         }
-        self.values.push(value);
     }
 }
 
@@ -73,53 +73,61 @@ impl<K: Key> WireKey<'_, K> {
 }
 
 impl<K: Key, V> KeyBatch<K, V> {
-    /// Hands every item to `f` as `(hash, key, value)`, in order, and leaves the batch
-    /// empty with its buffers kept. Both layouts are decoded here: keys as values come
-    /// with their hash; for keys as bytes the hash is recomputed from the bytes (the
-    /// stable hash is by definition XXH3-64 of the canonical encoding).
+    /// Hands every byte-shipped item to `f` as `(hash, key bytes, value)`, in order, and
+    /// leaves the batch empty with its buffers kept; the hash is recomputed from the
+    /// bytes (the stable hash is by definition XXH3-64 of the canonical encoding). Items
+    /// of keys shipped as values are in [`items`](Self::items).
+    #[inline]
+    pub(crate) fn drain_encoded(&mut self, mut f: impl FnMut(u64, WireKey<'_, K>, V)) {
+        debug_assert!(self.items.is_empty() || !K::SHIP_BYTES);
+        let mut start = 0usize;
+        for (&end, v) in self.ends.iter().zip(self.values.drain(..)) {
+            let end = end as usize;
+            let kb = &self.bytes[start..end];
+            f(xxh3_64(kb), WireKey::Encoded(kb), v);
+            start = end;
+        }
+        self.ends.clear();
+        self.bytes.clear();
+    }
+
+    /// Hands every item to `f` as `(hash, key, value)`, in order, whichever the layout,
+    /// and leaves the batch empty with its buffers kept.
     #[inline]
     pub(crate) fn drain(&mut self, mut f: impl FnMut(u64, WireKey<'_, K>, V)) {
         if K::SHIP_BYTES {
-            let mut start = 0usize;
-            for (&end, v) in self.ends.iter().zip(self.values.drain(..)) {
-                let end = end as usize;
-                let kb = &self.bytes[start..end];
-                f(xxh3_64(kb), WireKey::Encoded(kb), v);
-                start = end;
-            }
+            self.drain_encoded(f);
         } else {
-            let items = self.hashes.iter().zip(self.keys.drain(..));
-            for ((&h, k), v) in items.zip(self.values.drain(..)) {
+            for (h, k, v) in self.items.drain(..) {
                 f(h, WireKey::Owned(k), v);
             }
         }
-        self.hashes.clear();
-        self.ends.clear();
-        self.bytes.clear();
     }
 }
 
 impl<K: Key, V: Send + 'static> Batch for KeyBatch<K, V> {
     fn fresh() -> Self {
         let mut b = Self::new();
-        b.values.reserve(BATCH);
         if K::SHIP_BYTES {
+            b.values.reserve(BATCH);
             b.ends.reserve(BATCH);
             b.bytes.reserve(BATCH * 8);
         } else {
-            b.hashes.reserve(BATCH);
-            b.keys.reserve(BATCH);
+            b.items.reserve(BATCH);
         }
         b
     }
 
     fn len(&self) -> usize {
-        self.values.len()
+        if K::SHIP_BYTES {
+            self.values.len()
+        } else {
+            self.items.len()
+        }
     }
 
     fn clear(&mut self) {
-        self.hashes.clear();
-        self.keys.clear();
+        self.items.clear();
         self.ends.clear();
         self.bytes.clear();
         self.values.clear();
@@ -210,6 +218,8 @@ impl<K: Key, V: Data> KeyRouter<K, V> {
         {
             let mut ch = self.channel.borrow_mut();
             let (me, n) = (ch.me(), ch.workers());
+            // Every peer's batch at this epoch, checked once here rather than per item.
+            ch.open(epoch);
             for (k, v) in items {
                 // With several workers the routing hash is also the table's (see
                 // `Key::table_hash`): one hash per record.
@@ -218,8 +228,11 @@ impl<K: Key, V: Data> KeyRouter<K, V> {
                 if to == me {
                     self.local.push((h, k, v));
                 } else {
-                    ch.stage(to, epoch).push(h, k, v);
-                    ch.staged(to);
+                    let batch = ch.opened(to);
+                    batch.push(h, k, v);
+                    if batch.len() >= BATCH {
+                        ch.send_staged(to);
+                    }
                 }
             }
         }
@@ -256,7 +269,7 @@ mod tests {
             self.local.append(items);
         }
         fn push_remote(&mut self, _e: Epoch, b: &mut KeyBatch<String, u32>) {
-            assert!(b.keys.is_empty(), "strings travel as bytes");
+            assert!(b.items.is_empty(), "strings travel as bytes");
             b.drain(|h, k, v| {
                 assert!(matches!(k, WireKey::Encoded(_)), "strings travel as bytes");
                 self.remote.push((h, k.into_owned(), v));

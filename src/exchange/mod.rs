@@ -401,6 +401,26 @@ impl<B: Batch> Channel<B> {
         &mut self.staged[to].batch
     }
 
+    /// Opens every peer's staged batch at `epoch` (sending what was staged at another
+    /// epoch first), once per inbound batch: a router then reaches a peer's batch with
+    /// [`opened`](Self::opened), with no epoch check per item.
+    #[inline]
+    pub(crate) fn open(&mut self, epoch: Epoch) {
+        for to in 0..self.staged.len() {
+            if self.staged[to].epoch != epoch {
+                self.send_staged(to);
+                self.staged[to].epoch = epoch;
+            }
+        }
+    }
+
+    /// The batch staged for worker `to`, opened by [`open`](Self::open) at the epoch
+    /// being routed. Call [`staged`](Self::staged) after adding to it.
+    #[inline]
+    pub(crate) fn opened(&mut self, to: usize) -> &mut B {
+        &mut self.staged[to].batch
+    }
+
     /// Sends worker `to`'s batch if it is full.
     #[inline]
     pub(crate) fn staged(&mut self, to: usize) {

@@ -286,8 +286,12 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>> KeyedInp
         if self.snaps.is_some() {
             return self.remote_recovering(epoch, batch);
         }
+        if !K::SHIP_BYTES {
+            // The same layout as the local share.
+            return self.push_local(epoch, &mut batch.items);
+        }
         self.begin_batch();
-        batch.drain(|h, k, v| self.apply::<false, REMOTE>(epoch, h, k, v));
+        batch.drain_encoded(|h, k, v| self.apply::<false, REMOTE>(epoch, h, k, v));
         self.end_batch(epoch);
     }
 }
