@@ -29,11 +29,13 @@ use crate::runtime::gate::EpochGate;
 use crate::runtime::push::{Data, ExchangeData};
 
 pub(crate) mod logics;
+mod marks;
 pub(crate) mod out;
 mod snapshots;
 mod table;
 pub(crate) mod timers;
 
+use marks::{Marks, NoMarks, SlotMarks};
 use out::{KeyedOut, Unkeyed, ValuesOnly, WithKeys};
 use snapshots::Snapshots;
 use table::KeyedOp;
@@ -197,7 +199,8 @@ fn build_keyed<K: Key, V: ExchangeData, L: KeyedLogic<V>>(
     }
 }
 
-/// Builds the step's table around its chosen output and connects it to the exchange.
+/// Builds the step's table around its chosen output, with snapshot flags in its slots
+/// only if it snapshots, and connects it to the exchange.
 fn finish_keyed<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>>(
     ctx: &mut BuildCtx,
     logic: Arc<L>,
@@ -206,7 +209,27 @@ fn finish_keyed<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out
     chan: ChannelId,
     inp: StreamId,
 ) -> crate::error::Result<()> {
-    let mut op = KeyedOp::<K, V, L, O> {
+    match snaps {
+        Some(_) => finish_marked::<K, V, L, O, Marks>(ctx, logic, snaps, out, chan, inp),
+        None => finish_marked::<K, V, L, O, NoMarks>(ctx, logic, snaps, out, chan, inp),
+    }
+}
+
+fn finish_marked<
+    K: Key,
+    V: ExchangeData,
+    L: KeyedLogic<V>,
+    O: KeyedOut<K, L::Out>,
+    M: SlotMarks,
+>(
+    ctx: &mut BuildCtx,
+    logic: Arc<L>,
+    snaps: Option<Snapshots<K, V>>,
+    out: O,
+    chan: ChannelId,
+    inp: StreamId,
+) -> crate::error::Result<()> {
+    let mut op = KeyedOp::<K, V, L, O, M> {
         logic,
         table: HashTable::new(),
         snaps,

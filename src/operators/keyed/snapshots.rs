@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use super::marks::SlotMarks;
 use super::out::KeyedOut;
 use super::table::{hash_of, KeyedOp, RECOVERY_SITE};
 use super::KeyedLogic;
@@ -27,7 +28,9 @@ pub(super) struct Snapshots<K, V> {
     pub(super) dirty: Vec<K>,
 }
 
-impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>> KeyedOp<K, V, L, O> {
+impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>, M: SlotMarks>
+    KeyedOp<K, V, L, O, M>
+{
     /// Writes the keys changed since the last snapshot, tagged `epoch`.
     pub(super) fn snapshot(&mut self, epoch: Epoch) {
         let Some(snaps) = &mut self.snaps else {
@@ -38,8 +41,8 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>> KeyedOp<
             let h = hash_of(k, self.alone);
             match self.table.find_mut(h, |s| s.key == *k) {
                 Some(slot) => {
-                    slot.dirty = false;
-                    slot.saved = true;
+                    slot.marks.set_dirty(false);
+                    slot.marks.set_saved(true);
                     snaps.write(&*self.logic, epoch, k, Some(&slot.state));
                 }
                 None => snaps.write::<L>(&*self.logic, epoch, k, None),

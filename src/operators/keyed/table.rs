@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use hashbrown::HashTable;
 
+use super::marks::SlotMarks;
 use super::out::KeyedOut;
 use super::snapshots::Snapshots;
 use super::timers::Timers;
@@ -23,22 +24,19 @@ use crate::runtime::push::ExchangeData;
 
 /// A key's state in a keyed step's table. The key's hash is not kept: the table
 /// recomputes it only when it grows, and a smaller slot keeps more of the table in cache.
-pub(super) struct Slot<K, S> {
+/// `marks` are the snapshot flags, zero bytes without recovery (`marks.rs`).
+pub(super) struct Slot<K, S, M> {
     pub(super) key: K,
     pub(super) state: S,
-    /// Changed since the last snapshot (and listed in `Snapshots::dirty`).
-    pub(super) dirty: bool,
-    /// Has a saved state (it was resumed, or a snapshot wrote it): a discard of a key
-    /// that never had one needs no row.
-    pub(super) saved: bool,
+    pub(super) marks: M,
 }
 
 /// The per-worker instance of a keyed step. Its table is indexed by the keys' table hash
 /// with one worker, and with several by their stable hash, which the router computed
 /// once per record and hands over with it ([`hash_of`]).
-pub(super) struct KeyedOp<K, V, L: KeyedLogic<V>, O> {
+pub(super) struct KeyedOp<K, V, L: KeyedLogic<V>, O, M> {
     pub(super) logic: Arc<L>,
-    pub(super) table: HashTable<Slot<K, L::State>>,
+    pub(super) table: HashTable<Slot<K, L::State, M>>,
     /// Only with a recovery directory.
     pub(super) snaps: Option<Snapshots<K, V>>,
     /// Armed notification per key.
@@ -106,13 +104,13 @@ impl<K: Key> Probe<K> for WireKey<'_, K> {
 /// Empties `table` into a list in key order. Byte-string keys are compared by their
 /// order prefixes first: for short strings one integer comparison instead of a `memcmp`
 /// call.
-fn sorted_by_key<K: Key, S>(table: &mut HashTable<Slot<K, S>>) -> Vec<Slot<K, S>> {
+fn sorted_by_key<K: Key, S, M>(table: &mut HashTable<Slot<K, S, M>>) -> Vec<Slot<K, S, M>> {
     if !K::ORDER_PREFIX {
-        let mut all: Vec<Slot<K, S>> = table.drain().collect();
+        let mut all: Vec<Slot<K, S, M>> = table.drain().collect();
         all.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         return all;
     }
-    let mut all: Vec<(u64, Slot<K, S>)> =
+    let mut all: Vec<(u64, Slot<K, S, M>)> =
         table.drain().map(|s| (s.key.order_prefix(), s)).collect();
     all.sort_unstable_by(|(pa, a), (pb, b)| pa.cmp(pb).then_with(|| a.key.cmp(&b.key)));
     all.into_iter().map(|(_, s)| s).collect()
@@ -120,25 +118,26 @@ fn sorted_by_key<K: Key, S>(table: &mut HashTable<Slot<K, S>>) -> Vec<Slot<K, S>
 
 /// Inserts a new key with a fresh state.
 #[cold]
-fn insert_new<'t, K: Key, V, L: KeyedLogic<V>>(
-    table: &'t mut HashTable<Slot<K, L::State>>,
+fn insert_new<'t, K: Key, V, L: KeyedLogic<V>, M: SlotMarks>(
+    table: &'t mut HashTable<Slot<K, L::State, M>>,
     logic: &L,
     hash: u64,
     key: K,
     alone: bool,
-) -> &'t mut Slot<K, L::State> {
+) -> &'t mut Slot<K, L::State, M> {
     let slot = Slot {
         key,
         state: logic.build(),
-        dirty: false,
-        saved: false,
+        marks: M::default(),
     };
     table
         .insert_unique(hash, slot, |s| hash_of(&s.key, alone))
         .into_mut()
 }
 
-impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>> KeyedOp<K, V, L, O> {
+impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>, M: SlotMarks>
+    KeyedOp<K, V, L, O, M>
+{
     /// The table hash of `key` in this run.
     #[inline(always)]
     pub(super) fn hash_of(&self, key: &K) -> u64 {
@@ -181,8 +180,8 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>> KeyedOp<
             &mut self.emit,
             &mut self.out,
         );
-        if RECOVERY && !slot.dirty {
-            slot.dirty = true;
+        if RECOVERY && !slot.marks.dirty() {
+            slot.marks.set_dirty(true);
             let snaps = self.snaps.as_mut().expect("RECOVERY only with snapshots");
             snaps.dirty.push(slot.key.clone());
         }
@@ -195,7 +194,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>> KeyedOp<
         }
         if retention == Retention::Discard {
             // A second lookup, only for a discard: the common path keeps no entry.
-            let this: *const Slot<K, L::State> = slot;
+            let this: *const Slot<K, L::State, M> = slot;
             if let Ok(entry) = self.table.find_entry(hash, |s| std::ptr::eq(s, this)) {
                 entry.remove();
             }
@@ -237,7 +236,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>> KeyedOp<
                     Retention::Retain => {
                         snaps.write(&*self.logic, epoch, &slot.key, Some(&slot.state))
                     }
-                    Retention::Discard if slot.saved => {
+                    Retention::Discard if slot.marks.saved() => {
                         snaps.write::<L>(&*self.logic, epoch, &slot.key, None)
                     }
                     Retention::Discard => {}
@@ -260,8 +259,8 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>> KeyedOp<
     }
 }
 
-impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>> KeyedInput<K, V>
-    for KeyedOp<K, V, L, O>
+impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>, M: SlotMarks>
+    KeyedInput<K, V> for KeyedOp<K, V, L, O, M>
 {
     fn push_pairs(&mut self, epoch: Epoch, batch: &mut Vec<(K, V)>) {
         self.apply_unhashed::<PAIRS>(epoch, batch.drain(..));
@@ -296,7 +295,9 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>> KeyedInp
     }
 }
 
-impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>> KeyedOp<K, V, L, O> {
+impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>, M: SlotMarks>
+    KeyedOp<K, V, L, O, M>
+{
     /// The one-worker entry points: items without their hash, which is the table hash
     /// made here. Inlined into each caller with its own `SITE`.
     #[inline(always)]
@@ -321,7 +322,9 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>> KeyedOp<
 // The entry points with recovery on, out of line: they hold items of later epochs and
 // mark keys dirty. Kept apart so that the path without recovery stays small enough for
 // the compiler to inline the table probe into it.
-impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>> KeyedOp<K, V, L, O> {
+impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>, M: SlotMarks>
+    KeyedOp<K, V, L, O, M>
+{
     #[inline(never)]
     fn recovering(&mut self, epoch: Epoch, items: impl Iterator<Item = (u64, K, V)>) {
         if self.gated(epoch) {
@@ -348,8 +351,8 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>> KeyedOp<
     }
 }
 
-impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>> Activation
-    for KeyedOp<K, V, L, O>
+impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>, M: SlotMarks> Activation
+    for KeyedOp<K, V, L, O, M>
 {
     fn on_frontier(&mut self, old: Epoch, new: Epoch) {
         if self.snaps.is_some() {
@@ -397,8 +400,8 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>> Activati
                 .on_notify(&mut entry.get_mut().state, &mut self.emit);
             if let Some(snaps) = &mut self.snaps {
                 let slot = entry.get_mut();
-                if !slot.dirty {
-                    slot.dirty = true;
+                if !slot.marks.dirty() {
+                    slot.marks.set_dirty(true);
                     snaps.dirty.push(k.clone());
                 }
             }
@@ -417,7 +420,9 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>> Activati
     }
 }
 
-impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>> KeyedOp<K, V, L, O> {
+impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>, M: SlotMarks>
+    KeyedOp<K, V, L, O, M>
+{
     /// Loads the keys this worker resumes with.
     pub(super) fn resume(&mut self, step_id: &str, saved: &KeyRows) -> crate::error::Result<()> {
         let alone = self.alone;
@@ -444,8 +449,11 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>> KeyedOp<
                 Slot {
                     key,
                     state,
-                    dirty: false,
-                    saved: true,
+                    marks: {
+                        let mut m = M::default();
+                        m.set_saved(true);
+                        m
+                    },
                 },
                 |s| hash_of(&s.key, alone),
             );
