@@ -84,4 +84,14 @@ mod tests {
         assert!(!m.dirty() && m.saved());
         assert_eq!(std::mem::size_of::<NoMarks>(), 0);
     }
+
+    #[test]
+    fn a_slot_without_recovery_has_no_room_for_flags() {
+        use super::super::table::Slot;
+        use std::mem::size_of;
+        type Fold<M> = Slot<(u64, u64), Option<u64>, M>;
+        assert_eq!(size_of::<Fold<NoMarks>>(), 32);
+        assert_eq!(size_of::<Fold<Marks>>(), 40);
+        assert_eq!(size_of::<Slot<u64, u64, NoMarks>>(), 16);
+    }
 }
