@@ -165,11 +165,13 @@ proptest! {
 // ---- fused chains against the same steps run apart ---------------------------------
 
 /// What the chained flow emits: `stateful_map` values after `key_rm`, `fold_final`'s
-/// final states, `count_final`'s counts.
+/// final states, `count_final`'s counts, and the text `stateful_map`'s values (its
+/// output has its input's type, which one worker maps in place).
 type Chained = (
     BTreeSet<(usize, i64)>,
     BTreeSet<(u16, i64)>,
     BTreeSet<(String, u64)>,
+    BTreeSet<String>,
 );
 
 /// The chained flow and its three outputs.
@@ -178,6 +180,7 @@ type ChainedFlow = (
     TestingOutput<(usize, i64)>,
     TestingOutput<(u16, i64)>,
     TestingOutput<(String, u64)>,
+    TestingOutput<String>,
 );
 
 /// `key_on` -> `stateful_map` -> `key_rm`, `key_on` -> `fold_final`, and `count_final`:
@@ -203,7 +206,28 @@ fn chained_flow(items: Vec<(u16, i64)>, abort_at: Option<usize>, batch: usize) -
         format!("c{}", k % 7)
     })
     .output("counts", counts);
-    (flow, maps_out, folds_out, counts_out)
+    // String in, String out: one worker replaces each value by its output in place.
+    let (texts, texts_out) = TestingSink::new();
+    inp.map("as_text", |(i, k, v): (usize, u16, i64)| {
+        format!("{i} {k} {v}")
+    })
+    .key_on("key_text", |text: &String| text_key(text))
+    .stateful_map("sum_text", |s: Option<i64>, text: String| {
+        let v: i64 = text.rsplit(' ').next().unwrap().parse().unwrap();
+        let t = s.unwrap_or(0) + v;
+        (
+            if t % 7 == 0 { None } else { Some(t) },
+            format!("{text} {t}"),
+        )
+    })
+    .key_rm("unkey_text")
+    .output("texts", texts);
+    (flow, maps_out, folds_out, counts_out, texts_out)
+}
+
+/// The key of a text item `"i k v"`: `k % 11`.
+fn text_key(text: &str) -> u16 {
+    text.split(' ').nth(1).unwrap().parse::<u16>().unwrap() % 11
 }
 
 fn chained_model(items: &[(u16, i64)]) -> Chained {
@@ -213,7 +237,17 @@ fn chained_model(items: &[(u16, i64)]) -> Chained {
     for &(k, _) in items {
         *counts.entry(format!("c{}", k % 7)).or_insert(0) += 1;
     }
-    (maps, folds, counts.into_iter().collect())
+    let mut sums = BTreeMap::<u16, i64>::new();
+    let mut texts = BTreeSet::new();
+    for (i, &(k, v)) in items.iter().enumerate() {
+        let s = sums.entry(k % 11).or_insert(0);
+        *s += v;
+        texts.insert(format!("{i} {k} {v} {s}"));
+        if *s % 7 == 0 {
+            *s = 0;
+        }
+    }
+    (maps, folds, counts.into_iter().collect(), texts)
 }
 
 fn run_chained(
@@ -224,7 +258,7 @@ fn run_chained(
     fuse: bool,
 ) -> Chained {
     let abort_at = recovery.then_some(items.len() / 2);
-    let (flow, maps, folds, counts) = chained_flow(items.to_vec(), abort_at, batch);
+    let (flow, maps, folds, counts, texts) = chained_flow(items.to_vec(), abort_at, batch);
     run_maybe_resumed(&flow, "chain.inp", workers, recovery, config().fuse(fuse));
     let folds = folds.take();
     let counts = counts.take();
@@ -232,6 +266,7 @@ fn run_chained(
         maps.take().into_iter().collect(),
         folds.iter().cloned().collect(),
         counts.iter().cloned().collect(),
+        texts.take().into_iter().collect(),
     );
     // Exactly one final state per key, fused or not.
     assert_eq!(

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use crate::dataflow::{Key, Stream};
 use crate::operators::keyed::logics::{
-    CollectLogic, CountLogic, FlatMapLogic, FoldLogic, ReduceLogic, UserLogic,
+    CollectLogic, CountLogic, FlatMapLogic, FoldLogic, MapLogic, ReduceLogic, UserLogic,
 };
 use crate::operators::stateless::transform;
 use crate::runtime::fuse::FusedKeys;
@@ -148,17 +148,7 @@ impl<K: Key, V: ExchangeData> Stream<(K, V)> {
         step: &str,
         mapper: impl Fn(Option<S>, V) -> (Option<S>, W) + Send + Sync + 'static,
     ) -> Stream<(K, W)> {
-        self.keyed(
-            step,
-            "stateful_map",
-            FlatMapLogic(
-                move |s, v| {
-                    let (s, w) = mapper(s, v);
-                    (s, std::iter::once(w))
-                },
-                PhantomData,
-            ),
-        )
+        self.keyed(step, "stateful_map", MapLogic(mapper, PhantomData))
     }
 
     /// Per key, `mapper(state, value) -> (state, outputs)`: like

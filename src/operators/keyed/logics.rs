@@ -58,11 +58,7 @@ impl<F, S, I> FlatMapLogic<F, S, I> {
         let (next, out) = (self.0)(state.take(), value);
         out.into_iter().for_each(emit);
         *state = next;
-        if state.is_some() {
-            Retention::Retain
-        } else {
-            Retention::Discard
-        }
+        kept(state)
     }
 }
 
@@ -101,6 +97,68 @@ where
         out: &mut O,
     ) -> Retention {
         self.apply(state, value, |w| out.emit(key, w))
+    }
+}
+
+/// Whether a `stateful_map` or `stateful_flat_map` key keeps its state.
+#[inline(always)]
+fn kept<S>(state: &Option<S>) -> Retention {
+    if state.is_some() {
+        Retention::Retain
+    } else {
+        Retention::Discard
+    }
+}
+
+/// `stateful_map`: one output per item, so the engine can map a batch in place
+/// ([`KeyedLogic::ONE_TO_ONE`]). Its snapshots are those of [`FlatMapLogic`].
+pub(crate) struct MapLogic<F, S>(pub(crate) F, pub(crate) PhantomData<fn() -> S>);
+
+impl<V, S, W, F> KeyedLogic<V> for MapLogic<F, S>
+where
+    V: Data,
+    S: Send + serde::Serialize + serde::de::DeserializeOwned + 'static,
+    W: Data,
+    F: Fn(Option<S>, V) -> (Option<S>, W) + Send + Sync + 'static,
+{
+    type State = Option<S>;
+    type Out = W;
+    const TIMERS: bool = false;
+    const EOF_KEEPS_STATE: bool = true;
+    const ONE_TO_ONE: bool = true;
+
+    fn build(&self) -> Option<S> {
+        None
+    }
+    fn encode(&self, state: &Option<S>, out: &mut Vec<u8>) -> Result<(), String> {
+        encode_into(state, out)
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<Option<S>, String> {
+        crate::recovery::decode(bytes)
+    }
+    fn on_item(&self, state: &mut Option<S>, value: V, emit: &mut Vec<W>) -> Retention {
+        let (retention, w) = self.on_item_one(state, value);
+        emit.push(w);
+        retention
+    }
+    #[inline(always)]
+    fn on_item_keyed<K, O: KeyedOut<K, W>>(
+        &self,
+        state: &mut Option<S>,
+        value: V,
+        key: &K,
+        _emit: &mut Vec<W>,
+        out: &mut O,
+    ) -> Retention {
+        let (retention, w) = self.on_item_one(state, value);
+        out.emit(key, w);
+        retention
+    }
+    #[inline(always)]
+    fn on_item_one(&self, state: &mut Option<S>, value: V) -> (Retention, W) {
+        let (next, w) = (self.0)(state.take(), value);
+        *state = next;
+        (kept(state), w)
     }
 }
 

@@ -86,6 +86,19 @@ pub(crate) trait KeyedLogic<V>: Send + Sync + 'static {
         }
         retention
     }
+    /// True if `on_item` emits exactly one value per item (`stateful_map`): then
+    /// [`on_item_one`](Self::on_item_one) returns it, and a step fused into a `key_rm`
+    /// turns its input batch into its output batch in place (`table.rs`).
+    const ONE_TO_ONE: bool = false;
+    /// [`on_item`](Self::on_item) of a [`ONE_TO_ONE`](Self::ONE_TO_ONE) logic, returning
+    /// its one output. A logic that sets `ONE_TO_ONE` overrides it.
+    #[inline(always)]
+    fn on_item_one(&self, state: &mut Self::State, value: V) -> (Retention, Self::Out) {
+        let mut emit = Vec::with_capacity(1);
+        let retention = self.on_item(state, value, &mut emit);
+        assert_eq!(emit.len(), 1, "a ONE_TO_ONE logic emits one value per item");
+        (retention, emit.pop().expect("one value"))
+    }
     fn on_notify(&self, _state: &mut Self::State, _emit: &mut Vec<Self::Out>) -> Retention {
         Retention::Retain
     }

@@ -23,6 +23,16 @@ pub(crate) trait KeyedOut<K, W>: 'static {
     fn pending(&self) -> usize;
     /// Pushes what was emitted downstream, tagged `epoch`.
     fn flush(&mut self, epoch: Epoch);
+    /// True if [`push_values`](Self::push_values) takes a batch of outputs whole: the
+    /// output is bare values (a fused `key_rm`).
+    const TAKES_VALUES: bool = false;
+    /// Pushes `values`, the outputs of the items just applied in their order, downstream
+    /// as they are, after anything emitted before; leaves `values` empty. Only called
+    /// when [`TAKES_VALUES`](Self::TAKES_VALUES).
+    fn push_values(&mut self, epoch: Epoch, values: &mut Vec<W>) {
+        let _ = (epoch, values);
+        unreachable!("push_values on an output that does not take values");
+    }
 }
 
 /// Emissions beside a clone of their key, into the step's own stream.
@@ -77,16 +87,29 @@ impl<K, W: Data> KeyedOut<K, W> for ValuesOnly<W> {
     }
     #[inline]
     fn flush(&mut self, epoch: Epoch) {
-        if self.buf.is_empty() {
-            return;
-        }
-        let n = self.buf.len() as u64;
-        if let Some(c) = &self.own {
-            c.items_out.add(n);
-        }
-        if let Some(c) = &self.into.cells {
-            c.items_in.add(n);
-        }
-        self.into.tee.borrow_mut().push(epoch, &mut self.buf);
+        send(&self.into, self.own.as_deref(), epoch, &mut self.buf);
     }
+    const TAKES_VALUES: bool = true;
+    #[inline]
+    fn push_values(&mut self, epoch: Epoch, values: &mut Vec<W>) {
+        send(&self.into, self.own.as_deref(), epoch, &mut self.buf);
+        send(&self.into, self.own.as_deref(), epoch, values);
+    }
+}
+
+/// Pushes `batch` into the fused `key_rm`'s output, counted as the keyed step's items
+/// out (`own`) and the `key_rm`'s items in.
+#[inline]
+fn send<W: Data>(into: &Unkeyed<W>, own: Option<&StepCells>, epoch: Epoch, batch: &mut Vec<W>) {
+    if batch.is_empty() {
+        return;
+    }
+    let n = batch.len() as u64;
+    if let Some(c) = own {
+        c.items_out.add(n);
+    }
+    if let Some(c) = &into.cells {
+        c.items_in.add(n);
+    }
+    into.tee.borrow_mut().push(epoch, batch);
 }

@@ -160,6 +160,34 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>, M: SlotM
         key: impl Probe<K>,
         value: V,
     ) {
+        self.on_slot::<RECOVERY, SITE, ()>(hash, key, |logic, slot, emit, out| {
+            let retention = logic.on_item_keyed(&mut slot.state, value, &slot.key, emit, out);
+            (retention, ())
+        });
+        // A logic silent on items emitted nothing here.
+        if !L::SILENT_ON_ITEM && self.out.pending() >= EMIT_CHUNK {
+            self.out.flush(epoch);
+        }
+    }
+
+    /// [`apply`](Self::apply) for a [`ONE_TO_ONE`](KeyedLogic::ONE_TO_ONE) logic without
+    /// recovery: returns the item's output instead of emitting it.
+    #[inline(always)]
+    fn apply_one<const SITE: u8>(&mut self, hash: u64, key: impl Probe<K>, value: V) -> L::Out {
+        self.on_slot::<false, SITE, L::Out>(hash, key, |logic, slot, _, _| {
+            logic.on_item_one(&mut slot.state, value)
+        })
+    }
+
+    /// Finds `key`'s slot (inserting a fresh state for a new key), runs `f` on it, then
+    /// does what its retention asks: the snapshot mark, the key's timer, a discard.
+    #[inline(always)]
+    fn on_slot<const RECOVERY: bool, const SITE: u8, R>(
+        &mut self,
+        hash: u64,
+        key: impl Probe<K>,
+        f: impl FnOnce(&L, &mut Slot<K, L::State, M>, &mut Vec<L::Out>, &mut O) -> (Retention, R),
+    ) -> R {
         // A lookup first, an insert only for a new key: cheaper than `entry`, which
         // checks for room to insert on every call.
         let found = self.table.find_mut(hash, |s| key.matches(&s.key));
@@ -173,13 +201,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>, M: SlotM
                 self.alone,
             ),
         };
-        let retention = self.logic.on_item_keyed(
-            &mut slot.state,
-            value,
-            &slot.key,
-            &mut self.emit,
-            &mut self.out,
-        );
+        let (retention, r) = f(&self.logic, slot, &mut self.emit, &mut self.out);
         if RECOVERY && !slot.marks.dirty() {
             slot.marks.set_dirty(true);
             let snaps = self.snaps.as_mut().expect("RECOVERY only with snapshots");
@@ -199,10 +221,7 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>, M: SlotM
                 entry.remove();
             }
         }
-        // A logic silent on items emitted nothing here.
-        if !L::SILENT_ON_ITEM && self.out.pending() >= EMIT_CHUNK {
-            self.out.flush(epoch);
-        }
+        r
     }
 
     /// Starts a batch of callbacks: the logic's `begin_batch`, and the time that new
@@ -267,6 +286,9 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>, M: SlotM
     }
 
     fn push_columns(&mut self, epoch: Epoch, keys: &mut Vec<K>, values: &mut Vec<V>) {
+        if L::ONE_TO_ONE && O::TAKES_VALUES && same_layout::<V, L::Out>() && self.snaps.is_none() {
+            return self.map_columns(epoch, keys, values);
+        }
         self.apply_unhashed::<COLUMNS>(epoch, keys.drain(..).zip(values.drain(..)));
     }
 
@@ -316,6 +338,40 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>, M: SlotM
             self.apply::<false, SITE>(epoch, h, k, v);
         }
         self.end_batch(epoch);
+    }
+}
+
+/// True if a `Vec<A>`'s allocation can hold `B`s, capacity for capacity.
+const fn same_layout<A, B>() -> bool {
+    std::mem::size_of::<A>() == std::mem::size_of::<B>()
+        && std::mem::align_of::<A>() == std::mem::align_of::<B>()
+}
+
+impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>, M: SlotMarks>
+    KeyedOp<K, V, L, O, M>
+{
+    /// A one-to-one logic fused into a `key_rm`, with one worker, no recovery, and an
+    /// output laid out as its input: each value is replaced by its output in the same
+    /// buffer, which goes downstream whole (no push per record) and comes back empty to
+    /// the caller for its next batch. std's `collect` from a `vec::IntoIter` writes into
+    /// the source's allocation when the layouts match; were it not to, this would
+    /// allocate a buffer per batch, never give a different result.
+    #[inline(always)]
+    fn map_columns(&mut self, epoch: Epoch, keys: &mut Vec<K>, values: &mut Vec<V>) {
+        debug_assert!(self.alone, "columns come with one worker only");
+        self.begin_batch();
+        let mut outs: Vec<L::Out> = std::mem::take(values)
+            .into_iter()
+            .zip(keys.drain(..))
+            .map(|(v, k)| self.apply_one::<COLUMNS>(k.table_hash(), k, v))
+            .collect();
+        self.out.push_values(epoch, &mut outs);
+        self.end_batch(epoch);
+        outs.clear();
+        *values = outs
+            .into_iter()
+            .map(|_| unreachable!("the outputs were pushed"))
+            .collect();
     }
 }
 
