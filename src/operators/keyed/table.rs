@@ -282,11 +282,15 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>, M: SlotM
     KeyedInput<K, V> for KeyedOp<K, V, L, O, M>
 {
     fn push_pairs(&mut self, epoch: Epoch, batch: &mut Vec<(K, V)>) {
+        if self.maps_batches() {
+            let items = batch.drain(..).map(|(k, v)| (k.table_hash(), k, v));
+            return self.map_items::<PAIRS>(epoch, items);
+        }
         self.apply_unhashed::<PAIRS>(epoch, batch.drain(..));
     }
 
     fn push_columns(&mut self, epoch: Epoch, keys: &mut Vec<K>, values: &mut Vec<V>) {
-        if L::ONE_TO_ONE && O::TAKES_VALUES && same_layout::<V, L::Out>() && self.snaps.is_none() {
+        if self.maps_batches() && same_layout::<V, L::Out>() {
             return self.map_columns(epoch, keys, values);
         }
         self.apply_unhashed::<COLUMNS>(epoch, keys.drain(..).zip(values.drain(..)));
@@ -295,6 +299,9 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>, M: SlotM
     fn push_local(&mut self, epoch: Epoch, items: &mut Vec<(u64, K, V)>) {
         if self.snaps.is_some() {
             return self.recovering(epoch, items.drain(..));
+        }
+        if self.maps_batches() {
+            return self.map_items::<LOCAL>(epoch, items.drain(..));
         }
         self.begin_batch();
         for (h, k, v) in items.drain(..) {
@@ -350,6 +357,32 @@ const fn same_layout<A, B>() -> bool {
 impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>, M: SlotMarks>
     KeyedOp<K, V, L, O, M>
 {
+    /// True if this step turns a batch of items into its batch of outputs in one pass:
+    /// a one-to-one logic ([`KeyedLogic::ONE_TO_ONE`]) fused into a `key_rm`
+    /// ([`KeyedOut::TAKES_VALUES`]), without recovery (which may hold items back).
+    #[inline(always)]
+    fn maps_batches(&self) -> bool {
+        L::ONE_TO_ONE && O::TAKES_VALUES && self.snaps.is_none()
+    }
+
+    /// [`maps_batches`](Self::maps_batches): the outputs of `items`, in order, are
+    /// written into one buffer (reserved once: no capacity check per record) that goes
+    /// downstream whole.
+    #[inline(always)]
+    fn map_items<const SITE: u8>(
+        &mut self,
+        epoch: Epoch,
+        items: impl Iterator<Item = (u64, K, V)>,
+    ) {
+        self.begin_batch();
+        // The scratch buffer of emissions, unused by a one-to-one logic.
+        let mut outs = std::mem::take(&mut self.emit);
+        outs.extend(items.map(|(h, k, v)| self.apply_one::<SITE>(h, k, v)));
+        self.out.push_values(epoch, &mut outs);
+        self.emit = outs;
+        self.end_batch(epoch);
+    }
+
     /// A one-to-one logic fused into a `key_rm`, with one worker, no recovery, and an
     /// output laid out as its input: each value is replaced by its output in the same
     /// buffer, which goes downstream whole (no push per record) and comes back empty to
