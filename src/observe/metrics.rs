@@ -79,6 +79,20 @@ impl Default for StepCells {
     }
 }
 
+impl StepCells {
+    /// Counts `n` items handed from one step straight into the next (fused steps,
+    /// no batch between them): `from`'s items out, `to`'s items in.
+    #[inline]
+    pub(crate) fn hand_off(from: Option<&StepCells>, to: Option<&StepCells>, n: u64) {
+        if let Some(c) = from {
+            c.items_out.add(n);
+        }
+        if let Some(c) = to {
+            c.items_in.add(n);
+        }
+    }
+}
+
 /// How often a worker publishes its gauges (frontiers, backlogs, keys).
 pub(crate) const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 

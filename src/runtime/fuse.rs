@@ -58,13 +58,7 @@ impl<K: Key, V: Data> FusedKeys<K, V> {
         if keys.is_empty() {
             return;
         }
-        let n = keys.len() as u64;
-        if let Some(c) = made_by {
-            c.items_out.add(n);
-        }
-        if let Some(c) = &self.cells {
-            c.items_in.add(n);
-        }
+        StepCells::hand_off(made_by, self.cells.as_deref(), keys.len() as u64);
         let _g = StepGuard::enter(self.step);
         self.entry.borrow_mut().push_columns(epoch, keys, values);
     }

@@ -45,6 +45,23 @@ where
     }
 }
 
+/// The state of `stateful_map` and `stateful_flat_map`: `None` for a new key (what the
+/// mapper is given), snapshotted as the `Option` itself, so both logics read each
+/// other's snapshots.
+macro_rules! optional_state {
+    ($s:ty) => {
+        fn build(&self) -> Option<$s> {
+            None
+        }
+        fn encode(&self, state: &Option<$s>, out: &mut Vec<u8>) -> Result<(), String> {
+            encode_into(state, out)
+        }
+        fn decode(&self, bytes: &[u8]) -> Result<Option<$s>, String> {
+            crate::recovery::decode(bytes)
+        }
+    };
+}
+
 pub(crate) struct FlatMapLogic<F, S, I>(pub(crate) F, pub(crate) PhantomData<fn(S) -> I>);
 
 impl<F, S, I> FlatMapLogic<F, S, I> {
@@ -75,15 +92,7 @@ where
     const TIMERS: bool = false;
     const EOF_KEEPS_STATE: bool = true;
 
-    fn build(&self) -> Option<S> {
-        None
-    }
-    fn encode(&self, state: &Option<S>, out: &mut Vec<u8>) -> Result<(), String> {
-        encode_into(state, out)
-    }
-    fn decode(&self, bytes: &[u8]) -> Result<Option<S>, String> {
-        crate::recovery::decode(bytes)
-    }
+    optional_state!(S);
     fn on_item(&self, state: &mut Option<S>, value: V, emit: &mut Vec<W>) -> Retention {
         self.apply(state, value, |w| emit.push(w))
     }
@@ -127,31 +136,10 @@ where
     const EOF_KEEPS_STATE: bool = true;
     const ONE_TO_ONE: bool = true;
 
-    fn build(&self) -> Option<S> {
-        None
-    }
-    fn encode(&self, state: &Option<S>, out: &mut Vec<u8>) -> Result<(), String> {
-        encode_into(state, out)
-    }
-    fn decode(&self, bytes: &[u8]) -> Result<Option<S>, String> {
-        crate::recovery::decode(bytes)
-    }
+    optional_state!(S);
     fn on_item(&self, state: &mut Option<S>, value: V, emit: &mut Vec<W>) -> Retention {
         let (retention, w) = self.on_item_one(state, value);
         emit.push(w);
-        retention
-    }
-    #[inline(always)]
-    fn on_item_keyed<K, O: KeyedOut<K, W>>(
-        &self,
-        state: &mut Option<S>,
-        value: V,
-        key: &K,
-        _emit: &mut Vec<W>,
-        out: &mut O,
-    ) -> Retention {
-        let (retention, w) = self.on_item_one(state, value);
-        out.emit(key, w);
         retention
     }
     #[inline(always)]

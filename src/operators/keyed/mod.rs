@@ -65,7 +65,8 @@ pub(crate) trait KeyedLogic<V>: Send + Sync + 'static {
     fn on_item(&self, state: &mut Self::State, value: V, emit: &mut Vec<Self::Out>) -> Retention;
     /// [`on_item`](Self::on_item), with what it emits appended to `out` under `key`
     /// (`emit` is scratch space, left empty). A logic that emits directly overrides it
-    /// to skip the scratch buffer: this is the per-record path of every keyed step.
+    /// to skip the scratch buffer: this is the per-record path of every keyed step. A
+    /// [`ONE_TO_ONE`](Self::ONE_TO_ONE) logic's one output goes straight to `out`.
     #[inline(always)]
     fn on_item_keyed<K, O: KeyedOut<K, Self::Out>>(
         &self,
@@ -75,6 +76,11 @@ pub(crate) trait KeyedLogic<V>: Send + Sync + 'static {
         emit: &mut Vec<Self::Out>,
         out: &mut O,
     ) -> Retention {
+        if Self::ONE_TO_ONE {
+            let (retention, w) = self.on_item_one(state, value);
+            out.emit(key, w);
+            return retention;
+        }
         let retention = self.on_item(state, value, emit);
         if Self::SILENT_ON_ITEM {
             debug_assert!(

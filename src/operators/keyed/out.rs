@@ -104,12 +104,6 @@ fn send<W: Data>(into: &Unkeyed<W>, own: Option<&StepCells>, epoch: Epoch, batch
     if batch.is_empty() {
         return;
     }
-    let n = batch.len() as u64;
-    if let Some(c) = own {
-        c.items_out.add(n);
-    }
-    if let Some(c) = &into.cells {
-        c.items_in.add(n);
-    }
+    StepCells::hand_off(own, into.cells.as_deref(), batch.len() as u64);
     into.tee.borrow_mut().push(epoch, batch);
 }
