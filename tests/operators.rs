@@ -1599,3 +1599,40 @@ fn enrich_cached_calls_the_getter_once_per_key_within_ttl() {
     assert_eq!(out.take(), vec![101, 202, 101, 101, 202]);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
+
+/// A `key_on -> stateful_map -> key_rm` chain runs as one pass over each batch (the
+/// one-to-one map, in place with one worker); a panic inside it still names the step
+/// it came from, at one and at two workers, and the run stops with an error.
+#[test]
+fn panics_in_a_fused_one_to_one_chain_name_their_step() {
+    for (bad_key, step) in [(false, "f.sum"), (true, "f.key")] {
+        for workers in [1, 2] {
+            let flow = Dataflow::new("f");
+            let (sink, _out) = TestingSink::new();
+            flow.input("inp", TestingSource::new(0u64..5000))
+                .key_on("key", move |&x: &u64| {
+                    if bad_key && x == 4321 {
+                        panic!("boom");
+                    }
+                    x % 97
+                })
+                .stateful_map("sum", |s: Option<u64>, x: u64| {
+                    if x == 4321 {
+                        panic!("boom");
+                    }
+                    let t = s.unwrap_or(0) + x;
+                    (Some(t), x)
+                })
+                .key_rm("unkey")
+                .output("out", sink);
+            let config = RunConfig::default().pin(false);
+            match waxfast::cluster_main_with(&flow, &[], 0, workers, &config) {
+                Err(Error::StepPanicked { step_id, message }) => {
+                    assert_eq!(step_id, step, "-w{workers}");
+                    assert_eq!(message, "boom");
+                }
+                other => panic!("-w{workers}: expected StepPanicked in {step}, got {other:?}"),
+            }
+        }
+    }
+}
