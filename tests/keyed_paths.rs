@@ -1,9 +1,10 @@
 //! The keyed engine's fast paths against plain ones, on random inputs, at 1, 2 and 8
 //! workers, with and without recovery:
 //!
-//! * keyed steps (`stateful_map` with discards, `fold_final`, string and integer keys,
-//!   so both wire layouts of a keyed batch) against a sequential model of the same
-//!   logic, the recovering variant aborted mid-stream and resumed;
+//! * keyed steps (`stateful_map` and `stateful_flat_map` with discards, `fold_final`,
+//!   `reduce_final`, string and integer keys, so both wire layouts of a keyed batch,
+//!   and heap states) against a sequential model of the same logic, the recovering
+//!   variant aborted mid-stream and resumed;
 //! * `key_on` -> keyed step -> `key_rm` chains and `count_final`, which the engine
 //!   fuses, against the same flows with fusion off (`RunConfig::fuse(false)`);
 //! * the window engine's integer time (the built-in clocks and windowers) against the
@@ -40,13 +41,44 @@ fn config() -> RunConfig {
 /// multiple of 5; each output carries the item's input position.
 type Emitted = (String, (usize, i64));
 
+/// Per key, the values seen as letters since the last discard (a heap state), emitted
+/// as two outputs per item; the key is discarded after a 0 once it has 3 letters.
+type Spelled = (String, (usize, String));
+
+/// Where [`keyed_flow`]'s steps write.
+struct KeyedSinks {
+    maps: TestingSink<Emitted>,
+    folds: TestingSink<(u16, i64)>,
+    spelled: TestingSink<Spelled>,
+    reduced: TestingSink<(u16, i64)>,
+}
+
+/// The state of `stateful_flat_map` in [`keyed_flow`] and its model.
+fn spell(state: Option<String>, i: usize, v: i64) -> (Option<String>, Vec<(usize, String)>) {
+    let mut s = state.unwrap_or_default();
+    s.push(char::from(b'a' + v as u8));
+    let out = vec![(i, s.clone()), (i, s.to_uppercase())];
+    let keep = !(v == 0 && s.len() >= 3);
+    (keep.then_some(s), out)
+}
+
+/// The order-sensitive reduction of `reduce_final` in [`keyed_flow`] and its model.
+fn combine(a: i64, b: i64) -> i64 {
+    a * 7 % 1_000_003 + b
+}
+
 fn keyed_flow(
     items: Vec<(u16, i64)>,
     abort_at: Option<usize>,
     batch: usize,
-    maps: TestingSink<Emitted>,
-    folds: TestingSink<(u16, i64)>,
+    sinks: KeyedSinks,
 ) -> Dataflow {
+    let KeyedSinks {
+        maps,
+        folds,
+        spelled,
+        reduced,
+    } = sinks;
     let events = numbered_events(&items, abort_at);
     let flow = Dataflow::new("paths");
     let inp = flow.input("inp", TestingSource::events(events).batch_size(batch));
@@ -59,10 +91,19 @@ fn keyed_flow(
         (if t % 5 == 0 { None } else { Some(t) }, (i, t))
     })
     .output("maps", maps);
+    inp.map("as_str2", |(i, k, v): (usize, u16, i64)| {
+        (format!("k{k}"), (i, v))
+    })
+    .stateful_flat_map("spell", |s: Option<String>, (i, v): (usize, i64)| {
+        spell(s, i, v)
+    })
+    .output("spelled", spelled);
     // Integer keys: keys as values between workers.
-    inp.map("as_int", |(_, k, v): (usize, u16, i64)| (k, v))
-        .fold_final("fold", || 0i64, |acc, v| acc * 3 % 1_000_003 + v)
+    let ints = inp.map("as_int", |(_, k, v): (usize, u16, i64)| (k, v));
+    ints.fold_final("fold", || 0i64, |acc, v| acc * 3 % 1_000_003 + v)
         .output("folds", folds);
+    ints.reduce_final("reduce", combine)
+        .output("reduced", reduced);
     flow
 }
 
@@ -103,9 +144,20 @@ fn run_maybe_resumed(
     cluster_main_with(flow, &[], 0, workers, &config).unwrap();
 }
 
-fn model(items: &[(u16, i64)]) -> (BTreeSet<Emitted>, BTreeSet<(u16, i64)>) {
+/// What [`keyed_flow`] emits, as sets (each output carries its input position, and a
+/// final state is one per key).
+struct KeyedOutputs {
+    maps: BTreeSet<Emitted>,
+    folds: BTreeSet<(u16, i64)>,
+    spelled: BTreeSet<Spelled>,
+    reduced: BTreeSet<(u16, i64)>,
+}
+
+fn model(items: &[(u16, i64)]) -> KeyedOutputs {
     let (mut sums, mut folds) = (BTreeMap::<u16, i64>::new(), BTreeMap::<u16, i64>::new());
-    let mut maps = BTreeSet::new();
+    let mut words = BTreeMap::<u16, String>::new();
+    let mut reduced = BTreeMap::<u16, i64>::new();
+    let (mut maps, mut spelled) = (BTreeSet::new(), BTreeSet::new());
     for (i, &(k, v)) in items.iter().enumerate() {
         let s = sums.entry(k).or_insert(0);
         *s += v;
@@ -115,8 +167,27 @@ fn model(items: &[(u16, i64)]) -> (BTreeSet<Emitted>, BTreeSet<(u16, i64)>) {
         }
         let f = folds.entry(k).or_insert(0);
         *f = *f * 3 % 1_000_003 + v;
+        let (next, out) = spell(words.remove(&k), i, v);
+        spelled.extend(out.into_iter().map(|o| (format!("k{k}"), o)));
+        if let Some(next) = next {
+            words.insert(k, next);
+        }
+        let r = reduced.remove(&k).map_or(v, |acc| combine(acc, v));
+        reduced.insert(k, r);
     }
-    (maps, folds.into_iter().collect())
+    KeyedOutputs {
+        maps,
+        folds: folds.into_iter().collect(),
+        spelled,
+        reduced: reduced.into_iter().collect(),
+    }
+}
+
+/// One final state per key: the list as a set, checked to have no duplicate.
+fn finals(got: Vec<(u16, i64)>, what: &str) -> BTreeSet<(u16, i64)> {
+    let set: BTreeSet<_> = got.iter().cloned().collect();
+    assert_eq!(set.len(), got.len(), "{what}: one final state per key");
+    set
 }
 
 /// Outputs of one key arrive in the key's order; across keys the order depends on the
@@ -124,18 +195,33 @@ fn model(items: &[(u16, i64)]) -> (BTreeSet<Emitted>, BTreeSet<(u16, i64)>) {
 fn run_keyed(items: &[(u16, i64)], workers: usize, recovery: bool, batch: usize) {
     let (maps, maps_out) = TestingSink::new();
     let (folds, folds_out) = TestingSink::new();
+    let (spelled, spelled_out) = TestingSink::new();
+    let (reduced, reduced_out) = TestingSink::new();
+    let sinks = KeyedSinks {
+        maps,
+        folds,
+        spelled,
+        reduced,
+    };
     let abort_at = recovery.then_some(items.len() / 2);
-    let flow = keyed_flow(items.to_vec(), abort_at, batch, maps, folds);
-    let (want_maps, want_folds) = model(items);
+    let flow = keyed_flow(items.to_vec(), abort_at, batch, sinks);
+    let want = model(items);
     run_maybe_resumed(&flow, "paths.inp", workers, recovery, config());
     // Items after the last snapshot of the aborted execution are applied again by the
     // resumed one: the same outputs, emitted twice. The state is exactly once.
-    let got_maps: BTreeSet<Emitted> = maps_out.take().into_iter().collect();
-    let got_folds: Vec<(u16, i64)> = folds_out.take();
-    assert_eq!(got_maps, want_maps, "stateful_map at -w{workers}");
-    let folds_set: BTreeSet<_> = got_folds.iter().cloned().collect();
-    assert_eq!(folds_set.len(), got_folds.len(), "one final state per key");
-    assert_eq!(folds_set, want_folds, "fold_final at -w{workers}");
+    let got = KeyedOutputs {
+        maps: maps_out.take().into_iter().collect(),
+        folds: finals(folds_out.take(), "fold_final"),
+        spelled: spelled_out.take().into_iter().collect(),
+        reduced: finals(reduced_out.take(), "reduce_final"),
+    };
+    assert_eq!(got.maps, want.maps, "stateful_map at -w{workers}");
+    assert_eq!(got.folds, want.folds, "fold_final at -w{workers}");
+    assert_eq!(
+        got.spelled, want.spelled,
+        "stateful_flat_map at -w{workers}"
+    );
+    assert_eq!(got.reduced, want.reduced, "reduce_final at -w{workers}");
 }
 
 proptest! {
@@ -231,7 +317,7 @@ fn text_key(text: &str) -> u16 {
 }
 
 fn chained_model(items: &[(u16, i64)]) -> Chained {
-    let (maps, folds) = model(items);
+    let KeyedOutputs { maps, folds, .. } = model(items);
     let maps = maps.into_iter().map(|(_, iv)| iv).collect();
     let mut counts = BTreeMap::<String, u64>::new();
     for &(k, _) in items {

@@ -1636,3 +1636,69 @@ fn panics_in_a_fused_one_to_one_chain_name_their_step() {
         }
     }
 }
+
+/// The by-value steps (`stateful_map`, `stateful_flat_map`, `fold_final`,
+/// `reduce_final`) move a key's state out of its slot for the callback. A callback
+/// that panics while it owns a heap state (a `String`) fails the run with the step's
+/// name, at one and at two workers, and the moved-out state is dropped
+/// once: a second drop of the copy left in the slot would be a double free when the
+/// worker's tables are dropped.
+#[test]
+fn panics_in_by_value_steps_with_heap_states_name_their_step() {
+    type Build = fn(&Stream<(u64, u64)>, TestingSink<String>);
+    let steps: [(&str, Build); 4] = [
+        ("f.map", |s, sink| {
+            s.stateful_map("map", |st: Option<String>, x: u64| {
+                let st = st.unwrap_or_default() + "x";
+                assert!(x != 4321, "boom");
+                (Some(st.clone()), st)
+            })
+            .key_rm("unkey")
+            .output("out", sink);
+        }),
+        ("f.flat", |s, sink| {
+            s.stateful_flat_map("flat", |st: Option<String>, x: u64| {
+                let st = st.unwrap_or_default() + "x";
+                assert!(x != 4321, "boom");
+                (Some(st.clone()), vec![st])
+            })
+            .key_rm("unkey")
+            .output("out", sink);
+        }),
+        ("f.fold", |s, sink| {
+            s.fold_final("fold", String::new, |st, x: u64| {
+                assert!(x != 4321, "boom");
+                st + "x"
+            })
+            .key_rm("unkey")
+            .output("out", sink);
+        }),
+        ("f.reduce", |s, sink| {
+            s.map_value("text", |x: u64| x.to_string())
+                .reduce_final("reduce", |a, b: String| {
+                    assert!(b != "4321", "boom");
+                    a + &b
+                })
+                .key_rm("unkey")
+                .output("out", sink);
+        }),
+    ];
+    for (step, build) in steps {
+        for workers in [1, 2] {
+            let flow = Dataflow::new("f");
+            let (sink, _out) = TestingSink::new();
+            let keyed = flow
+                .input("inp", TestingSource::new(0u64..5000))
+                .key_on("key", |&x: &u64| x % 97);
+            build(&keyed, sink);
+            let config = RunConfig::default().pin(false);
+            match waxfast::cluster_main_with(&flow, &[], 0, workers, &config) {
+                Err(Error::StepPanicked { step_id, message }) => {
+                    assert_eq!(step_id, step, "-w{workers}");
+                    assert_eq!(message, "boom");
+                }
+                other => panic!("-w{workers}: expected StepPanicked in {step}, got {other:?}"),
+            }
+        }
+    }
+}

@@ -45,39 +45,34 @@ where
     }
 }
 
-/// The state of `stateful_map` and `stateful_flat_map`: `None` for a new key (what the
-/// mapper is given), snapshotted as the `Option` itself, so both logics read each
-/// other's snapshots.
-macro_rules! optional_state {
-    ($s:ty) => {
-        fn build(&self) -> Option<$s> {
-            None
+/// What every [`BY_VALUE`](KeyedLogic::BY_VALUE) logic has alike: the by-reference
+/// callbacks, which the engine never calls for it, and the codec of its bare state,
+/// snapshotted as `Some(state)`. A snapshot row is thus the `Option` these logics hand
+/// their callbacks, so `stateful_map` and `stateful_flat_map` read each other's.
+macro_rules! by_value {
+    ($s:ty, $v:ty, $w:ty) => {
+        const BY_VALUE: bool = true;
+        fn build(&self) -> $s {
+            unreachable!("a BY_VALUE logic builds no state: a new key's callback is given None")
         }
-        fn encode(&self, state: &Option<$s>, out: &mut Vec<u8>) -> Result<(), String> {
-            encode_into(state, out)
+        fn on_item(&self, _state: &mut $s, _value: $v, _emit: &mut Vec<$w>) -> Retention {
+            unreachable!("a BY_VALUE logic is applied by value (on_item_owned)")
         }
-        fn decode(&self, bytes: &[u8]) -> Result<Option<$s>, String> {
-            crate::recovery::decode(bytes)
+        fn encode(&self, state: &$s, out: &mut Vec<u8>) -> Result<(), String> {
+            encode_into(&Some(state), out)
+        }
+        fn decode(&self, bytes: &[u8]) -> Result<$s, String> {
+            let state: Option<$s> = crate::recovery::decode(bytes)?;
+            state.ok_or_else(|| {
+                "the saved state is None, which no live key of this step has; \
+                 was the snapshot written by a different flow?"
+                    .to_string()
+            })
         }
     };
 }
 
 pub(crate) struct FlatMapLogic<F, S, I>(pub(crate) F, pub(crate) PhantomData<fn(S) -> I>);
-
-impl<F, S, I> FlatMapLogic<F, S, I> {
-    /// Runs the mapper on a key's state and `value`, handing each output to `emit`.
-    #[inline(always)]
-    fn apply<V, W>(&self, state: &mut Option<S>, value: V, emit: impl FnMut(W)) -> Retention
-    where
-        I: IntoIterator<Item = W>,
-        F: Fn(Option<S>, V) -> (Option<S>, I),
-    {
-        let (next, out) = (self.0)(state.take(), value);
-        out.into_iter().for_each(emit);
-        *state = next;
-        kept(state)
-    }
-}
 
 impl<V, S, W, I, F> KeyedLogic<V> for FlatMapLogic<F, S, I>
 where
@@ -87,35 +82,29 @@ where
     I: IntoIterator<Item = W> + 'static,
     F: Fn(Option<S>, V) -> (Option<S>, I) + Send + Sync + 'static,
 {
-    type State = Option<S>;
+    type State = S;
     type Out = W;
     const TIMERS: bool = false;
     const EOF_KEEPS_STATE: bool = true;
 
-    optional_state!(S);
-    fn on_item(&self, state: &mut Option<S>, value: V, emit: &mut Vec<W>) -> Retention {
-        self.apply(state, value, |w| emit.push(w))
+    by_value!(S, V, W);
+    fn on_item_owned(&self, state: Option<S>, value: V, emit: &mut Vec<W>) -> Option<S> {
+        let (next, out) = (self.0)(state, value);
+        emit.extend(out);
+        next
     }
     #[inline(always)]
-    fn on_item_keyed<K, O: KeyedOut<K, W>>(
+    fn on_item_keyed_owned<K, O: KeyedOut<K, W>>(
         &self,
-        state: &mut Option<S>,
+        state: Option<S>,
         value: V,
         key: &K,
         _emit: &mut Vec<W>,
         out: &mut O,
-    ) -> Retention {
-        self.apply(state, value, |w| out.emit(key, w))
-    }
-}
-
-/// Whether a `stateful_map` or `stateful_flat_map` key keeps its state.
-#[inline(always)]
-fn kept<S>(state: &Option<S>) -> Retention {
-    if state.is_some() {
-        Retention::Retain
-    } else {
-        Retention::Discard
+    ) -> Option<S> {
+        let (next, ws) = (self.0)(state, value);
+        ws.into_iter().for_each(|w| out.emit(key, w));
+        next
     }
 }
 
@@ -130,26 +119,25 @@ where
     W: Data,
     F: Fn(Option<S>, V) -> (Option<S>, W) + Send + Sync + 'static,
 {
-    type State = Option<S>;
+    type State = S;
     type Out = W;
     const TIMERS: bool = false;
     const EOF_KEEPS_STATE: bool = true;
     const ONE_TO_ONE: bool = true;
 
-    optional_state!(S);
-    fn on_item(&self, state: &mut Option<S>, value: V, emit: &mut Vec<W>) -> Retention {
-        let (retention, w) = self.on_item_one(state, value);
+    by_value!(S, V, W);
+    fn on_item_owned(&self, state: Option<S>, value: V, emit: &mut Vec<W>) -> Option<S> {
+        let (next, w) = (self.0)(state, value);
         emit.push(w);
-        retention
+        next
     }
     #[inline(always)]
-    fn on_item_one(&self, state: &mut Option<S>, value: V) -> (Retention, W) {
-        let (next, w) = (self.0)(state.take(), value);
-        *state = next;
-        (kept(state), w)
+    fn on_item_one(&self, state: Option<S>, value: V) -> (Option<S>, W) {
+        (self.0)(state, value)
     }
 }
 
+/// `fold_final`: the accumulator is built at a key's first item.
 pub(crate) struct FoldLogic<B, F>(pub(crate) B, pub(crate) F);
 
 impl<V, S, B, F> KeyedLogic<V> for FoldLogic<B, F>
@@ -159,31 +147,20 @@ where
     B: Fn() -> S + Send + Sync + 'static,
     F: Fn(S, V) -> S + Send + Sync + 'static,
 {
-    type State = Option<S>;
+    type State = S;
     type Out = S;
     const TIMERS: bool = false;
     const SILENT_ON_ITEM: bool = true;
 
-    fn build(&self) -> Option<S> {
-        Some((self.0)())
-    }
-    fn encode(&self, state: &Option<S>, out: &mut Vec<u8>) -> Result<(), String> {
-        encode_into(state, out)
-    }
-    fn decode(&self, bytes: &[u8]) -> Result<Option<S>, String> {
-        crate::recovery::decode(bytes)
-    }
+    by_value!(S, V, S);
     #[inline]
-    fn on_item(&self, state: &mut Option<S>, value: V, _emit: &mut Vec<S>) -> Retention {
-        let acc = state
-            .take()
-            .expect("fold state is always present between calls");
-        *state = Some((self.1)(acc, value));
-        Retention::Retain
+    fn on_item_owned(&self, state: Option<S>, value: V, _emit: &mut Vec<S>) -> Option<S> {
+        let acc = state.unwrap_or_else(|| (self.0)());
+        Some((self.1)(acc, value))
     }
-    fn on_eof(&self, state: &mut Option<S>, emit: &mut Vec<S>) -> Retention {
-        emit.extend(state.take());
-        Retention::Discard
+    fn on_eof_owned(&self, state: S, emit: &mut Vec<S>) -> Option<S> {
+        emit.push(state);
+        None
     }
 }
 
@@ -218,31 +195,22 @@ impl<V: Data> KeyedLogic<V> for CountLogic {
 pub(crate) struct ReduceLogic<F>(pub(crate) F);
 
 impl<V: ExchangeData, F: Fn(V, V) -> V + Send + Sync + 'static> KeyedLogic<V> for ReduceLogic<F> {
-    type State = Option<V>;
+    type State = V;
     type Out = V;
     const TIMERS: bool = false;
     const SILENT_ON_ITEM: bool = true;
 
-    fn build(&self) -> Option<V> {
-        None
-    }
-    fn encode(&self, state: &Option<V>, out: &mut Vec<u8>) -> Result<(), String> {
-        encode_into(state, out)
-    }
-    fn decode(&self, bytes: &[u8]) -> Result<Option<V>, String> {
-        crate::recovery::decode(bytes)
-    }
+    by_value!(V, V, V);
     #[inline]
-    fn on_item(&self, state: &mut Option<V>, value: V, _emit: &mut Vec<V>) -> Retention {
-        *state = Some(match state.take() {
+    fn on_item_owned(&self, state: Option<V>, value: V, _emit: &mut Vec<V>) -> Option<V> {
+        Some(match state {
             Some(acc) => (self.0)(acc, value),
             None => value,
-        });
-        Retention::Retain
+        })
     }
-    fn on_eof(&self, state: &mut Option<V>, emit: &mut Vec<V>) -> Retention {
-        emit.extend(state.take());
-        Retention::Discard
+    fn on_eof_owned(&self, state: V, emit: &mut Vec<V>) -> Option<V> {
+        emit.push(state);
+        None
     }
 }
 

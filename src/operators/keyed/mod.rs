@@ -10,6 +10,7 @@
 //! * `timers.rs`: per-key system-time notifications;
 //! * `snapshots.rs`: the step's part in recovery (dirty keys, snapshot rows, and the
 //!   epoch gate, `runtime/gate.rs`, that holds items of later epochs);
+//! * `owned.rs`: a by-value logic's state moved out of its slot for the callback;
 //! * `logics.rs`: the logics of the built-in operators.
 
 use std::cell::RefCell;
@@ -31,6 +32,7 @@ use crate::runtime::push::{Data, ExchangeData};
 pub(crate) mod logics;
 mod marks;
 pub(crate) mod out;
+mod owned;
 mod snapshots;
 mod table;
 pub(crate) mod timers;
@@ -57,16 +59,19 @@ pub(crate) trait KeyedLogic<V>: Send + Sync + 'static {
     /// skips looking at what it emitted.
     const SILENT_ON_ITEM: bool = false;
 
+    /// The state of a new key before its first item. Not called for a
+    /// [`BY_VALUE`](Self::BY_VALUE) logic.
     fn build(&self) -> Self::State;
     /// Appends a key's state, encoded, for a snapshot.
     fn encode(&self, state: &Self::State, out: &mut Vec<u8>) -> Result<(), String>;
     /// Rebuilds a key's state from what [`encode`](Self::encode) wrote.
     fn decode(&self, bytes: &[u8]) -> Result<Self::State, String>;
+    /// Applies one item to a key's state. Not called for a [`BY_VALUE`](Self::BY_VALUE)
+    /// logic.
     fn on_item(&self, state: &mut Self::State, value: V, emit: &mut Vec<Self::Out>) -> Retention;
     /// [`on_item`](Self::on_item), with what it emits appended to `out` under `key`
     /// (`emit` is scratch space, left empty). A logic that emits directly overrides it
-    /// to skip the scratch buffer: this is the per-record path of every keyed step. A
-    /// [`ONE_TO_ONE`](Self::ONE_TO_ONE) logic's one output goes straight to `out`.
+    /// to skip the scratch buffer: this is the per-record path of every keyed step.
     #[inline(always)]
     fn on_item_keyed<K, O: KeyedOut<K, Self::Out>>(
         &self,
@@ -76,11 +81,6 @@ pub(crate) trait KeyedLogic<V>: Send + Sync + 'static {
         emit: &mut Vec<Self::Out>,
         out: &mut O,
     ) -> Retention {
-        if Self::ONE_TO_ONE {
-            let (retention, w) = self.on_item_one(state, value);
-            out.emit(key, w);
-            return retention;
-        }
         let retention = self.on_item(state, value, emit);
         if Self::SILENT_ON_ITEM {
             debug_assert!(
@@ -92,19 +92,74 @@ pub(crate) trait KeyedLogic<V>: Send + Sync + 'static {
         }
         retention
     }
-    /// True if `on_item` emits exactly one value per item (`stateful_map`): then
-    /// [`on_item_one`](Self::on_item_one) returns it, and a step fused into a `key_rm`
-    /// turns its input batch into its output batch in place (`table.rs`).
-    const ONE_TO_ONE: bool = false;
-    /// [`on_item`](Self::on_item) of a [`ONE_TO_ONE`](Self::ONE_TO_ONE) logic, returning
-    /// its one output. A logic that sets `ONE_TO_ONE` overrides it.
-    #[inline(always)]
-    fn on_item_one(&self, state: &mut Self::State, value: V) -> (Retention, Self::Out) {
-        let mut emit = Vec::with_capacity(1);
-        let retention = self.on_item(state, value, &mut emit);
-        assert_eq!(emit.len(), 1, "a ONE_TO_ONE logic emits one value per item");
-        (retention, emit.pop().expect("one value"))
+
+    /// True if the logic takes a key's state by value and gives back the next one,
+    /// `None` to discard the key (`stateful_map`, `stateful_flat_map`, the folds). The
+    /// table then keeps the bare state, no `Option` around it, and a new key has no
+    /// state until its first item gives it one (`owned.rs`). The engine calls the
+    /// `*_owned` callbacks of such a logic, never its `build`, `on_item` or `on_eof`.
+    const BY_VALUE: bool = false;
+    /// [`on_item`](Self::on_item) of a [`BY_VALUE`](Self::BY_VALUE) logic: `state` is
+    /// `None` for a new key. A logic that sets `BY_VALUE` overrides it.
+    fn on_item_owned(
+        &self,
+        _state: Option<Self::State>,
+        _value: V,
+        _emit: &mut Vec<Self::Out>,
+    ) -> Option<Self::State> {
+        unreachable!("on_item_owned is called only for a BY_VALUE logic, which overrides it")
     }
+    /// [`on_item_keyed`](Self::on_item_keyed) of a [`BY_VALUE`](Self::BY_VALUE) logic.
+    /// A [`ONE_TO_ONE`](Self::ONE_TO_ONE) logic's one output goes straight to `out`.
+    #[inline(always)]
+    fn on_item_keyed_owned<K, O: KeyedOut<K, Self::Out>>(
+        &self,
+        state: Option<Self::State>,
+        value: V,
+        key: &K,
+        emit: &mut Vec<Self::Out>,
+        out: &mut O,
+    ) -> Option<Self::State> {
+        if Self::ONE_TO_ONE {
+            let (next, w) = self.on_item_one(state, value);
+            out.emit(key, w);
+            return next;
+        }
+        let next = self.on_item_owned(state, value, emit);
+        if Self::SILENT_ON_ITEM {
+            debug_assert!(
+                emit.is_empty(),
+                "a SILENT_ON_ITEM logic emitted from on_item_owned"
+            );
+        } else {
+            push_keyed(key, emit, out);
+        }
+        next
+    }
+    /// True if a [`BY_VALUE`](Self::BY_VALUE) logic emits exactly one value per item
+    /// (`stateful_map`): then [`on_item_one`](Self::on_item_one) returns it, and a step
+    /// fused into a `key_rm` turns its input batch into its output batch in place
+    /// (`table.rs`).
+    const ONE_TO_ONE: bool = false;
+    /// [`on_item_owned`](Self::on_item_owned) of a [`ONE_TO_ONE`](Self::ONE_TO_ONE)
+    /// logic, returning its one output. A logic that sets `ONE_TO_ONE` overrides it.
+    #[inline(always)]
+    fn on_item_one(
+        &self,
+        state: Option<Self::State>,
+        value: V,
+    ) -> (Option<Self::State>, Self::Out) {
+        let mut emit = Vec::with_capacity(1);
+        let next = self.on_item_owned(state, value, &mut emit);
+        assert_eq!(emit.len(), 1, "a ONE_TO_ONE logic emits one value per item");
+        (next, emit.pop().expect("one value"))
+    }
+    /// End of stream for a [`BY_VALUE`](Self::BY_VALUE) logic: the key's state after
+    /// it, `None` if the key is done (the folds emit their state).
+    fn on_eof_owned(&self, state: Self::State, _emit: &mut Vec<Self::Out>) -> Option<Self::State> {
+        Some(state)
+    }
+
     fn on_notify(&self, _state: &mut Self::State, _emit: &mut Vec<Self::Out>) -> Retention {
         Retention::Retain
     }

@@ -10,6 +10,7 @@ use hashbrown::HashTable;
 
 use super::marks::SlotMarks;
 use super::out::KeyedOut;
+use super::owned;
 use super::snapshots::Snapshots;
 use super::timers::Timers;
 use super::{push_keyed, push_keyed_owned, KeyedLogic, EMIT_CHUNK};
@@ -116,20 +117,14 @@ fn sorted_by_key<K: Key, S, M>(table: &mut HashTable<Slot<K, S, M>>) -> Vec<Slot
     all.into_iter().map(|(_, s)| s).collect()
 }
 
-/// Inserts a new key with a fresh state.
+/// Inserts a new key's slot.
 #[cold]
-fn insert_new<'t, K: Key, V, L: KeyedLogic<V>, M: SlotMarks>(
-    table: &'t mut HashTable<Slot<K, L::State, M>>,
-    logic: &L,
+fn insert_new<K: Key, S, M>(
+    table: &mut HashTable<Slot<K, S, M>>,
     hash: u64,
-    key: K,
+    slot: Slot<K, S, M>,
     alone: bool,
-) -> &'t mut Slot<K, L::State, M> {
-    let slot = Slot {
-        key,
-        state: logic.build(),
-        marks: M::default(),
-    };
+) -> &mut Slot<K, S, M> {
     table
         .insert_unique(hash, slot, |s| hash_of(&s.key, alone))
         .into_mut()
@@ -160,10 +155,15 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>, M: SlotM
         key: impl Probe<K>,
         value: V,
     ) {
-        self.on_slot::<RECOVERY, SITE, ()>(hash, key, |logic, slot, emit, out| {
-            let retention = logic.on_item_keyed(&mut slot.state, value, &slot.key, emit, out);
-            (retention, ())
-        });
+        if L::BY_VALUE {
+            self.on_slot_owned::<RECOVERY, SITE, ()>(hash, key, |logic, state, key, emit, out| {
+                (logic.on_item_keyed_owned(state, value, key, emit, out), ())
+            });
+        } else {
+            self.on_slot::<RECOVERY, SITE>(hash, key, |logic, slot, emit, out| {
+                logic.on_item_keyed(&mut slot.state, value, &slot.key, emit, out)
+            });
+        }
         // A logic silent on items emitted nothing here.
         if !L::SILENT_ON_ITEM && self.out.pending() >= EMIT_CHUNK {
             self.out.flush(epoch);
@@ -174,34 +174,35 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>, M: SlotM
     /// recovery: returns the item's output instead of emitting it.
     #[inline(always)]
     fn apply_one<const SITE: u8>(&mut self, hash: u64, key: impl Probe<K>, value: V) -> L::Out {
-        self.on_slot::<false, SITE, L::Out>(hash, key, |logic, slot, _, _| {
-            logic.on_item_one(&mut slot.state, value)
+        self.on_slot_owned::<false, SITE, L::Out>(hash, key, |logic, state, _, _, _| {
+            logic.on_item_one(state, value)
         })
     }
 
     /// Finds `key`'s slot (inserting a fresh state for a new key), runs `f` on it, then
     /// does what its retention asks: the snapshot mark, the key's timer, a discard.
     #[inline(always)]
-    fn on_slot<const RECOVERY: bool, const SITE: u8, R>(
+    fn on_slot<const RECOVERY: bool, const SITE: u8>(
         &mut self,
         hash: u64,
         key: impl Probe<K>,
-        f: impl FnOnce(&L, &mut Slot<K, L::State, M>, &mut Vec<L::Out>, &mut O) -> (Retention, R),
-    ) -> R {
+        f: impl FnOnce(&L, &mut Slot<K, L::State, M>, &mut Vec<L::Out>, &mut O) -> Retention,
+    ) {
         // A lookup first, an insert only for a new key: cheaper than `entry`, which
         // checks for room to insert on every call.
         let found = self.table.find_mut(hash, |s| key.matches(&s.key));
         let slot = match found {
             Some(slot) => slot,
-            None => insert_new(
-                &mut self.table,
-                &*self.logic,
-                hash,
-                key.into_owned(),
-                self.alone,
-            ),
+            None => {
+                let slot = Slot {
+                    key: key.into_owned(),
+                    state: self.logic.build(),
+                    marks: M::default(),
+                };
+                insert_new(&mut self.table, hash, slot, self.alone)
+            }
         };
-        let (retention, r) = f(&self.logic, slot, &mut self.emit, &mut self.out);
+        let retention = f(&self.logic, slot, &mut self.emit, &mut self.out);
         if RECOVERY && !slot.marks.dirty() {
             slot.marks.set_dirty(true);
             let snaps = self.snaps.as_mut().expect("RECOVERY only with snapshots");
@@ -219,6 +220,55 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>, M: SlotM
             let this: *const Slot<K, L::State, M> = slot;
             if let Ok(entry) = self.table.find_entry(hash, |s| std::ptr::eq(s, this)) {
                 entry.remove();
+            }
+        }
+    }
+
+    /// [`on_slot`](Self::on_slot) for a [`BY_VALUE`](KeyedLogic::BY_VALUE) logic: `f`
+    /// gets the key's state by value (`None` for a new key) and returns the next one,
+    /// which is stored, or, if `None`, the key is discarded (a new key then never enters
+    /// the table).
+    #[inline(always)]
+    fn on_slot_owned<const RECOVERY: bool, const SITE: u8, R>(
+        &mut self,
+        hash: u64,
+        key: impl Probe<K>,
+        f: impl FnOnce(&L, Option<L::State>, &K, &mut Vec<L::Out>, &mut O) -> (Option<L::State>, R),
+    ) -> R {
+        let (logic, emit, out) = (&*self.logic, &mut self.emit, &mut self.out);
+        let (slot, r) = match self.table.find_entry(hash, |s| key.matches(&s.key)) {
+            Ok(mut entry) => {
+                if RECOVERY {
+                    let slot = entry.get_mut();
+                    if !slot.marks.dirty() {
+                        slot.marks.set_dirty(true);
+                        let snaps = self.snaps.as_mut().expect("RECOVERY only with snapshots");
+                        snaps.dirty.push(slot.key.clone());
+                    }
+                }
+                owned::update(entry, |key, state| f(logic, Some(state), key, emit, out))
+            }
+            Err(_) => {
+                let key = key.into_owned();
+                let (next, r) = f(logic, None, &key, emit, out);
+                let mut marks = M::default();
+                if RECOVERY {
+                    // Listed even if discarded at once, as a key of `on_slot` is.
+                    marks.set_dirty(true);
+                    let snaps = self.snaps.as_mut().expect("RECOVERY only with snapshots");
+                    snaps.dirty.push(key.clone());
+                }
+                let slot = next.map(|state| {
+                    let slot = Slot { key, state, marks };
+                    insert_new(&mut self.table, hash, slot, self.alone)
+                });
+                (slot, r)
+            }
+        };
+        if L::TIMERS {
+            if let Some(slot) = slot {
+                let at = self.logic.deadline(&slot.state);
+                self.timers.arm(&slot.key, at);
             }
         }
         r
@@ -246,22 +296,28 @@ impl<K: Key, V: ExchangeData, L: KeyedLogic<V>, O: KeyedOut<K, L::Out>, M: SlotM
         // Key order, as Bytewax does within an activation: deterministic output.
         let all = sorted_by_key(&mut self.table);
         self.begin_batch();
-        for mut slot in all {
-            let retention = self.logic.on_eof(&mut slot.state, &mut self.emit);
+        for slot in all {
+            let Slot { key, state, marks } = slot;
+            // The key's state after end of stream, `None` if the key is done.
+            let after = if L::BY_VALUE {
+                self.logic.on_eof_owned(state, &mut self.emit)
+            } else {
+                let mut state = state;
+                match self.logic.on_eof(&mut state, &mut self.emit) {
+                    Retention::Retain => Some(state),
+                    Retention::Discard => None,
+                }
+            };
             if let Some(snaps) = self.snaps.as_ref().filter(|_| !L::EOF_KEEPS_STATE) {
                 // The state after end of stream, so that a run resumed after it does
                 // not apply `on_eof` twice.
-                match retention {
-                    Retention::Retain => {
-                        snaps.write(&*self.logic, epoch, &slot.key, Some(&slot.state))
-                    }
-                    Retention::Discard if slot.marks.saved() => {
-                        snaps.write::<L>(&*self.logic, epoch, &slot.key, None)
-                    }
-                    Retention::Discard => {}
+                match &after {
+                    Some(state) => snaps.write(&*self.logic, epoch, &key, Some(state)),
+                    None if marks.saved() => snaps.write::<L>(&*self.logic, epoch, &key, None),
+                    None => {}
                 }
             }
-            push_keyed_owned(slot.key, &mut self.emit, &mut self.out);
+            push_keyed_owned(key, &mut self.emit, &mut self.out);
             if self.out.pending() >= EMIT_CHUNK {
                 self.out.flush(epoch);
             }
