@@ -43,12 +43,14 @@ impl<T: Data, R: FnMut(&T) -> usize> Push<T> for ItemRouter<T, R> {
         {
             let mut ch = self.channel.borrow_mut();
             let me = ch.me();
+            // Every peer's batch at this epoch, checked once here rather than per item.
+            ch.open(epoch);
             for item in batch.drain(..) {
                 let to = (self.route)(&item);
                 if to == me {
                     self.local.push(item);
                 } else {
-                    ch.stage(to, epoch).push(item);
+                    ch.opened(to).push(item);
                     ch.staged(to);
                 }
             }

@@ -390,17 +390,6 @@ impl<B: Batch> Channel<B> {
         self.links.workers()
     }
 
-    /// The batch staged for worker `to` at `epoch` (sending what was staged at another
-    /// epoch first). Call [`staged`](Self::staged) after adding to it.
-    #[inline]
-    pub(crate) fn stage(&mut self, to: usize, epoch: Epoch) -> &mut B {
-        if self.staged[to].epoch != epoch {
-            self.send_staged(to);
-            self.staged[to].epoch = epoch;
-        }
-        &mut self.staged[to].batch
-    }
-
     /// Opens every peer's staged batch at `epoch` (sending what was staged at another
     /// epoch first), once per inbound batch: a router then reaches a peer's batch with
     /// [`opened`](Self::opened), with no epoch check per item.
