@@ -2445,3 +2445,50 @@ fn keyed_placement_is_stable_hash_mod_workers_and_the_same_every_run() {
         assert_eq!(placement(workers), first, "placement changed between runs");
     }
 }
+
+/// The keyed router reserves every worker's column for a chunk of at most one exchange
+/// batch (1024 items) of its input at a time. Input batches several times that size,
+/// of plain keys, fused (`key_on` columns) and as pairs, give the same per-key results
+/// at 1, 2 and 8 workers as a sequential count.
+#[test]
+fn plain_keys_in_input_batches_larger_than_a_router_chunk() {
+    let n = 20_000u64;
+    let mut want: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+    for x in 0..n {
+        let e = want.entry(x % 613).or_insert((0, 0));
+        e.0 += 1;
+        e.1 += x;
+    }
+    let want: Vec<(u64, (u64, u64))> = want.into_iter().collect();
+    for workers in [1, 2, 8] {
+        for batch in [3000, 9000] {
+            let flow = Dataflow::new("big");
+            let (fused, fused_out) = TestingSink::new();
+            let (pairs, pairs_out) = TestingSink::new();
+            let inp = flow.input("inp", TestingSource::new(0..n).batch_size(batch));
+            inp.key_on("key", |&x: &u64| x % 613)
+                .stateful_map("running", |s: Option<(u64, u64)>, x: u64| {
+                    let (c, t) = s.unwrap_or((0, 0));
+                    (Some((c + 1, t + x)), (x % 613, (c + 1, t + x)))
+                })
+                .key_rm("unkey")
+                .output("fused", fused);
+            inp.map("pair", |x: u64| (x % 613, x))
+                .fold_final("sum", || (0u64, 0u64), |(c, t), x| (c + 1, t + x))
+                .output("pairs", pairs);
+            let config = RunConfig::default().pin(false);
+            cluster_main_with(&flow, &[], 0, workers, &config).unwrap();
+            // The running state's last value per key is its total.
+            let mut last: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+            for (k, ct) in fused_out.take() {
+                let e = last.entry(k).or_insert((0, 0));
+                *e = (*e).max(ct);
+            }
+            let last: Vec<(u64, (u64, u64))> = last.into_iter().collect();
+            assert_eq!(last, want, "stateful_map, -w{workers}, batches of {batch}");
+            let mut folds = pairs_out.take();
+            folds.sort();
+            assert_eq!(folds, want, "fold_final, -w{workers}, batches of {batch}");
+        }
+    }
+}

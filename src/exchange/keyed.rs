@@ -182,6 +182,13 @@ impl<K: Key, V: Data> KeyedEntry<K, V> {
     }
 }
 
+/// A column reserved for a whole chunk was full: `ExactSizeIterator::len` was wrong.
+#[cold]
+#[inline(never)]
+fn full_column() -> ! {
+    panic!("the keyed router's input had more items than its length said")
+}
+
 /// A keyed channel as the worker loop holds it.
 pub(crate) type KeyChannel<K, V> = Rc<RefCell<Channel<KeyBatch<K, V>>>>;
 
@@ -217,7 +224,7 @@ impl<K: Key, V: Data> KeyRouter<K, V> {
 
     /// Routes a batch.
     #[inline]
-    pub(crate) fn push(&mut self, epoch: Epoch, items: impl Iterator<Item = (K, V)>) {
+    pub(crate) fn push(&mut self, epoch: Epoch, items: impl ExactSizeIterator<Item = (K, V)>) {
         if !K::SHIP_BYTES {
             return self.push_plain(epoch, items);
         }
@@ -252,7 +259,7 @@ impl<K: Key, V: Data> KeyRouter<K, V> {
     /// router's time. A staged batch is sent once the batch is routed, if full, so it
     /// can hold up to one input batch more than `BATCH` items.
     #[inline]
-    fn push_plain(&mut self, epoch: Epoch, items: impl Iterator<Item = (K, V)>) {
+    fn push_plain(&mut self, epoch: Epoch, items: impl ExactSizeIterator<Item = (K, V)>) {
         {
             let mut ch = self.channel.borrow_mut();
             let (me, n) = (ch.me(), ch.workers());
@@ -263,11 +270,25 @@ impl<K: Key, V: Data> KeyRouter<K, V> {
             for (to, part) in parts.iter_mut().enumerate().filter(|(to, _)| *to != me) {
                 std::mem::swap(part, &mut ch.opened(to).items);
             }
-            for (k, v) in items {
-                // With several workers the routing hash is also the table's: one hash
-                // per record.
-                let h = k.stable_hash();
-                parts[worker_of(h, n)].push((h, k, v));
+            let mut items = items;
+            while items.len() > 0 {
+                // Every column has room for the whole chunk, and the loop says so before
+                // each push (`full_column` never returns): the push then has no growth
+                // call, around which the key and value were spilled to the stack.
+                let chunk = items.len().min(BATCH);
+                for part in parts.iter_mut() {
+                    part.reserve(chunk);
+                }
+                for (k, v) in items.by_ref().take(chunk) {
+                    // With several workers the routing hash is also the table's: one
+                    // hash per record.
+                    let h = k.stable_hash();
+                    let part = &mut parts[worker_of(h, n)];
+                    if part.len() == part.capacity() {
+                        full_column();
+                    }
+                    part.push((h, k, v));
+                }
             }
             for (to, part) in parts.iter_mut().enumerate().filter(|(to, _)| *to != me) {
                 std::mem::swap(part, &mut ch.opened(to).items);
