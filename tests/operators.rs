@@ -1600,6 +1600,19 @@ fn enrich_cached_calls_the_getter_once_per_key_within_ttl() {
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
+/// Runs `flow` on `workers` workers and expects it to fail with a "boom" panic in
+/// `step`.
+fn assert_boom_in(flow: &Dataflow, workers: usize, step: &str) {
+    let config = RunConfig::default().pin(false);
+    match waxfast::cluster_main_with(flow, &[], 0, workers, &config) {
+        Err(Error::StepPanicked { step_id, message }) => {
+            assert_eq!(step_id, step, "-w{workers}");
+            assert_eq!(message, "boom");
+        }
+        other => panic!("-w{workers}: expected StepPanicked in {step}, got {other:?}"),
+    }
+}
+
 /// A `key_on -> stateful_map -> key_rm` chain runs as one pass over each batch (the
 /// one-to-one map, in place with one worker); a panic inside it still names the step
 /// it came from, at one and at two workers, and the run stops with an error.
@@ -1625,14 +1638,7 @@ fn panics_in_a_fused_one_to_one_chain_name_their_step() {
                 })
                 .key_rm("unkey")
                 .output("out", sink);
-            let config = RunConfig::default().pin(false);
-            match waxfast::cluster_main_with(&flow, &[], 0, workers, &config) {
-                Err(Error::StepPanicked { step_id, message }) => {
-                    assert_eq!(step_id, step, "-w{workers}");
-                    assert_eq!(message, "boom");
-                }
-                other => panic!("-w{workers}: expected StepPanicked in {step}, got {other:?}"),
-            }
+            assert_boom_in(&flow, workers, step);
         }
     }
 }
@@ -1691,14 +1697,7 @@ fn panics_in_by_value_steps_with_heap_states_name_their_step() {
                 .input("inp", TestingSource::new(0u64..5000))
                 .key_on("key", |&x: &u64| x % 97);
             build(&keyed, sink);
-            let config = RunConfig::default().pin(false);
-            match waxfast::cluster_main_with(&flow, &[], 0, workers, &config) {
-                Err(Error::StepPanicked { step_id, message }) => {
-                    assert_eq!(step_id, step, "-w{workers}");
-                    assert_eq!(message, "boom");
-                }
-                other => panic!("-w{workers}: expected StepPanicked in {step}, got {other:?}"),
-            }
+            assert_boom_in(&flow, workers, step);
         }
     }
 }

@@ -82,14 +82,7 @@ pub(crate) trait KeyedLogic<V>: Send + Sync + 'static {
         out: &mut O,
     ) -> Retention {
         let retention = self.on_item(state, value, emit);
-        if Self::SILENT_ON_ITEM {
-            debug_assert!(
-                emit.is_empty(),
-                "a SILENT_ON_ITEM logic emitted from on_item"
-            );
-        } else {
-            push_keyed(key, emit, out);
-        }
+        push_emitted(Self::SILENT_ON_ITEM, key, emit, out);
         retention
     }
 
@@ -126,14 +119,7 @@ pub(crate) trait KeyedLogic<V>: Send + Sync + 'static {
             return next;
         }
         let next = self.on_item_owned(state, value, emit);
-        if Self::SILENT_ON_ITEM {
-            debug_assert!(
-                emit.is_empty(),
-                "a SILENT_ON_ITEM logic emitted from on_item_owned"
-            );
-        } else {
-            push_keyed(key, emit, out);
-        }
+        push_emitted(Self::SILENT_ON_ITEM, key, emit, out);
         next
     }
     /// True if a [`BY_VALUE`](Self::BY_VALUE) logic emits exactly one value per item
@@ -189,6 +175,20 @@ pub(crate) trait KeyedLogic<V>: Send + Sync + 'static {
     }
     /// True for window steps (see [`window_gauge`](Self::window_gauge)).
     const WINDOWED: bool = false;
+}
+
+/// After an item's callback: what it emitted goes into `out` for `key`, unless the logic
+/// is silent on items (`KeyedLogic::SILENT_ON_ITEM`), which must have emitted nothing.
+#[inline(always)]
+fn push_emitted<K, W>(silent: bool, key: &K, emit: &mut Vec<W>, out: &mut impl KeyedOut<K, W>) {
+    if silent {
+        debug_assert!(
+            emit.is_empty(),
+            "a SILENT_ON_ITEM logic emitted from its item callback"
+        );
+    } else {
+        push_keyed(key, emit, out);
+    }
 }
 
 /// Moves what a callback emitted into `out`, for `key`.
