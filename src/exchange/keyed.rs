@@ -12,6 +12,7 @@ use std::rc::Rc;
 
 use xxhash_rust::xxh3::xxh3_64;
 
+use super::combine::Precombine;
 use super::{worker_of, Batch, Channel, Links, BATCH};
 use crate::base::epoch::Epoch;
 use crate::base::key::Key;
@@ -153,21 +154,37 @@ pub(crate) trait KeyedInput<K, V> {
 pub(crate) struct KeyedEntry<K, V> {
     target: Rc<RefCell<dyn KeyedInput<K, V>>>,
     router: Option<KeyRouter<K, V>>,
+    /// With several workers, for a step whose values merge: partials per key in front
+    /// of the router (`combine.rs`).
+    combiner: Option<Box<dyn Precombine<K, V>>>,
 }
 
 impl<K: Key, V: Data> KeyedEntry<K, V> {
+    /// A combiner is used only with a router (several workers).
     pub(crate) fn new(
         target: Rc<RefCell<dyn KeyedInput<K, V>>>,
         router: Option<KeyRouter<K, V>>,
+        combiner: Option<Box<dyn Precombine<K, V>>>,
     ) -> Self {
-        KeyedEntry { target, router }
+        let combiner = combiner.filter(|_| router.is_some());
+        KeyedEntry {
+            target,
+            router,
+            combiner,
+        }
+    }
+
+    /// True if the step's items are combined before they are routed.
+    pub(crate) fn combines(&self) -> bool {
+        self.combiner.is_some()
     }
 
     /// Items as `(key, value)` pairs (the keyed step's ordinary input).
     pub(crate) fn push_pairs(&mut self, epoch: Epoch, batch: &mut Vec<(K, V)>) {
-        match &mut self.router {
-            Some(r) => r.push(epoch, batch.drain(..)),
-            None => self.target.borrow_mut().push_pairs(epoch, batch),
+        match (&mut self.router, &mut self.combiner) {
+            (Some(r), Some(c)) => c.push_pairs(epoch, batch, r),
+            (Some(r), None) => r.push(epoch, batch.drain(..)),
+            (None, _) => self.target.borrow_mut().push_pairs(epoch, batch),
         }
     }
 
@@ -175,9 +192,18 @@ impl<K: Key, V: Data> KeyedEntry<K, V> {
     /// both are left empty.
     pub(crate) fn push_columns(&mut self, epoch: Epoch, keys: &mut Vec<K>, values: &mut Vec<V>) {
         debug_assert_eq!(keys.len(), values.len());
-        match &mut self.router {
-            Some(r) => r.push(epoch, keys.drain(..).zip(values.drain(..))),
-            None => self.target.borrow_mut().push_columns(epoch, keys, values),
+        match (&mut self.router, &mut self.combiner) {
+            (Some(r), Some(c)) => c.push_columns(epoch, keys, values, r),
+            (Some(r), None) => r.push(epoch, keys.drain(..).zip(values.drain(..))),
+            (None, _) => self.target.borrow_mut().push_columns(epoch, keys, values),
+        }
+    }
+
+    /// The channel is about to announce frontier `f`: the combiner first routes its
+    /// partials of the epochs before it.
+    pub(crate) fn flush_combined(&mut self, f: Epoch) {
+        if let (Some(r), Some(c)) = (&mut self.router, &mut self.combiner) {
+            c.flush_before(f, r);
         }
     }
 }

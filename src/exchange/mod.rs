@@ -34,6 +34,7 @@ pub(crate) const BATCH: usize = 1024;
 const DRAIN_BUDGET: usize = 32;
 
 pub(crate) mod codec;
+pub(crate) mod combine;
 pub(crate) mod items;
 pub(crate) mod keyed;
 

@@ -238,17 +238,17 @@ impl<T: Data> Stream<T> {
         let inner = self.enter_as(step, "count_final");
         let key_fn = Arc::new(key_fn);
         inner
-            .unary::<(K, ())>("key", "key_on", move |ctx, inp, out| {
+            .unary::<(K, u64)>("key", "key_on", move |ctx, inp, out| {
                 let key_fn = key_fn.clone();
-                if let Some(fused) = ctx.take_fused::<FusedKeys<K, ()>>(out) {
-                    // Fused into the count: a column of keys beside a column of units.
-                    let (cells, mut keys, mut units) = (ctx.step_cells(), Vec::new(), Vec::new());
+                if let Some(fused) = ctx.take_fused::<FusedKeys<K, u64>>(out) {
+                    // Fused into the count: a column of keys beside a column of ones.
+                    let (cells, mut keys, mut ones) = (ctx.step_cells(), Vec::new(), Vec::new());
                     ctx.consume(
                         inp,
                         PushFn(move |epoch, batch: &mut Vec<T>| {
                             keys.extend(batch.drain(..).map(&*key_fn));
-                            units.resize(keys.len(), ());
-                            fused.push(epoch, &mut keys, &mut units, cells.as_deref());
+                            ones.resize(keys.len(), 1u64);
+                            fused.push(epoch, &mut keys, &mut ones, cells.as_deref());
                         }),
                     );
                     return Ok(());
@@ -257,8 +257,8 @@ impl<T: Data> Stream<T> {
                     ctx,
                     inp,
                     out,
-                    move |b: &mut Vec<T>, o: &mut Vec<(K, ())>| {
-                        o.extend(b.drain(..).map(|x| (key_fn(x), ())))
+                    move |b: &mut Vec<T>, o: &mut Vec<(K, u64)>| {
+                        o.extend(b.drain(..).map(|x| (key_fn(x), 1u64)))
                     },
                 );
                 Ok(())

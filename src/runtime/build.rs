@@ -14,6 +14,7 @@ use crate::base::park::Shared;
 use crate::dataflow::Key;
 use crate::dataflow::{ChannelId, StreamId};
 use crate::error::{Error, Result};
+use crate::exchange::combine::{CombinedChannel, Precombine};
 use crate::exchange::items::ItemRouter;
 use crate::exchange::keyed::{KeyBatch, KeyRouter, KeyedEntry, KeyedInput};
 use crate::exchange::{ChannelIo, Links, StepChannel};
@@ -338,22 +339,35 @@ impl BuildCtx {
 
     /// Connects keyed stream `inp` to `target` through keyed channel `chan`: each item
     /// goes to worker `stable_hash(key) % worker_count`, with its hash.
+    /// With several workers, `combiner` (for a step whose values merge) takes the items
+    /// before the router, and the worker loop drives the channel through it.
     pub(crate) fn keyed_exchange<K: Key, V: Data>(
         &mut self,
         inp: StreamId,
         chan: ChannelId,
         target: Rc<RefCell<dyn KeyedInput<K, V>>>,
+        combiner: Option<Box<dyn Precombine<K, V>>>,
     ) {
         let ep = self.take_endpoint::<KeyBatch<K, V>>(chan);
-        let router = (self.worker_count > 1).then(|| {
+        let routed = (self.worker_count > 1).then(|| {
             let links =
                 Links::new(self.worker_index, ep, self.shared.clone()).with_net(self.net.clone());
-            let (router, channel) = KeyRouter::new(links, target.clone());
-            self.channel_by_id[chan] = Some((self.step, channel.clone()));
-            self.channels.push((self.step, channel));
-            router
+            KeyRouter::new(links, target.clone())
         });
-        let entry = Rc::new(RefCell::new(KeyedEntry::new(target, router)));
+        let (router, channel) = routed.unzip();
+        let entry = Rc::new(RefCell::new(KeyedEntry::new(target, router, combiner)));
+        if let Some(channel) = channel {
+            let driven: Rc<RefCell<dyn ChannelIo>> = if entry.borrow().combines() {
+                Rc::new(RefCell::new(CombinedChannel {
+                    entry: entry.clone(),
+                    channel,
+                }))
+            } else {
+                channel
+            };
+            self.channel_by_id[chan] = Some((self.step, driven.clone()));
+            self.channels.push((self.step, driven));
+        }
         let pairs = entry.clone();
         self.consume(
             inp,

@@ -166,11 +166,19 @@ where
 
 pub(crate) struct CountLogic;
 
-impl<V: Data> KeyedLogic<V> for CountLogic {
+/// `count_final`'s count: each value is how many items it stands for (1 from the key
+/// step, more once combined before the exchange).
+impl KeyedLogic<u64> for CountLogic {
     type State = u64;
     type Out = u64;
     const TIMERS: bool = false;
     const SILENT_ON_ITEM: bool = true;
+    const COMBINES: bool = true;
+
+    #[inline]
+    fn combine(&self, into: &mut u64, value: u64) {
+        *into += value;
+    }
 
     fn build(&self) -> u64 {
         0
@@ -182,8 +190,8 @@ impl<V: Data> KeyedLogic<V> for CountLogic {
         crate::recovery::decode(bytes)
     }
     #[inline]
-    fn on_item(&self, state: &mut u64, _value: V, _emit: &mut Vec<u64>) -> Retention {
-        *state += 1;
+    fn on_item(&self, state: &mut u64, value: u64, _emit: &mut Vec<u64>) -> Retention {
+        *state += value;
         Retention::Retain
     }
     fn on_eof(&self, state: &mut u64, emit: &mut Vec<u64>) -> Retention {

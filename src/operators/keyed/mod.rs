@@ -23,6 +23,7 @@ use hashbrown::HashTable;
 
 use crate::dataflow::{ChannelId, Key, Stream, StreamId};
 use crate::error::Error;
+use crate::exchange::combine::{Combiner, Precombine};
 use crate::exchange::keyed::KeyBatch;
 use crate::operators::stateful::Retention;
 use crate::runtime::build::BuildCtx;
@@ -58,6 +59,16 @@ pub(crate) trait KeyedLogic<V>: Send + Sync + 'static {
     /// True if `on_item` never emits (the `*_final` folds): the per-record path then
     /// skips looking at what it emitted.
     const SILENT_ON_ITEM: bool = false;
+    /// True if two values for one key merge into one ([`combine`](Self::combine)):
+    /// applying the merge of `a` and `b` leaves a key's state as applying `a` then `b`
+    /// does, and emits nothing either way. With several workers the step then combines
+    /// values per key before the exchange (`exchange/combine.rs`).
+    const COMBINES: bool = false;
+    /// Merges `value` into `into` (only called for a logic that sets
+    /// [`COMBINES`](Self::COMBINES), which overrides it).
+    fn combine(&self, _into: &mut V, _value: V) {
+        unreachable!("combine is called only for a COMBINES logic, which overrides it")
+    }
 
     /// The state of a new key before its first item. Not called for a
     /// [`BY_VALUE`](Self::BY_VALUE) logic.
@@ -316,8 +327,14 @@ fn finish_marked<
     if let Some(saved) = ctx.resume_keys() {
         op.resume(ctx.step_id(), &saved)?;
     }
+    let combiner = (L::COMBINES && ctx.worker_count() > 1).then(|| {
+        let logic = op.logic.clone();
+        Box::new(Combiner::new(move |into: &mut V, v: V| {
+            logic.combine(into, v)
+        })) as Box<dyn Precombine<K, V>>
+    });
     let op = Rc::new(RefCell::new(op));
-    ctx.keyed_exchange(inp, chan, op.clone());
+    ctx.keyed_exchange(inp, chan, op.clone(), combiner);
     ctx.add_activation(op);
     Ok(())
 }
