@@ -93,8 +93,9 @@ def main():
     print(f"| workload | new -w1 | new -w2 | "
           + ("new/old -w1 | new/old -w2 | " if a.old else "")
           + ("new/timely -w1 | new/timely -w2 | " if have_timely else "")
-          + "-w2/-w1 | ceiling (pair/-w1) | -w2/-w1 over ceiling |")
-    cols = 6 + (2 if a.old else 0) + (2 if have_timely else 0)
+          + "-w2/-w1 | ceiling (pair/-w1) | -w2/-w1 over ceiling |"
+          + (" timely's -w2/-w1 over ceiling |" if have_timely else ""))
+    cols = 6 + (2 if a.old else 0) + (3 if have_timely else 0)
     print("|" + "---|" * cols)
     for wl in names:
         row = [wl, f"{med((wl, 'new', 1)) / 1e6:.2f} M/s", f"{med((wl, 'new', 2)) / 1e6:.2f} M/s"]
@@ -109,6 +110,12 @@ def main():
         eff = [s / c for s, c in zip([x / y for x, y in zip(rates[(wl, "new", 2)], rates[(wl, "new", 1)])],
                                     [x / y for x, y in zip(rates[(wl, "pair", 1)], rates[(wl, "new", 1)])])]
         row += [fmt(scale), fmt(ceil), f"{statistics.median(eff):.2f}"]
+        if have_timely:
+            # timely's own scaling against the same rounds' ceiling.
+            t_eff = [(t2 / t1) / (p / w1) for t2, t1, p, w1 in
+                     zip(rates[(wl, "timely", 2)], rates[(wl, "timely", 1)],
+                         rates[(wl, "pair", 1)], rates[(wl, "new", 1)])]
+            row.append(f"{statistics.median(t_eff):.2f}")
         print("| " + " | ".join(row) + " |")
     print(f"\n_{rounds} interleaved round(s), N = {n}; ratios are medians of per-round ratios "
           f"(min-max); a rate ratio above 1 means the first system is faster._")
