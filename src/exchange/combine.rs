@@ -3,7 +3,8 @@
 //! "Combining before the exchange").
 //!
 //! Only for a step whose values merge: applying `merge(a, b)` to a key's state must be
-//! the same as applying `a` then `b` (`count_final`'s counts add). Partials leave
+//! the same as applying `a` then `b` (`count_final`'s counts add; `max_final` and
+//! `min_final` keep the larger or smaller value). Partials leave
 //! through the ordinary router at the epoch they were taken at: when a batch of another
 //! epoch comes, when the table is full, and before the channel announces a frontier
 //! past their epoch ([`CombinedChannel`]), so the progress rule still holds.

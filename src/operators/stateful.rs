@@ -13,7 +13,8 @@ use std::time::Instant;
 
 use crate::dataflow::{Key, Stream};
 use crate::operators::keyed::logics::{
-    CollectLogic, CountLogic, FlatMapLogic, FoldLogic, MapLogic, ReduceLogic, UserLogic,
+    CollectLogic, CountLogic, ExtremeLogic, FlatMapLogic, FoldLogic, MapLogic, ReduceLogic,
+    UserLogic,
 };
 use crate::operators::stateless::transform;
 use crate::runtime::fuse::FusedKeys;
@@ -197,20 +198,25 @@ impl<K: Key, V: ExchangeData> Stream<(K, V)> {
         self.keyed(step, "reduce_final", ReduceLogic(reducer))
     }
 
-    /// The largest value per key, at end of stream.
+    /// The largest value per key, at end of stream (of equal values, the later one, as
+    /// `std::cmp::max` picks). With several workers each worker first keeps its own
+    /// largest value per key and sends those to the keys' owners (as `count_final`
+    /// does with its counts).
     pub fn max_final(&self, step: &str) -> Stream<(K, V)>
     where
         V: Ord,
     {
-        self.keyed(step, "max_final", ReduceLogic(std::cmp::max::<V>))
+        self.keyed(step, "max_final", ExtremeLogic::<true>)
     }
 
-    /// The smallest value per key, at end of stream.
+    /// The smallest value per key, at end of stream (of equal values, the earlier one,
+    /// as `std::cmp::min` picks). With several workers each worker first keeps its own
+    /// smallest value per key and sends those to the keys' owners.
     pub fn min_final(&self, step: &str) -> Stream<(K, V)>
     where
         V: Ord,
     {
-        self.keyed(step, "min_final", ReduceLogic(std::cmp::min::<V>))
+        self.keyed(step, "min_final", ExtremeLogic::<false>)
     }
 }
 

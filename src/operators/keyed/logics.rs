@@ -200,6 +200,52 @@ impl KeyedLogic<u64> for CountLogic {
     }
 }
 
+/// `max_final` (`MAX`) and `min_final`: `reduce_final` with `std::cmp::max` or
+/// `std::cmp::min`, whose values also merge before the exchange (`KeyedLogic::COMBINES`:
+/// both are associative). Ties resolve as std's do, `max` to the later value and `min`
+/// to the earlier, so a merged partial is what the same values reduced in order give.
+pub(crate) struct ExtremeLogic<const MAX: bool>;
+
+impl<const MAX: bool> ExtremeLogic<MAX> {
+    #[inline(always)]
+    fn pick<V: Ord>(acc: V, value: V) -> V {
+        if MAX {
+            std::cmp::max(acc, value)
+        } else {
+            std::cmp::min(acc, value)
+        }
+    }
+}
+
+impl<V: ExchangeData + Ord, const MAX: bool> KeyedLogic<V> for ExtremeLogic<MAX> {
+    type State = V;
+    type Out = V;
+    const TIMERS: bool = false;
+    const SILENT_ON_ITEM: bool = true;
+    const COMBINES: bool = true;
+
+    by_value!(V, V, V);
+    #[inline]
+    fn on_item_owned(&self, state: Option<V>, value: V, _emit: &mut Vec<V>) -> Option<V> {
+        Some(match state {
+            Some(acc) => Self::pick(acc, value),
+            None => value,
+        })
+    }
+    fn on_eof_owned(&self, state: V, emit: &mut Vec<V>) -> Option<V> {
+        emit.push(state);
+        None
+    }
+    #[inline]
+    fn combine(&self, into: &mut V, value: V) {
+        // In place, as `pick` would choose: replace only if the new value wins.
+        let wins = if MAX { value >= *into } else { value < *into };
+        if wins {
+            *into = value;
+        }
+    }
+}
+
 pub(crate) struct ReduceLogic<F>(pub(crate) F);
 
 impl<V: ExchangeData, F: Fn(V, V) -> V + Send + Sync + 'static> KeyedLogic<V> for ReduceLogic<F> {
@@ -320,5 +366,66 @@ mod tests {
             "the second item moved the timeout: {first:?} -> {second:?}"
         );
         assert!(emit.is_empty());
+    }
+
+    /// A value ordered by `0` only, so that ties are told apart by `1`.
+    #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+    struct Tied(u8, u16);
+    impl PartialEq for Tied {
+        fn eq(&self, o: &Self) -> bool {
+            self.0 == o.0
+        }
+    }
+    impl Eq for Tied {}
+    impl PartialOrd for Tied {
+        fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+            Some(self.cmp(o))
+        }
+    }
+    impl Ord for Tied {
+        fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+            self.0.cmp(&o.0)
+        }
+    }
+
+    /// Reduces `values` in order with the logic's item callback.
+    fn reduced<const MAX: bool>(values: &[Tied]) -> Option<Tied> {
+        let logic = ExtremeLogic::<MAX>;
+        let mut emit = Vec::new();
+        values.iter().fold(None, |s, v| {
+            KeyedLogic::<Tied>::on_item_owned(&logic, s, v.clone(), &mut emit)
+        })
+    }
+
+    proptest::proptest! {
+        /// Values merged in chunks before the exchange (`combine`), then the partials
+        /// reduced in order, give the very value (ties included) that reducing every
+        /// value in order gives, for max and min.
+        #[test]
+        fn merged_partials_reduce_to_what_the_values_reduce_to(
+            vals in proptest::collection::vec(0u8..4, 1..40),
+            cut in proptest::collection::vec(1usize..6, 1..10),
+        ) {
+            let values: Vec<Tied> = vals.iter().enumerate().map(|(i, &v)| Tied(v, i as u16)).collect();
+            fn check<const MAX: bool>(values: &[Tied], cut: &[usize]) -> Result<(), proptest::test_runner::TestCaseError> {
+                let logic = ExtremeLogic::<MAX>;
+                let mut partials = Vec::new();
+                let (mut at, mut c) = (0, 0);
+                while at < values.len() {
+                    let end = (at + cut[c % cut.len()]).min(values.len());
+                    let mut acc = values[at].clone();
+                    for v in &values[at + 1..end] {
+                        KeyedLogic::<Tied>::combine(&logic, &mut acc, v.clone());
+                    }
+                    partials.push(acc);
+                    (at, c) = (end, c + 1);
+                }
+                let (want, got) = (reduced::<MAX>(values), reduced::<MAX>(&partials));
+                proptest::prop_assert_eq!(want.map(|t| t.1), got.map(|t| t.1));
+                Ok(())
+            }
+            check::<true>(&values, &cut)?;
+            check::<false>(&values, &cut)?;
+        }
     }
 }
