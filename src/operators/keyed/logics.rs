@@ -159,8 +159,7 @@ where
         Some((self.1)(acc, value))
     }
     fn on_eof_owned(&self, state: S, emit: &mut Vec<S>) -> Option<S> {
-        emit.push(state);
-        None
+        emit_final(state, emit)
     }
 }
 
@@ -227,14 +226,10 @@ impl<V: ExchangeData + Ord, const MAX: bool> KeyedLogic<V> for ExtremeLogic<MAX>
     by_value!(V, V, V);
     #[inline]
     fn on_item_owned(&self, state: Option<V>, value: V, _emit: &mut Vec<V>) -> Option<V> {
-        Some(match state {
-            Some(acc) => Self::pick(acc, value),
-            None => value,
-        })
+        Some(reduce_into(state, value, Self::pick))
     }
     fn on_eof_owned(&self, state: V, emit: &mut Vec<V>) -> Option<V> {
-        emit.push(state);
-        None
+        emit_final(state, emit)
     }
     #[inline]
     fn combine(&self, into: &mut V, value: V) {
@@ -257,15 +252,26 @@ impl<V: ExchangeData, F: Fn(V, V) -> V + Send + Sync + 'static> KeyedLogic<V> fo
     by_value!(V, V, V);
     #[inline]
     fn on_item_owned(&self, state: Option<V>, value: V, _emit: &mut Vec<V>) -> Option<V> {
-        Some(match state {
-            Some(acc) => (self.0)(acc, value),
-            None => value,
-        })
+        Some(reduce_into(state, value, &self.0))
     }
     fn on_eof_owned(&self, state: V, emit: &mut Vec<V>) -> Option<V> {
-        emit.push(state);
-        None
+        emit_final(state, emit)
     }
+}
+
+/// A reduction's next state: the first value, or the reducer of the state and it.
+#[inline(always)]
+fn reduce_into<V>(state: Option<V>, value: V, f: impl Fn(V, V) -> V) -> V {
+    match state {
+        Some(acc) => f(acc, value),
+        None => value,
+    }
+}
+
+/// End of stream for a `*_final` reduction: the state is the key's output.
+fn emit_final<V>(state: V, emit: &mut Vec<V>) -> Option<V> {
+    emit.push(state);
+    None
 }
 
 // ---- collect -------------------------------------------------------------------------
