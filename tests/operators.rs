@@ -1701,3 +1701,60 @@ fn panics_in_by_value_steps_with_heap_states_name_their_step() {
         }
     }
 }
+
+/// A value whose comparison panics with "boom" (a user `Ord` that fails).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct Touchy(u32);
+impl PartialEq for Touchy {
+    fn eq(&self, _: &Self) -> bool {
+        panic!("boom")
+    }
+}
+impl Eq for Touchy {}
+impl PartialOrd for Touchy {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Touchy {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        panic!("boom")
+    }
+}
+
+/// `max_final` and `min_final` merge values before their exchange with several
+/// workers, and the last partials of an epoch are applied when the worker announces
+/// the epoch's end, outside any batch. A panic in the values' `Ord` there still names
+/// the step. Each key's first comparison comes in the second epoch, when its two
+/// values meet: in the combiner, on the owning worker as its own partial is applied,
+/// or as a peer's partial arrives.
+#[test]
+fn panics_in_a_combining_steps_comparisons_name_the_step() {
+    for (name, max) in [("max", true), ("min", false)] {
+        for workers in [1, 2] {
+            let flow = Dataflow::new("f");
+            let (sink, _out) = TestingSink::new();
+            let mut events: Vec<TestEvent<(u32, Touchy)>> =
+                (0..8).map(|k| TestEvent::Item((k, Touchy(1)))).collect();
+            events.push(TestEvent::Pause(Duration::from_millis(100)));
+            events.extend((0..8).map(|k| TestEvent::Item((k, Touchy(2)))));
+            let keyed = flow.input("inp", TestingSource::events(events));
+            let s = if max {
+                keyed.max_final(name)
+            } else {
+                keyed.min_final(name)
+            };
+            s.output("out", sink);
+            let config = RunConfig::default()
+                .pin(false)
+                .epoch_interval(Duration::from_millis(10));
+            match waxfast::cluster_main_with(&flow, &[], 0, workers, &config) {
+                Err(Error::StepPanicked { step_id, message }) => {
+                    assert_eq!(step_id, format!("f.{name}"), "-w{workers}");
+                    assert_eq!(message, "boom");
+                }
+                other => panic!("-w{workers}: expected StepPanicked in {name}, got {other:?}"),
+            }
+        }
+    }
+}

@@ -485,7 +485,11 @@ impl Worker {
             };
             if let Some(k) = self.channel_of_step[i] {
                 let mut ch = self.channels[k].1.borrow_mut();
+                // The step's own code may run here: a combining step applies its last
+                // partials of the epochs `f` passes (`exchange/combine.rs`).
+                let g = StepGuard::enter(i);
                 ch.advance_local(f);
+                drop(g);
                 f = f.min(ch.remote_frontier());
             }
             let old = self.step_frontier[i];

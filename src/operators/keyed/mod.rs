@@ -327,7 +327,8 @@ fn finish_marked<
     if let Some(saved) = ctx.resume_keys() {
         op.resume(ctx.step_id(), &saved)?;
     }
-    let combiner = (L::COMBINES && ctx.worker_count() > 1).then(|| {
+    // Used only with several workers (`KeyedEntry::new` drops it otherwise).
+    let combiner = L::COMBINES.then(|| {
         let logic = op.logic.clone();
         Box::new(Combiner::new(move |into: &mut V, v: V| {
             logic.combine(into, v)
