@@ -146,8 +146,8 @@ impl<K: Key, V: Data> ChannelIo for CombinedChannel<K, V> {
     fn drain(&mut self) -> bool {
         self.channel.borrow_mut().drain()
     }
-    fn flush(&mut self) -> bool {
-        self.channel.borrow_mut().flush()
+    fn flush(&mut self, hold: bool) -> bool {
+        self.channel.borrow_mut().flush(hold)
     }
     fn advance_local(&mut self, f: Epoch) {
         self.entry.borrow_mut().flush_combined(f);
@@ -265,7 +265,7 @@ mod tests {
         let mut later = vec![(1u64, 7u64)];
         ch0.entry.borrow_mut().push_pairs(4, &mut later);
         // (The worker loop sends staged batches at the end of every round.)
-        ch0.flush();
+        ch0.flush(false);
         c1.borrow_mut().drain();
         let got = received(&r0, &r1);
         for k in 0..10 {
@@ -293,7 +293,7 @@ mod tests {
         let n = COMBINE_KEYS as u64;
         let mut batch: Vec<(u64, u64)> = (0..n).map(|k| (k, 1)).collect();
         ch0.entry.borrow_mut().push_pairs(1, &mut batch);
-        ch0.channel.borrow_mut().flush();
+        ch0.channel.borrow_mut().flush(false);
         c1.borrow_mut().drain();
         assert_eq!(
             received(&r0, &r1).len(),

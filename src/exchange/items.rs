@@ -133,7 +133,7 @@ mod tests {
         let ((mut r0, c0, _g0), (_r1, c1, got1)) = pair(2, |_: &u64| 1);
         for i in 0..10u64 {
             r0.push(1, &mut vec![i]);
-            c0.borrow_mut().flush();
+            c0.borrow_mut().flush(false);
         }
         assert!(
             c0.borrow().has_overflow(),
@@ -143,7 +143,7 @@ mod tests {
         let mut rounds = 0;
         while c1.borrow().remote_frontier() != EOF_EPOCH {
             c1.borrow_mut().drain();
-            c0.borrow_mut().flush();
+            c0.borrow_mut().flush(false);
             rounds += 1;
             assert!(rounds < 100);
         }
@@ -152,11 +152,51 @@ mod tests {
     }
 
     #[test]
+    fn a_busy_round_holds_a_short_batch_for_a_few_rounds_only() {
+        use crate::exchange::{BATCH, HOLD_ROUNDS};
+        let ((mut r0, c0, _g0), (_r1, c1, got1)) = pair(64, |_: &u64| 1);
+        r0.push(1, &mut vec![1, 2, 3]);
+        for round in 0..HOLD_ROUNDS {
+            assert!(!c0.borrow_mut().flush(true), "held in busy round {round}");
+            assert!(!c1.borrow_mut().drain());
+        }
+        assert!(
+            c0.borrow_mut().flush(true),
+            "held HOLD_ROUNDS rounds, then sent"
+        );
+        assert!(c1.borrow_mut().drain());
+        assert_eq!(items(&got1), vec![1, 2, 3]);
+
+        // A quiet round sends whatever is staged, however new.
+        r0.push(1, &mut vec![4]);
+        assert!(!c0.borrow_mut().flush(true));
+        assert!(c0.borrow_mut().flush(false));
+        assert!(c1.borrow_mut().drain());
+        assert_eq!(items(&got1), vec![1, 2, 3, 4]);
+
+        // A full batch goes as soon as it fills, busy or not.
+        let mut full: Vec<u64> = (0..BATCH as u64).collect();
+        r0.push(1, &mut full);
+        c0.borrow_mut().flush(true);
+        assert!(c1.borrow_mut().drain());
+        assert_eq!(got1.borrow().len(), 3);
+        assert_eq!(got1.borrow()[2].1.len(), BATCH);
+
+        // A held batch still goes before the frontier passes its epoch.
+        r0.push(1, &mut vec![9]);
+        assert!(!c0.borrow_mut().flush(true));
+        c0.borrow_mut().advance_local(2);
+        assert!(c1.borrow_mut().drain());
+        assert_eq!(items(&got1).last(), Some(&9));
+        assert_eq!(c1.borrow().remote_frontier(), 2);
+    }
+
+    #[test]
     fn epoch_change_sends_the_staged_batch_first() {
         let ((mut r0, c0, _g0), (_r1, c1, got1)) = pair(8, |_: &u64| 1);
         r0.push(1, &mut vec![1, 2]);
         r0.push(2, &mut vec![3]);
-        c0.borrow_mut().flush();
+        c0.borrow_mut().flush(false);
         c1.borrow_mut().drain();
         assert_eq!(*got1.borrow(), vec![(1, vec![1, 2]), (2, vec![3])]);
     }

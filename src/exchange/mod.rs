@@ -25,9 +25,19 @@ use rtrb::Producer;
 use crate::base::epoch::{Epoch, EOF_EPOCH, FIRST_EPOCH};
 use crate::base::park::Shared;
 
-/// Items staged per target before a batch is sent (a batch is also sent at the end of
-/// every scheduling round, so a slow stream is not held back).
-pub(crate) const BATCH: usize = 1024;
+/// Items staged per target before a batch is sent. A batch is also sent at the end of
+/// every scheduling round that did not read a full input batch, so a slow stream is
+/// not held back; in a round that did, it waits up to [`HOLD_ROUNDS`] rounds to grow
+/// (see [`ChannelIo::flush`]).
+pub(crate) const BATCH: usize = 4096;
+
+/// Rounds a staged batch short of [`BATCH`] may wait while the worker is busy with
+/// input. A message costs the same whatever its size (a ring slot, a wake, its lines'
+/// round trip between the cores), so messages of a few hundred items, one round's
+/// share, cost fanout at `-w2` about a fifth of its rate (BENCHMARKS.md, "Keyed engine,
+/// ninth round"); the bound keeps a rare target's records from waiting on a busy
+/// worker for long.
+pub(crate) const HOLD_ROUNDS: u32 = 8;
 
 /// Messages a worker takes from one ring per round, so a busy channel cannot starve
 /// the rest of the worker.
@@ -50,8 +60,11 @@ use std::rc::Rc;
 pub(crate) trait ChannelIo {
     /// Delivers up to a budget of inbound messages to the step; true if any came.
     fn drain(&mut self) -> bool;
-    /// Sends staged items and retries overflow; true if anything moved.
-    fn flush(&mut self) -> bool;
+    /// Sends staged items and retries overflow; true if anything moved. With `hold`
+    /// (the round read a full batch of input, so more is coming at once) a staged
+    /// batch short of [`BATCH`] stays until it fills or has waited [`HOLD_ROUNDS`]
+    /// rounds; without it, everything staged goes.
+    fn flush(&mut self, hold: bool) -> bool;
     /// The local upstream frontier is now `f`: flush, then tell every peer.
     fn advance_local(&mut self, f: Epoch);
     /// The minimum over remote senders of the last frontier they announced.
@@ -351,6 +364,8 @@ impl<T: Send + 'static> Batch for Vec<T> {
 struct Staged<B> {
     batch: B,
     epoch: Epoch,
+    /// Rounds the batch has been held by [`ChannelIo::flush`] since it was last sent.
+    held: u32,
 }
 
 /// One worker's side of a channel: its rings, its staged outbound batches, and where
@@ -373,6 +388,7 @@ impl<B: Batch> Channel<B> {
             .map(|_| Staged {
                 batch: B::fresh(),
                 epoch: FIRST_EPOCH,
+                held: 0,
             })
             .collect();
         Channel {
@@ -431,6 +447,7 @@ impl<B: Batch> Channel<B> {
             None => B::fresh(),
         };
         let batch = std::mem::replace(&mut self.staged[to].batch, next);
+        self.staged[to].held = 0;
         let epoch = self.staged[to].epoch;
         self.links.send(to, Msg::Data(epoch, batch));
     }
@@ -445,13 +462,19 @@ impl<B: Batch> ChannelIo for Channel<B> {
         })
     }
 
-    fn flush(&mut self) -> bool {
+    fn flush(&mut self, hold: bool) -> bool {
         let mut moved = self.links.retry_overflow();
         for to in 0..self.staged.len() {
-            if self.staged[to].batch.len() > 0 {
-                self.send_staged(to);
-                moved = true;
+            let staged = &mut self.staged[to];
+            if staged.batch.len() == 0 {
+                continue;
             }
+            if hold && staged.batch.len() < BATCH && staged.held < HOLD_ROUNDS {
+                staged.held += 1;
+                continue;
+            }
+            self.send_staged(to);
+            moved = true;
         }
         moved
     }

@@ -57,8 +57,8 @@ pub(crate) trait Activation {
 
 /// An input step's partitions on this worker.
 pub(crate) trait DriveSource {
-    /// Polls every partition whose time has come; true if any produced items.
-    fn poll(&mut self, now: Instant, epoch: Epoch) -> Result<bool, crate::error::BoxError>;
+    /// Polls a partition whose time has come.
+    fn poll(&mut self, now: Instant, epoch: Epoch) -> Result<Polled, crate::error::BoxError>;
     /// When the next partition wants polling (`None` when all are at EOF).
     fn next_awake(&self) -> Option<Instant>;
     /// True once every partition on this worker is at EOF.
@@ -66,6 +66,15 @@ pub(crate) trait DriveSource {
     /// With recovery: saves the position of every partition polled since the last
     /// call, tagged `epoch` (the epoch that just ended).
     fn snapshot(&mut self, epoch: Epoch) -> Result<(), crate::error::BoxError>;
+}
+
+/// What one [`DriveSource::poll`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Polled {
+    /// Whether anything happened: items came, or a partition reached its end.
+    pub(crate) progressed: bool,
+    /// How many items came.
+    pub(crate) items: usize,
 }
 
 /// An output step's partitions on this worker.
@@ -634,14 +643,14 @@ impl<T: Data> DriveSource for InputDriver<T> {
     /// Polls one due partition (round robin), so a scheduling round carries one batch
     /// per input and the worker drains its inbound rings between batches: a worker
     /// owning many partitions does not flood its peers' rings in one burst.
-    fn poll(&mut self, now: Instant, epoch: Epoch) -> Result<bool, crate::error::BoxError> {
+    fn poll(&mut self, now: Instant, epoch: Epoch) -> Result<Polled, crate::error::BoxError> {
         let _g = StepGuard::enter(self.step);
         let n = self.parts.len();
         let Some(i) = (0..n)
             .map(|k| (self.next + k) % n)
             .find(|&i| !self.parts[i].eof && self.parts[i].awake <= now)
         else {
-            return Ok(false);
+            return Ok(Polled::default());
         };
         self.next = (i + 1) % n;
         let slot = &mut self.parts[i];
@@ -661,7 +670,8 @@ impl<T: Data> DriveSource for InputDriver<T> {
             }
         };
         slot.dirty = true;
-        let had_items = !self.batch.is_empty();
+        let items = self.batch.len();
+        let had_items = items > 0;
         self.tee.push(epoch, &mut self.batch);
         if status == SourceStatus::Eof {
             self.parts[i].eof = true;
@@ -670,14 +680,20 @@ impl<T: Data> DriveSource for InputDriver<T> {
             let slot = &mut self.parts[i];
             slot.dirty = false;
             slot.part.close()?;
-            return Ok(true);
+            return Ok(Polled {
+                progressed: true,
+                items,
+            });
         }
         slot.awake = slot.part.next_awake().unwrap_or(if had_items {
             now
         } else {
             now + std::time::Duration::from_millis(1)
         });
-        Ok(had_items)
+        Ok(Polled {
+            progressed: had_items,
+            items,
+        })
     }
 
     fn next_awake(&self) -> Option<Instant> {

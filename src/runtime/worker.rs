@@ -30,6 +30,10 @@ const YIELD_ROUNDS: u32 = 16;
 const YIELD_EVERY: u32 = 16;
 /// Longest park while overflow waits on a peer (peers do not wake us when they drain).
 const OVERFLOW_PARK: Duration = Duration::from_micros(200);
+/// Items a round's sources must give for the round to count as busy with input, when
+/// staged exchange batches may wait to grow (`exchange::HOLD_ROUNDS`). At rates where
+/// a poll finds a few records, rounds stay below it and every batch goes at once.
+const FULL_INPUT: usize = 512;
 
 /// One worker's instance of a flow.
 pub(crate) struct Worker {
@@ -318,13 +322,16 @@ impl Worker {
                     .as_ref()
                     .is_some_and(|p| p.borrow().is_backlogged());
             let mut read_input = false;
+            let mut input_items = 0;
             if !backpressured {
                 for (step, src) in self.sources.iter_mut() {
                     if !src.is_eof() {
                         let step = *step;
-                        read_input |= src
+                        let polled = src
                             .poll(now, epoch)
                             .map_err(|e| Error::in_step(self.plan.steps[step].id.to_string(), e))?;
+                        read_input |= polled.progressed;
+                        input_items += polled.items;
                         frontiers_stale |= src.is_eof();
                     }
                 }
@@ -353,9 +360,12 @@ impl Worker {
             }
             self.hand_over()?;
 
+            // A round that read a full batch of input has more waiting: staged batches
+            // may wait a few rounds to grow (`ChannelIo::flush`).
+            let hold = input_items >= FULL_INPUT;
             for (step, ch) in &self.channels {
                 let _g = StepGuard::enter(*step);
-                progressed |= ch.borrow_mut().flush();
+                progressed |= ch.borrow_mut().flush(hold);
             }
             if let Some(port) = &self.net {
                 progressed |= port.borrow_mut().flush();
