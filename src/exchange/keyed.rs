@@ -133,6 +133,23 @@ impl<K: Key, V: Send + 'static> Batch for KeyBatch<K, V> {
         self.bytes.clear();
         self.values.clear();
     }
+
+    fn split_off_half(&mut self) -> Self {
+        let mut tail = Self::new();
+        if K::SHIP_BYTES {
+            let mid = self.values.len() / 2;
+            let cut = mid.checked_sub(1).map_or(0, |i| self.ends[i]);
+            tail.values = self.values.split_off(mid);
+            tail.bytes = self.bytes.split_off(cut as usize);
+            tail.ends = self.ends.split_off(mid);
+            for end in &mut tail.ends {
+                *end -= cut;
+            }
+        } else {
+            tail.items = self.items.split_off(self.items.len() / 2);
+        }
+        tail
+    }
 }
 
 /// What a keyed step receives: with one worker, every item (as pairs, or as a column
@@ -377,6 +394,43 @@ mod tests {
                                                     n in 1usize..=130) {
             proptest::prop_assert_eq!(worker_of(h, n) as u64, h % n as u64);
         }
+    }
+
+    #[test]
+    fn a_batch_splits_into_halves_that_keep_its_order() {
+        use crate::exchange::Batch;
+        // Keys shipped as bytes: ends are offsets into the tail's own bytes.
+        let mut b = KeyBatch::<String, u32>::new();
+        for i in 0..7u32 {
+            let k = "k".repeat(i as usize + 1);
+            b.push(k.stable_hash(), k, i);
+        }
+        let mut tail = b.split_off_half();
+        assert_eq!((b.len(), tail.len()), (3, 4));
+        let mut got = Vec::new();
+        for half in [&mut b, &mut tail] {
+            half.drain(|h, k, v| {
+                let k = k.into_owned();
+                assert_eq!(h, k.stable_hash());
+                got.push((k, v));
+            });
+        }
+        let want: Vec<(String, u32)> = (0..7).map(|i| ("k".repeat(i + 1), i as u32)).collect();
+        assert_eq!(got, want);
+        // Plain keys, and a plain batch.
+        let mut p = KeyBatch::<u64, u64>::new();
+        for i in 0..5u64 {
+            p.push(i.stable_hash(), i, i * 10);
+        }
+        let t = p.split_off_half();
+        assert_eq!(p.items.iter().map(|x| x.1).collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(
+            t.items.iter().map(|x| x.1).collect::<Vec<_>>(),
+            vec![2, 3, 4]
+        );
+        let mut v: Vec<u8> = vec![1, 2, 3];
+        assert_eq!(v.split_off_half(), vec![2, 3]);
+        assert_eq!(v, vec![1]);
     }
 
     #[test]

@@ -39,6 +39,11 @@ pub(crate) const BATCH: usize = 4096;
 /// worker for long.
 pub(crate) const HOLD_ROUNDS: u32 = 8;
 
+/// Encoded bytes above which a batch for another process is sent as two frames (its
+/// halves, each split again if need be): a batch is bounded by its item count, and
+/// `BATCH` records of a few tens of kilobytes would pass [`MAX_FRAME`].
+const SPLIT_FRAME: usize = 8 << 20;
+
 /// Messages a worker takes from one ring per round, so a busy channel cannot starve
 /// the rest of the worker.
 const DRAIN_BUDGET: usize = 32;
@@ -48,7 +53,9 @@ pub(crate) mod combine;
 pub(crate) mod items;
 pub(crate) mod keyed;
 
-use crate::base::frame::{finish_frame, start_frame, FrameHeader, FrameKind, MAX_FRAME};
+use crate::base::frame::{
+    finish_frame, start_frame, FrameHeader, FrameKind, HEADER_LEN, MAX_FRAME,
+};
 use crate::base::queue::Outbox;
 use crate::transport::threads::{Endpoint, Msg, RING_CAPACITY};
 use crate::transport::Remote;
@@ -114,7 +121,7 @@ struct NetLink<B> {
     spare: Vec<B>,
 }
 
-impl<B> Links<B> {
+impl<B: Batch> Links<B> {
     pub(crate) fn new(me: usize, mut ep: Endpoint<B>, shared: Arc<Shared>) -> Self {
         let outs = std::mem::take(&mut ep.outs)
             .into_iter()
@@ -205,7 +212,12 @@ impl<B> Links<B> {
             Msg::Progress(f) => port.send_progress(channel, me, to, f),
             Msg::Data(epoch, batch) => {
                 if let Some(d) = net.codec.direct {
-                    if let Some(len) = (d.len)(&batch).filter(|&l| l <= MAX_FRAME) {
+                    let len = (d.len)(&batch);
+                    if let Some(big) = len.filter(|&l| l > SPLIT_FRAME && batch.len() > 1) {
+                        drop(port);
+                        return self.send_halves(to, epoch, batch, big);
+                    }
+                    if let Some(len) = len.filter(|&l| l <= MAX_FRAME) {
                         let header = FrameHeader::new(
                             FrameKind::Data,
                             channel,
@@ -231,8 +243,14 @@ impl<B> Links<B> {
                     to as u32,
                     epoch,
                 );
-                let encoded = (net.codec.encode)(&batch, &mut frame)
-                    .and_then(|()| finish_frame(&mut frame).map_err(|e| e.to_string()));
+                let encoded = (net.codec.encode)(&batch, &mut frame);
+                let bytes = frame.len() - HEADER_LEN;
+                if encoded.is_ok() && bytes > SPLIT_FRAME && batch.len() > 1 {
+                    drop(port);
+                    return self.send_halves(to, epoch, batch, bytes);
+                }
+                let encoded =
+                    encoded.and_then(|()| finish_frame(&mut frame).map_err(|e| e.to_string()));
                 if let Err(e) = encoded {
                     crate::error::fail(crate::error::Error::Cluster(format!(
                         "cannot encode a batch of channel {channel} for worker {to}: {e}"
@@ -244,6 +262,22 @@ impl<B> Links<B> {
                 }
             }
         }
+    }
+
+    /// Sends a batch that encodes to more than [`SPLIT_FRAME`] bytes as its two halves,
+    /// in order (each split again if need be), so no frame nears [`MAX_FRAME`] however
+    /// many big records a batch holds.
+    fn send_halves(&mut self, to: usize, epoch: Epoch, mut batch: B, bytes: usize) {
+        tracing::debug!(
+            channel = self.ep.channel,
+            to,
+            items = batch.len(),
+            bytes,
+            "batch sent as two frames"
+        );
+        let tail = batch.split_off_half();
+        self.send_remote(to, Msg::Data(epoch, batch));
+        self.send_remote(to, Msg::Data(epoch, tail));
     }
 
     /// Tells every peer our frontier advanced to `f` (the caller flushed its staged
@@ -345,6 +379,8 @@ pub(crate) trait Batch: Send + 'static {
     fn len(&self) -> usize;
     /// Empties the batch, keeping its allocations.
     fn clear(&mut self);
+    /// Moves the second half of the items (in order) into a batch of their own.
+    fn split_off_half(&mut self) -> Self;
 }
 
 impl<T: Send + 'static> Batch for Vec<T> {
@@ -356,6 +392,9 @@ impl<T: Send + 'static> Batch for Vec<T> {
     }
     fn clear(&mut self) {
         Vec::clear(self)
+    }
+    fn split_off_half(&mut self) -> Self {
+        self.split_off(self.len() / 2)
     }
 }
 
