@@ -32,11 +32,11 @@ use crate::base::park::Shared;
 pub(crate) const BATCH: usize = 4096;
 
 /// Rounds a staged batch short of [`BATCH`] may wait while the worker is busy with
-/// input. A message costs the same whatever its size (a ring slot, a wake, its lines'
-/// round trip between the cores), so messages of a few hundred items, one round's
-/// share, cost fanout at `-w2` about a fifth of its rate (BENCHMARKS.md, "Keyed engine,
-/// ninth round"); the bound keeps a rare target's records from waiting on a busy
-/// worker for long.
+/// input. A message costs much the same whatever its size (a ring slot, a wake, its
+/// lines' round trip between the cores), and messages of a few hundred items, one
+/// round's share, cost fanout at `-w2` 6-15% of its rate (BENCHMARKS.md, "Keyed
+/// engine, ninth round"); the bound keeps a rare target's records from waiting on a
+/// busy worker for long.
 pub(crate) const HOLD_ROUNDS: u32 = 8;
 
 /// Encoded bytes above which a batch for another process is sent as two frames (its
