@@ -82,6 +82,45 @@ fn frames_larger_than_a_ring_record_cross_whole() {
 }
 
 #[test]
+fn a_batch_over_the_split_size_crosses_as_several_frames_whole() {
+    // One line of 2000 distinct words of 10 KB, twice: the line is one batch, counted
+    // into 2000 partials, and each process routes about 10 MB of them to its peer at
+    // once, over the 8 MiB split size.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.txt");
+    let mut line = String::new();
+    for i in 0..2000 {
+        line.push_str(&format!("{i:05}{}", "x".repeat(10_000)));
+        line.push(' ');
+    }
+    std::fs::write(&path, format!("{line}\n{line}\n")).unwrap();
+    let flow = format!("wordcount:{}", path.display());
+    let one = run_with_timeout(waxfast().args([flow.as_str(), "-w1"]));
+    assert!(one.status.success(), "{}", stderr(&one));
+    let expected = sorted_lines(&stdout(&one));
+    assert_eq!(expected.len(), 2000);
+    assert!(expected.iter().all(|l| l.ends_with("=2")));
+    for mode in ["shm", "tcp"] {
+        let o = run_with_timeout(
+            waxfast()
+                .args([flow.as_str(), "-p2", "-w1", "--no-pin", "--transport", mode])
+                .env("WAXFAST_LOG", "waxfast::exchange=debug"),
+        );
+        let err = stderr(&o);
+        assert!(o.status.success(), "{mode}: {err}");
+        let got = sorted_lines(&stdout(&o));
+        assert_eq!(got.len(), expected.len(), "{mode}");
+        let differ = got.iter().zip(&expected).filter(|(a, b)| a != b).count();
+        assert_eq!(differ, 0, "{mode}: {differ} lines differ from -w1");
+        let split: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains("batch sent as several frames"))
+            .collect();
+        assert!(!split.is_empty(), "{mode}: no batch was split: {err}");
+    }
+}
+
+#[test]
 fn an_unknown_transport_is_a_usage_error_naming_the_flag_or_variable() {
     let o = run_with_timeout(waxfast().args(["simple", "--transport", "udp"]));
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));

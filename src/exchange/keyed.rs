@@ -134,19 +134,18 @@ impl<K: Key, V: Send + 'static> Batch for KeyBatch<K, V> {
         self.values.clear();
     }
 
-    fn split_off_half(&mut self) -> Self {
+    fn split_off(&mut self, at: usize) -> Self {
         let mut tail = Self::new();
         if K::SHIP_BYTES {
-            let mid = self.values.len() / 2;
-            let cut = mid.checked_sub(1).map_or(0, |i| self.ends[i]);
-            tail.values = self.values.split_off(mid);
+            let cut = at.checked_sub(1).map_or(0, |i| self.ends[i]);
+            tail.values = self.values.split_off(at);
             tail.bytes = self.bytes.split_off(cut as usize);
-            tail.ends = self.ends.split_off(mid);
+            tail.ends = self.ends.split_off(at);
             for end in &mut tail.ends {
                 *end -= cut;
             }
         } else {
-            tail.items = self.items.split_off(self.items.len() / 2);
+            tail.items = self.items.split_off(at);
         }
         tail
     }
@@ -397,39 +396,40 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_splits_into_halves_that_keep_its_order() {
+    fn a_batch_splits_anywhere_into_pieces_that_keep_its_order() {
         use crate::exchange::Batch;
-        // Keys shipped as bytes: ends are offsets into the tail's own bytes.
-        let mut b = KeyBatch::<String, u32>::new();
-        for i in 0..7u32 {
-            let k = "k".repeat(i as usize + 1);
-            b.push(k.stable_hash(), k, i);
-        }
-        let mut tail = b.split_off_half();
-        assert_eq!((b.len(), tail.len()), (3, 4));
-        let mut got = Vec::new();
-        for half in [&mut b, &mut tail] {
-            half.drain(|h, k, v| {
-                let k = k.into_owned();
-                assert_eq!(h, k.stable_hash());
-                got.push((k, v));
-            });
-        }
         let want: Vec<(String, u32)> = (0..7).map(|i| ("k".repeat(i + 1), i as u32)).collect();
-        assert_eq!(got, want);
+        for at in 0..=7 {
+            // Keys shipped as bytes: ends are offsets into the tail's own bytes.
+            let mut b = KeyBatch::<String, u32>::new();
+            for (k, i) in &want {
+                b.push(k.stable_hash(), k.clone(), *i);
+            }
+            let mut tail = b.split_off(at);
+            assert_eq!((b.len(), tail.len()), (at, 7 - at));
+            let mut got = Vec::new();
+            for piece in [&mut b, &mut tail] {
+                piece.drain(|h, k, v| {
+                    let k = k.into_owned();
+                    assert_eq!(h, k.stable_hash());
+                    got.push((k, v));
+                });
+            }
+            assert_eq!(got, want, "split at {at}");
+        }
         // Plain keys, and a plain batch.
         let mut p = KeyBatch::<u64, u64>::new();
         for i in 0..5u64 {
             p.push(i.stable_hash(), i, i * 10);
         }
-        let t = p.split_off_half();
+        let t = p.split_off(2);
         assert_eq!(p.items.iter().map(|x| x.1).collect::<Vec<_>>(), vec![0, 1]);
         assert_eq!(
             t.items.iter().map(|x| x.1).collect::<Vec<_>>(),
             vec![2, 3, 4]
         );
         let mut v: Vec<u8> = vec![1, 2, 3];
-        assert_eq!(v.split_off_half(), vec![2, 3]);
+        assert_eq!(Batch::split_off(&mut v, 1), vec![2, 3]);
         assert_eq!(v, vec![1]);
     }
 

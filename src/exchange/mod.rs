@@ -39,9 +39,10 @@ pub(crate) const BATCH: usize = 4096;
 /// busy worker for long.
 pub(crate) const HOLD_ROUNDS: u32 = 8;
 
-/// Encoded bytes above which a batch for another process is sent as two frames (its
-/// halves, each split again if need be): a batch is bounded by its item count, and
-/// `BATCH` records of a few tens of kilobytes would pass [`MAX_FRAME`].
+/// Encoded bytes above which a batch for another process is sent as several frames
+/// (pieces of equal item counts, about half this size each, a piece split again if need
+/// be): a batch is bounded by its item count, and `BATCH` records of a few tens of
+/// kilobytes would pass [`MAX_FRAME`].
 const SPLIT_FRAME: usize = 8 << 20;
 
 /// Messages a worker takes from one ring per round, so a busy channel cannot starve
@@ -215,7 +216,7 @@ impl<B: Batch> Links<B> {
                     let len = (d.len)(&batch);
                     if let Some(big) = len.filter(|&l| l > SPLIT_FRAME && batch.len() > 1) {
                         drop(port);
-                        return self.send_halves(to, epoch, batch, big);
+                        return self.send_pieces(to, epoch, batch, big);
                     }
                     if let Some(len) = len.filter(|&l| l <= MAX_FRAME) {
                         let header = FrameHeader::new(
@@ -247,7 +248,7 @@ impl<B: Batch> Links<B> {
                 let bytes = frame.len() - HEADER_LEN;
                 if encoded.is_ok() && bytes > SPLIT_FRAME && batch.len() > 1 {
                     drop(port);
-                    return self.send_halves(to, epoch, batch, bytes);
+                    return self.send_pieces(to, epoch, batch, bytes);
                 }
                 let encoded =
                     encoded.and_then(|()| finish_frame(&mut frame).map_err(|e| e.to_string()));
@@ -264,20 +265,30 @@ impl<B: Batch> Links<B> {
         }
     }
 
-    /// Sends a batch that encodes to more than [`SPLIT_FRAME`] bytes as its two halves,
-    /// in order (each split again if need be), so no frame nears [`MAX_FRAME`] however
-    /// many big records a batch holds.
-    fn send_halves(&mut self, to: usize, epoch: Epoch, mut batch: B, bytes: usize) {
+    /// Sends a batch that encodes to `bytes`, more than [`SPLIT_FRAME`], as pieces of
+    /// equal item counts, in order, sized from `bytes` to about half of `SPLIT_FRAME`
+    /// each: each piece is encoded once, and one whose records are bigger than the
+    /// batch's average is split again, so no frame nears [`MAX_FRAME`] however many big
+    /// records a batch holds.
+    fn send_pieces(&mut self, to: usize, epoch: Epoch, mut batch: B, bytes: usize) {
+        let pieces = piece_count(bytes, batch.len());
         tracing::debug!(
             channel = self.ep.channel,
             to,
             items = batch.len(),
             bytes,
-            "batch sent as two frames"
+            pieces,
+            "batch sent as several frames"
         );
-        let tail = batch.split_off_half();
+        // Split off from the back (each split moves only its piece), send from the front.
+        let mut tails = Vec::with_capacity(pieces - 1);
+        for i in (1..pieces).rev() {
+            tails.push(batch.split_off(batch.len() * i / (i + 1)));
+        }
         self.send_remote(to, Msg::Data(epoch, batch));
-        self.send_remote(to, Msg::Data(epoch, tail));
+        for piece in tails.into_iter().rev() {
+            self.send_remote(to, Msg::Data(epoch, piece));
+        }
     }
 
     /// Tells every peer our frontier advanced to `f` (the caller flushed its staged
@@ -379,8 +390,8 @@ pub(crate) trait Batch: Send + 'static {
     fn len(&self) -> usize;
     /// Empties the batch, keeping its allocations.
     fn clear(&mut self);
-    /// Moves the second half of the items (in order) into a batch of their own.
-    fn split_off_half(&mut self) -> Self;
+    /// Moves the items from index `at` on (in order) into a batch of their own.
+    fn split_off(&mut self, at: usize) -> Self;
 }
 
 impl<T: Send + 'static> Batch for Vec<T> {
@@ -393,8 +404,8 @@ impl<T: Send + 'static> Batch for Vec<T> {
     fn clear(&mut self) {
         Vec::clear(self)
     }
-    fn split_off_half(&mut self) -> Self {
-        self.split_off(self.len() / 2)
+    fn split_off(&mut self, at: usize) -> Self {
+        Vec::split_off(self, at)
     }
 }
 
@@ -589,6 +600,14 @@ impl<B: Batch> ChannelIo for Channel<B> {
     }
 }
 
+/// The pieces a batch of `items` (at least two) that encodes to `bytes` (over
+/// [`SPLIT_FRAME`]) is sent as: at most half of `SPLIT_FRAME` each if its records are of
+/// one size, and at most one per item.
+fn piece_count(bytes: usize, items: usize) -> usize {
+    debug_assert!(items >= 2 && bytes > SPLIT_FRAME);
+    bytes.div_ceil(SPLIT_FRAME / 2).min(items)
+}
+
 /// Routes a key to its worker: `stable_hash(key) % workers` (ARCHITECTURE.md, "Keys").
 /// For a power-of-two count that is the low bits, taken with a mask instead of a 64-bit
 /// division per record and keyed step (the same result, so the same routing).
@@ -599,5 +618,23 @@ pub(crate) fn worker_of(hash: u64, workers: usize) -> usize {
         (hash & (n - 1)) as usize
     } else {
         (hash % n) as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_big_batch_goes_as_pieces_of_about_half_the_split_size() {
+        let half = SPLIT_FRAME / 2;
+        // Just over the split size: three pieces, each under half of it.
+        assert_eq!(piece_count(SPLIT_FRAME + 1, 4096), 3);
+        assert!((SPLIT_FRAME + 1) / 3 < half);
+        // 100 MiB: 25 pieces of 4 MiB, not log2 rounds of halving.
+        assert_eq!(piece_count(100 << 20, 4096), 25);
+        // Never more pieces than items.
+        assert_eq!(piece_count(100 << 20, 3), 3);
+        assert_eq!(piece_count(100 << 20, 2), 2);
     }
 }
