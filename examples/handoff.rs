@@ -10,7 +10,9 @@
 //! ```
 //!
 //! Prints nanoseconds per routed record for records of 8 to 32 bytes and routed batches
-//! of 256 to 16384 records (BENCHMARKS.md, "Keyed engine, ninth round").
+//! of 256 to 16384 records, and for 24-byte records routed with nothing crossing (both
+//! columns read back on the routing core): the difference is the hand-off
+//! (BENCHMARKS.md, "Keyed engine, ninth round" and "tenth round").
 
 use std::time::Instant;
 
@@ -70,6 +72,25 @@ fn route<T: Rec>(parts: &mut [Vec<T>; 2], base: u64, n: usize) {
         let h = mix(k);
         parts[(h & 1) as usize].push(T::make(h, k));
     }
+}
+
+/// Nanoseconds per routed record when nothing crosses: both columns are read back on
+/// this core, as `-w1` would apply them. The difference to [`run`] is the hand-off.
+fn run_local<T: Rec>(batch: usize, records: usize, cores: &[core_affinity::CoreId]) -> f64 {
+    core_affinity::set_for_current(cores[0]);
+    let batches = records / batch;
+    let start = Instant::now();
+    let mut parts: [Vec<T>; 2] = [Vec::with_capacity(batch), Vec::with_capacity(batch)];
+    let mut sum = 0u64;
+    for i in 0..batches {
+        route(&mut parts, (i * batch) as u64, batch);
+        for p in parts.iter_mut() {
+            sum = p.iter().fold(sum, |s, x| s.wrapping_add(x.fold()));
+            p.clear();
+        }
+    }
+    std::hint::black_box(sum);
+    start.elapsed().as_nanos() as f64 / (batches * batch) as f64
 }
 
 /// Nanoseconds per routed record, `batch` records routed per message sent.
@@ -137,16 +158,17 @@ fn main() {
     let cores = core_affinity::get_core_ids().expect("the cores");
     assert!(cores.len() >= 2, "the hand-off needs two cores");
     let records = 100_000 * 1024;
-    println!("| round | batch | 8 B | 16 B | 24 B | 32 B |");
-    println!("|---|---|---|---|---|---|");
+    println!("| round | batch | 8 B | 16 B | 24 B | 32 B | 24 B, nothing crosses |");
+    println!("|---|---|---|---|---|---|---|");
     for round in 0..rounds {
         for batch in [256, 1024, 4096, 16384] {
             println!(
-                "| {round} | {batch} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                "| {round} | {batch} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
                 run::<u64>(batch, records, &cores),
                 run::<(u64, u64)>(batch, records, &cores),
                 run::<(u64, u64, u64)>(batch, records, &cores),
                 run::<[u64; 4]>(batch, records, &cores),
+                run_local::<(u64, u64, u64)>(batch, records, &cores),
             );
         }
     }
