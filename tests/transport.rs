@@ -17,6 +17,14 @@ fn sorted_lines(text: &str) -> Vec<String> {
     v
 }
 
+/// Asserts that `got` equals `expected`, line for line, without printing lines that may
+/// be kilobytes long.
+fn assert_same_lines(got: &[String], expected: &[String], what: &str) {
+    assert_eq!(got.len(), expected.len(), "{what}");
+    let differ = got.iter().zip(expected).filter(|(a, b)| a != b).count();
+    assert_eq!(differ, 0, "{what}: {differ} lines differ from -w1");
+}
+
 fn words_file(dir: &Path, word_len: usize) -> std::path::PathBuf {
     let p = dir.join("words.txt");
     let mut text = String::new();
@@ -74,11 +82,8 @@ fn frames_larger_than_a_ring_record_cross_whole() {
         "shm",
     ]));
     assert!(o.status.success(), "{}", stderr(&o));
-    let got = sorted_lines(&stdout(&o));
     // (Lines of 3 KB: compared without printing them.)
-    assert_eq!(got.len(), expected.len());
-    let differ = got.iter().zip(&expected).filter(|(a, b)| a != b).count();
-    assert_eq!(differ, 0, "{differ} lines differ from -w1");
+    assert_same_lines(&sorted_lines(&stdout(&o)), &expected, "-p2 -w1 over shm");
 }
 
 #[test]
@@ -108,10 +113,7 @@ fn a_batch_over_the_split_size_crosses_as_several_frames_whole() {
         );
         let err = stderr(&o);
         assert!(o.status.success(), "{mode}: {err}");
-        let got = sorted_lines(&stdout(&o));
-        assert_eq!(got.len(), expected.len(), "{mode}");
-        let differ = got.iter().zip(&expected).filter(|(a, b)| a != b).count();
-        assert_eq!(differ, 0, "{mode}: {differ} lines differ from -w1");
+        assert_same_lines(&sorted_lines(&stdout(&o)), &expected, mode);
         let split: Vec<&str> = err
             .lines()
             .filter(|l| l.contains("batch sent as several frames"))

@@ -247,6 +247,8 @@ impl<B: Batch> Links<B> {
                 let encoded = (net.codec.encode)(&batch, &mut frame);
                 let bytes = frame.len() - HEADER_LEN;
                 if encoded.is_ok() && bytes > SPLIT_FRAME && batch.len() > 1 {
+                    // The pieces' frames reuse this one's buffer.
+                    port.recycle(frame);
                     drop(port);
                     return self.send_pieces(to, epoch, batch, bytes);
                 }
