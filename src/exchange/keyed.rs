@@ -224,6 +224,23 @@ impl<K: Key, V: Data> KeyedEntry<K, V> {
     }
 }
 
+/// Build-time switch for measuring what routing alone costs (every record stays on the
+/// worker that routed it, so nothing crosses and the answers are wrong):
+/// `WAXFAST_EXPERIMENT_ROUTE_LOCAL=1 cargo build --release --target-dir
+/// target/route-local`. Used only by `scripts/bench_route_floor.py`; never set it in a
+/// real build.
+const ROUTE_LOCAL_EXPERIMENT: bool = option_env!("WAXFAST_EXPERIMENT_ROUTE_LOCAL").is_some();
+
+/// The worker a record of hash `h` goes to (`me` under [`ROUTE_LOCAL_EXPERIMENT`]).
+#[inline(always)]
+fn route(h: u64, me: usize, workers: usize) -> usize {
+    if ROUTE_LOCAL_EXPERIMENT {
+        me
+    } else {
+        worker_of(h, workers)
+    }
+}
+
 /// A column reserved for a whole chunk was full: `ExactSizeIterator::len` was wrong.
 #[cold]
 #[inline(never)]
@@ -279,7 +296,7 @@ impl<K: Key, V: Data> KeyRouter<K, V> {
                 // With several workers the routing hash is also the table's (see
                 // `Key::table_hash`): one hash per record.
                 let h = k.stable_hash();
-                let to = worker_of(h, n);
+                let to = route(h, me, n);
                 if to == me {
                     self.local.push((h, k, v));
                 } else {
@@ -325,7 +342,7 @@ impl<K: Key, V: Data> KeyRouter<K, V> {
                     // With several workers the routing hash is also the table's: one
                     // hash per record.
                     let h = k.stable_hash();
-                    let part = &mut parts[worker_of(h, n)];
+                    let part = &mut parts[route(h, me, n)];
                     if part.len() == part.capacity() {
                         full_column();
                     }
