@@ -12,10 +12,10 @@ skipped with a message.
 """
 import argparse
 import os
-import re
 import statistics
-import subprocess
 import sys
+
+from rates import pair_rate, rate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WAX = os.path.join(ROOT, "target", "release", "waxfast")
@@ -30,28 +30,6 @@ WORKLOADS = {
     "fanout": ("bench_fanout:{n},4", ["fanout", "{n}", "4"]),
 }
 
-
-def rate(cmd):
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    if out.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({out.returncode}): {out.stderr}")
-    m = re.search(r"records_per_sec=([0-9.e+]+)", out.stderr + out.stdout)
-    if not m:
-        sys.exit(f"{' '.join(cmd)}: no records_per_sec in its output: {out.stderr}")
-    return float(m.group(1))
-
-
-def pair_rate(cmd):
-    """Two copies at once, pinned to cores 0 and 1: their summed rate."""
-    procs = [subprocess.Popen(["taskset", "-c", str(c)] + cmd, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for c in (0, 1)]
-    total = 0.0
-    for p in procs:
-        out, err = p.communicate(timeout=600)
-        if p.returncode != 0:
-            sys.exit(f"{' '.join(cmd)} failed ({p.returncode}): {err}")
-        total += float(re.search(r"records_per_sec=([0-9.e+]+)", err + out).group(1))
-    return total
 
 
 def main():

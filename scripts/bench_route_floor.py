@@ -15,41 +15,15 @@ every key): it is a measuring instrument, never a release.
 """
 import argparse
 import os
-import re
 import statistics
-import subprocess
 import sys
+
+from rates import pair_rate, rate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN = os.path.join(ROOT, "target", "release", "waxfast")
 FLOWS = ["bench_fanout:{n},4", "bench_window_fold:{n},10000"]
 
-
-def rate_of(text, cmd):
-    m = re.search(r"records_per_sec=([0-9.e+]+)", text)
-    if not m:
-        sys.exit(f"{' '.join(cmd)}: no records_per_sec in its output: {text}")
-    return float(m.group(1))
-
-
-def rate(cmd):
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    if out.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({out.returncode}): {out.stderr}")
-    return rate_of(out.stderr + out.stdout, cmd)
-
-
-def pair_rate(cmd):
-    """Two copies at once, pinned to cores 0 and 1: their summed rate."""
-    procs = [subprocess.Popen(["taskset", "-c", str(c)] + cmd, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for c in (0, 1)]
-    total = 0.0
-    for p in procs:
-        out, err = p.communicate(timeout=600)
-        if p.returncode != 0:
-            sys.exit(f"{' '.join(cmd)} failed ({p.returncode}): {err}")
-        total += rate_of(err + out, cmd)
-    return total
 
 
 def main():
