@@ -31,7 +31,6 @@ WORKLOADS = {
 }
 
 
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=7)

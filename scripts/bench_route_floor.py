@@ -25,7 +25,6 @@ MAIN = os.path.join(ROOT, "target", "release", "waxfast")
 FLOWS = ["bench_fanout:{n},4", "bench_window_fold:{n},10000"]
 
 
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--local", required=True,
@@ -56,8 +55,8 @@ def main():
             rows.append((w1, ceiling, main_w2 / w1 / ceiling, local / w1 / ceiling,
                          local / main_w2))
 
-        def col(i, scale=1.0):
-            xs = [row[i] / scale for row in rows]
+        def col(i):
+            xs = [row[i] for row in rows]
             return f"{statistics.median(xs):.2f} ({min(xs):.2f}-{max(xs):.2f})"
 
         print(f"| `{flow}` | {statistics.median(r[0] for r in rows) / 1e6:.2f} M/s "

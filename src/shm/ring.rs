@@ -435,6 +435,7 @@ unsafe impl RingMemory for &HeapMemory {
     fn capacity(&self) -> usize {
         self.data.len()
     }
+    // SAFETY: the caller upholds `RingMemory::write`'s contract (see the block below).
     unsafe fn write(&self, at: usize, bytes: &[u8]) {
         // SAFETY: the caller owns `at..at + len` (within the region); `UnsafeCell<u8>`
         // has the layout of `u8`, so the cells are contiguous bytes.
@@ -446,6 +447,7 @@ unsafe impl RingMemory for &HeapMemory {
             )
         }
     }
+    // SAFETY: the caller upholds `RingMemory::read`'s contract (see the block below).
     unsafe fn read(&self, at: usize, out: *mut u8, len: usize) {
         // SAFETY: as for `write`, for the consumer's published range; `out` is valid
         // for `len` bytes (the caller's contract).

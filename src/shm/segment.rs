@@ -349,6 +349,7 @@ unsafe impl RingMemory for SegRing {
     fn capacity(&self) -> usize {
         self.seg.layout.capacity as usize
     }
+    // SAFETY: the caller upholds `RingMemory::write`'s contract (see the block below).
     unsafe fn write(&self, at: usize, bytes: &[u8]) {
         // SAFETY: the caller owns `at..at + len` of the data region (the ring's
         // contract), which lies within the mapping.
@@ -360,6 +361,7 @@ unsafe impl RingMemory for SegRing {
             )
         }
     }
+    // SAFETY: the caller upholds `RingMemory::read`'s contract (see the block below).
     unsafe fn read(&self, at: usize, out: *mut u8, len: usize) {
         // SAFETY: as for `write`, for the consumer's published range; `out` is valid
         // for `len` bytes (the caller's contract).
@@ -382,6 +384,7 @@ unsafe impl crate::shm::ring::SliceMemory for SegRing {
             std::slice::from_raw_parts(self.seg.map.as_ptr().add(self.at + 2 * LINE + at), len)
         }
     }
+    // SAFETY: the caller upholds `SliceMemory::slice_mut`'s contract (see below).
     unsafe fn slice_mut(&self, at: usize, len: usize) -> &mut [u8] {
         // SAFETY: as for `slice`; the range is the producer's alone while the slice
         // lives (the caller's contract), and the mapping is writable (`write` writes
